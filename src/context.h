@@ -1,0 +1,25 @@
+/* The context object shared by the host files. */
+#ifndef CLATTN_CONTEXT_H
+#define CLATTN_CONTEXT_H
+
+#include <pthread.h>
+
+#include "probe.h"
+
+struct clattn_program_entry; /* program.c */
+
+struct clattn_context {
+    cl_platform_id   platform;
+    cl_device_id     device;
+    cl_context       cl_ctx;      /* retained */
+    cl_command_queue queue;       /* retained; in-order */
+    clattn_device_probe probe;
+    /* platform name and version, device name and version, driver version: identifies the
+       compiler that made a binary (part of the disk cache key) */
+    char             device_identity[1400];
+    /* guards `programs` and every section from clSetKernelArg to enqueue */
+    pthread_mutex_t  lock;
+    struct clattn_program_entry *programs;
+};
+
+#endif

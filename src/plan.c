@@ -1,0 +1,194 @@
+/*
+ * plan.c — how the fused forward is tiled, as pure functions of a device probe and a problem.
+ *
+ * The kernel (cl/attention_forward.cl) gives each work-item `rows` query rows in private memory
+ * and stages each tile of `block_n` keys in local memory (K transposed, so `vec` consecutive
+ * keys load as one vector). The rules:
+ *
+ * CPU (PoCL and other host-memory devices; local memory is ordinary RAM and a work-group runs
+ *   as a loop on one core):
+ *   - register blocking wins: rows = 8 query rows per work-item share every K and V load;
+ *     fewer (the next power of two >= Sq) when there are fewer rows, so decode wastes nothing;
+ *   - vec = the device's preferred float width (16 with AVX-512, 8 with AVX2), at least 4;
+ *   - block_n = 2 * vec keys: rows * block_n / vec vector accumulators fit in registers;
+ *   - wg = 1: no barrier cost, and one work-group per rows x head is plenty of parallelism.
+ * GPU and other devices (dedicated local memory, SIMT):
+ *   - one row per work-item (registers are per lane), vec = 4;
+ *   - wg = twice the warp/wavefront size (at least 64) so a tile is staged by many lanes,
+ *     cut to the device's limits, and to one warp when there are few rows (decode);
+ *   - block_n = the largest of 64, 32, 16, 8, 4 whose tiles fill at most half of local memory
+ *     (two work-groups per compute unit), else the largest that fits at all.
+ * Head dims are rounded up to a bucket (16, 32, 64, 128, 256) that sizes private arrays and
+ * local tiles; the exact dims are runtime arguments, so one program serves a whole bucket.
+ */
+#include "plan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int clattn_head_dim_bucket(int64_t head_dim)
+{
+    if (head_dim < 1 || head_dim > CLATTN_MAX_FUSED_HEAD_DIM)
+        return 0;
+    int bucket = 16;
+    while (bucket < head_dim)
+        bucket *= 2;
+    return bucket;
+}
+
+size_t clattn_tiling_local_bytes(const clattn_tiling *t)
+{
+    return ((size_t)t->d_pad + (size_t)t->dv_pad) * (size_t)t->block_n * sizeof(float);
+}
+
+static void say(char *why, size_t why_size, const char *text)
+{
+    if (why && why_size)
+        snprintf(why, why_size, "%s", text);
+}
+
+static int pow2_at_least(int64_t n, int cap)
+{
+    int p = 1;
+    while (p < n && p < cap)
+        p *= 2;
+    return p;
+}
+
+static int pow2_at_most(size_t n)
+{
+    int p = 1;
+    while ((size_t)p * 2 <= n)
+        p *= 2;
+    return p;
+}
+
+static void plan_cpu(const clattn_device_probe *probe, const clattn_problem *problem,
+                     clattn_tiling *t)
+{
+    cl_uint width = probe->preferred_vector_width_float;
+    t->vec = width >= 16 ? 16 : width >= 8 ? 8 : 4;
+    t->rows = pow2_at_least(problem->seq_q, 8);
+    t->wg = 1;
+    t->block_n = 2 * t->vec;
+}
+
+static size_t gpu_work_group(const clattn_device_probe *probe, const clattn_problem *problem)
+{
+    size_t multiple = probe->work_group_multiple ? probe->work_group_multiple : 32;
+    size_t wg = problem->seq_q <= (int64_t)multiple ? multiple : 2 * multiple;
+    if (wg < 64 && problem->seq_q > (int64_t)multiple)
+        wg = 64;
+    size_t limit = probe->max_work_group_size;
+    if (probe->max_work_item_size0 && probe->max_work_item_size0 < limit)
+        limit = probe->max_work_item_size0;
+    return wg <= limit ? wg : (size_t)pow2_at_most(limit);
+}
+
+static int gpu_block_n(const clattn_device_probe *probe, clattn_tiling *t)
+{
+    static const int choices[] = {64, 32, 16, 8, 4};
+    for (int pass = 0; pass < 2; pass++) {
+        cl_ulong budget = pass == 0 ? probe->local_mem_size / 2 : probe->local_mem_size;
+        for (size_t c = 0; c < sizeof choices / sizeof choices[0]; c++) {
+            t->block_n = choices[c];
+            if (clattn_tiling_local_bytes(t) <= budget)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+clattn_status clattn_plan_forward(const clattn_device_probe *probe,
+                                  const clattn_problem *problem,
+                                  clattn_tiling *t, char *why, size_t why_size)
+{
+    memset(t, 0, sizeof *t);
+    t->d_pad = clattn_head_dim_bucket(problem->head_dim);
+    t->dv_pad = clattn_head_dim_bucket(problem->head_dim_v);
+    if (!t->d_pad || !t->dv_pad) {
+        say(why, why_size, "the fused kernel takes head dims 1..256");
+        return CLATTN_ERROR_UNSUPPORTED;
+    }
+    if (probe->device_class == CLATTN_DEVICE_CLASS_CPU || !probe->local_mem_dedicated) {
+        plan_cpu(probe, problem, t);
+    } else {
+        t->vec = 4;
+        t->rows = 1;
+        t->wg = (int)gpu_work_group(probe, problem);
+        if (!gpu_block_n(probe, t)) {
+            say(why, why_size, "the K and V tiles do not fit the device's local memory");
+            return CLATTN_ERROR_UNSUPPORTED;
+        }
+    }
+    t->block_m = t->rows * t->wg;
+    t->local_bytes = clattn_tiling_local_bytes(t);
+    if (!clattn_tiling_fits(probe, t, why, why_size))
+        return CLATTN_ERROR_UNSUPPORTED;
+    say(why, why_size, probe->device_class == CLATTN_DEVICE_CLASS_CPU || !probe->local_mem_dedicated
+                           ? "host-memory device: register blocking, wide vectors"
+                           : "dedicated local memory: staged tiles, one row per work-item");
+    return CLATTN_SUCCESS;
+}
+
+int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *t,
+                       char *why, size_t why_size)
+{
+    char text[160];
+    size_t max_wg = probe->max_work_group_size;
+    if (probe->max_work_item_size0 && probe->max_work_item_size0 < max_wg)
+        max_wg = probe->max_work_item_size0;
+
+    if (clattn_head_dim_bucket(t->d_pad) != t->d_pad || clattn_head_dim_bucket(t->dv_pad) != t->dv_pad)
+        snprintf(text, sizeof text, "d_pad=%d dv_pad=%d are not head-dim buckets", t->d_pad, t->dv_pad);
+    else if (t->vec != 1 && t->vec != 2 && t->vec != 4 && t->vec != 8 && t->vec != 16)
+        snprintf(text, sizeof text, "vec=%d is not 1, 2, 4, 8 or 16", t->vec);
+    else if (t->rows < 1 || t->wg < 1 || t->block_n < 1 || t->block_n % t->vec != 0)
+        snprintf(text, sizeof text, "rows=%d wg=%d block_n=%d vec=%d: need rows, wg >= 1 and block_n a multiple of vec",
+                 t->rows, t->wg, t->block_n, t->vec);
+    else if (t->block_m != t->rows * t->wg)
+        snprintf(text, sizeof text, "block_m=%d is not rows*wg=%d", t->block_m, t->rows * t->wg);
+    else if ((size_t)t->wg > max_wg)
+        snprintf(text, sizeof text, "wg=%d is over the device's work-group limit %zu", t->wg, max_wg);
+    else if (t->local_bytes != clattn_tiling_local_bytes(t) || t->local_bytes > probe->local_mem_size)
+        snprintf(text, sizeof text, "local memory %zu bytes (tiles need %zu) is over the device's %llu",
+                 t->local_bytes, clattn_tiling_local_bytes(t), (unsigned long long)probe->local_mem_size);
+    else
+        return 1;
+    say(why, why_size, text);
+    return 0;
+}
+
+/* snprintf's result as the length actually written. */
+static size_t written(int n, size_t buf_size)
+{
+    if (n < 0 || buf_size == 0)
+        return 0;
+    return (size_t)n < buf_size ? (size_t)n : buf_size - 1;
+}
+
+static const char *storage_macro(clattn_dtype dtype)
+{
+    switch (dtype) {
+    case CLATTN_F16: return "STORAGE_F16";
+    case CLATTN_BF16: return "STORAGE_BF16";
+    default: return "STORAGE_F32";
+    }
+}
+
+size_t clattn_tiling_build_options(const clattn_tiling *t, clattn_dtype dtype,
+                                   char *buf, size_t buf_size)
+{
+    int n = snprintf(buf, buf_size,
+                     "-D%s -DOUT_F32 -DD_PAD=%d -DDV_PAD=%d -DROWS=%d -DWG=%d -DBLOCK_N=%d -DVEC=%d",
+                     storage_macro(dtype), t->d_pad, t->dv_pad, t->rows, t->wg, t->block_n, t->vec);
+    return written(n, buf_size);
+}
+
+size_t clattn_tiling_describe(const clattn_tiling *t, char *buf, size_t buf_size)
+{
+    int n = snprintf(buf, buf_size, "dpad=%d dvpad=%d bm=%d bn=%d rows=%d vec=%d wg=%d local=%zu",
+                     t->d_pad, t->dv_pad, t->block_m, t->block_n, t->rows, t->vec, t->wg,
+                     t->local_bytes);
+    return written(n, buf_size);
+}

@@ -1,0 +1,57 @@
+/* Tiling: probe + problem -> the launch shape and compile-time options of the fused kernel.
+   Pure functions of plain structs; no OpenCL calls, so tests run them without a device. */
+#ifndef CLATTN_PLAN_H
+#define CLATTN_PLAN_H
+
+#include "probe.h"
+
+/* The problem as the planner sees it. */
+typedef struct clattn_problem {
+    clattn_dtype dtype;      /* storage type of q, k, v */
+    int64_t batch, heads_q, heads_kv;
+    int64_t seq_q, seq_k;
+    int64_t head_dim, head_dim_v;
+    int     causal;
+} clattn_problem;
+
+/* One launch configuration of cl/attention_forward.cl. */
+typedef struct clattn_tiling {
+    int    d_pad;        /* compile-time bucket >= head_dim (16, 32, 64, 128, 256) */
+    int    dv_pad;       /* compile-time bucket >= head_dim_v */
+    int    rows;         /* query rows per work-item (register blocking) */
+    int    wg;           /* work-items per work-group */
+    int    block_m;      /* query rows per work-group = rows * wg */
+    int    block_n;      /* keys per tile staged in local memory; a multiple of vec */
+    int    vec;          /* vector width of the inner loops: 1, 2, 4, 8 or 16 */
+    size_t local_bytes;  /* local memory the kernel declares for this tiling */
+} clattn_tiling;
+
+#define CLATTN_MAX_FUSED_HEAD_DIM 256
+
+/* Smallest compile-time bucket holding head_dim, or 0 if head_dim is outside 1..256. */
+int clattn_head_dim_bucket(int64_t head_dim);
+
+/* Local memory a tiling uses: a K^T tile [d_pad][block_n] and a V tile [block_n][dv_pad], f32. */
+size_t clattn_tiling_local_bytes(const clattn_tiling *t);
+
+/* Choose the tiling of the fused forward for problem on probe's device. Writes a short reason
+   to why (may be NULL). Returns CLATTN_ERROR_UNSUPPORTED (reason in why) when no tiling fits
+   the device or the head dims are over 256. */
+clattn_status clattn_plan_forward(const clattn_device_probe *probe,
+                                  const clattn_problem *problem,
+                                  clattn_tiling *tiling, char *why, size_t why_size);
+
+/* 1 if tiling is well-formed and within probe's limits (work-group size, local memory);
+   else 0 with the first violated limit in why (may be NULL). */
+int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *tiling,
+                       char *why, size_t why_size);
+
+/* The -D option string that compiles cl/attention_forward.cl for tiling and dtype; the only
+   place build options are made. Returns the length written (truncated to buf_size - 1). */
+size_t clattn_tiling_build_options(const clattn_tiling *tiling, clattn_dtype dtype,
+                                   char *buf, size_t buf_size);
+
+/* "dpad=64 dvpad=64 bm=8 bn=32 rows=8 vec=16 wg=1 local=16384"; returns the length written. */
+size_t clattn_tiling_describe(const clattn_tiling *tiling, char *buf, size_t buf_size);
+
+#endif

@@ -1,0 +1,29 @@
+/* Kernel programs: source assembly, build options, and the per-context in-memory cache. */
+#ifndef CLATTN_PROGRAM_H
+#define CLATTN_PROGRAM_H
+
+#include <stddef.h>
+
+#include "clattn.h"
+
+/* A .cl file embedded at build time (tools/embed_kernels.py); the table ends with name NULL. */
+typedef struct clattn_embedded_kernel {
+    const char *name;
+    const char *text;
+    size_t      length;
+} clattn_embedded_kernel;
+
+extern const clattn_embedded_kernel clattn_embedded_kernels[];
+
+/* The kernel `kernel_name` of the program made of the .cl files `files` (concatenated in order,
+   NULL-terminated list) built with `options`. Built at most once per context, and loaded from
+   the disk cache when an entry for this device, source and options exists. The kernel stays
+   owned by the context; the caller holds ctx->lock from this call until its enqueue. */
+clattn_status clattn_program_kernel(clattn_context *ctx, const char *const *files,
+                                    const char *options, const char *kernel_name,
+                                    cl_kernel *kernel);
+
+/* Release every program and kernel of ctx. */
+void clattn_programs_release(clattn_context *ctx);
+
+#endif

@@ -1,0 +1,57 @@
+/* Tensor view constructors, the descriptor defaults, and buffer queries for validation. */
+#include "tensor.h"
+
+#include <string.h>
+
+CLATTN_API clattn_tensor clattn_tensor_bhsd(cl_mem b, clattn_dtype t, int64_t batch,
+                                            int64_t heads, int64_t seq, int64_t dim)
+{
+    clattn_tensor v = {b, 0, t, {batch, heads, seq, dim}, {heads * seq * dim, seq * dim, dim, 1}};
+    return v;
+}
+
+CLATTN_API clattn_tensor clattn_tensor_bshd(cl_mem b, clattn_dtype t, int64_t batch,
+                                            int64_t seq, int64_t heads, int64_t dim)
+{
+    clattn_tensor v = {b, 0, t, {batch, heads, seq, dim}, {seq * heads * dim, dim, heads * dim, 1}};
+    return v;
+}
+
+CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc)
+{
+    if (!desc)
+        return;
+    memset(desc, 0, sizeof *desc);
+    desc->struct_size = sizeof *desc;
+    desc->align = CLATTN_ALIGN_BOTTOM_RIGHT;
+    desc->window_left = -1;
+    desc->window_right = -1;
+    desc->algo = CLATTN_ALGO_AUTO;
+}
+
+static clattn_mem_info query_mem(cl_mem mem)
+{
+    clattn_mem_info info;
+    memset(&info, 0, sizeof info);
+    cl_mem parent = NULL;
+    if (!mem ||
+        clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof info.size, &info.size, NULL) != CL_SUCCESS ||
+        clGetMemObjectInfo(mem, CL_MEM_FLAGS, sizeof info.flags, &info.flags, NULL) != CL_SUCCESS ||
+        clGetMemObjectInfo(mem, CL_MEM_CONTEXT, sizeof info.context, &info.context, NULL) != CL_SUCCESS ||
+        clGetMemObjectInfo(mem, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, NULL) != CL_SUCCESS ||
+        clGetMemObjectInfo(mem, CL_MEM_OFFSET, sizeof info.root_offset, &info.root_offset, NULL) != CL_SUCCESS)
+        return info;
+    info.live = 1;
+    info.root = parent ? parent : mem;
+    if (!parent)
+        info.root_offset = 0;
+    return info;
+}
+
+clattn_view clattn_view_of(const char *name, const clattn_tensor *t, int output)
+{
+    clattn_view v = {name, t, {0}, output};
+    if (t)
+        v.mem = query_mem(t->buffer);
+    return v;
+}

@@ -1,0 +1,239 @@
+/* Argument checks: pure functions over descriptors, views and the buffer facts gathered for them. */
+#include "validate.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "status.h"
+
+#define INVALID CLATTN_ERROR_INVALID_ARGUMENT
+
+size_t clattn_dtype_size(clattn_dtype dtype)
+{
+    switch (dtype) {
+    case CLATTN_F32: return 4;
+    case CLATTN_F16: return 2;
+    case CLATTN_BF16: return 2;
+    }
+    return 0;
+}
+
+clattn_status clattn_check_desc(const clattn_attention_desc *d)
+{
+    if (!d)
+        return clattn_fail(INVALID, "desc is NULL");
+    if (d->struct_size != sizeof *d)
+        return clattn_fail(INVALID, "desc->struct_size=%zu is not a size this version knows (%zu); "
+                           "call clattn_attention_desc_init", d->struct_size, sizeof *d);
+    if (!isfinite(d->scale))
+        return clattn_fail(INVALID, "desc->scale=%g is not finite", d->scale);
+    if (d->causal != 0 && d->causal != 1)
+        return clattn_fail(INVALID, "desc->causal=%d is not 0 or 1", d->causal);
+    if (d->align != CLATTN_ALIGN_BOTTOM_RIGHT && d->align != CLATTN_ALIGN_TOP_LEFT)
+        return clattn_fail(INVALID, "desc->align=%d is not a clattn_mask_align", (int)d->align);
+    if (d->window_left < -1)
+        return clattn_fail(INVALID, "desc->window_left=%lld is below -1", (long long)d->window_left);
+    if (d->window_right < -1)
+        return clattn_fail(INVALID, "desc->window_right=%lld is below -1", (long long)d->window_right);
+    if (!(d->softcap >= 0.0f) || isinf(d->softcap))
+        return clattn_fail(INVALID, "desc->softcap=%g is not a finite value >= 0", d->softcap);
+    if (!(d->dropout_p >= 0.0f && d->dropout_p < 1.0f))
+        return clattn_fail(INVALID, "desc->dropout_p=%g is outside [0, 1)", d->dropout_p);
+    if ((unsigned)d->algo > CLATTN_ALGO_UNFUSED)
+        return clattn_fail(INVALID, "desc->algo=%d is not a clattn_algo", (int)d->algo);
+    return CLATTN_SUCCESS;
+}
+
+/* Elements from the first to one past the last element of t, or -1 on int64 overflow. */
+static int64_t span_elements(const clattn_tensor *t)
+{
+    int64_t span = 1;
+    for (int i = 0; i < 4; i++) {
+        int64_t step;
+        if (__builtin_mul_overflow(t->dims[i] - 1, t->strides[i], &step) ||
+            __builtin_add_overflow(span, step, &span))
+            return -1;
+    }
+    return span;
+}
+
+/* Sorted by stride, each stride must pass the farthest element of the smaller ones. */
+static clattn_status check_no_self_overlap(const clattn_view *v)
+{
+    const clattn_tensor *t = v->t;
+    int order[4] = {0, 1, 2, 3};
+    for (int i = 1; i < 4; i++)
+        for (int j = i; j > 0 && t->strides[order[j]] < t->strides[order[j - 1]]; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    int64_t reach = 0; /* farthest element offset of the dims checked so far */
+    for (int i = 0; i < 4; i++) {
+        int dim = order[i];
+        if (t->dims[dim] == 1)
+            continue;
+        if (t->strides[dim] < reach + 1)
+            return clattn_fail(INVALID, "%s.strides[%d]=%lld makes elements of the output overlap",
+                               v->name, dim, (long long)t->strides[dim]);
+        reach += (t->dims[dim] - 1) * t->strides[dim];
+    }
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status check_buffer(const clattn_view *v, cl_context context, int64_t bytes)
+{
+    const clattn_tensor *t = v->t;
+    if (!t->buffer)
+        return clattn_fail(INVALID, "%s.buffer is NULL", v->name);
+    if (!v->mem.live)
+        return clattn_fail(INVALID, "%s.buffer is not a valid cl_mem", v->name);
+    if (v->mem.context != context)
+        return clattn_fail(INVALID, "%s.buffer belongs to another cl_context", v->name);
+    if (v->output && (v->mem.flags & CL_MEM_READ_ONLY))
+        return clattn_fail(INVALID, "%s.buffer is CL_MEM_READ_ONLY but %s is an output", v->name,
+                           v->name);
+    if (!v->output && (v->mem.flags & CL_MEM_WRITE_ONLY))
+        return clattn_fail(INVALID, "%s.buffer is CL_MEM_WRITE_ONLY but %s is an input", v->name,
+                           v->name);
+    if (t->offset > v->mem.size || (uint64_t)bytes > v->mem.size - t->offset)
+        return clattn_fail(CLATTN_ERROR_BUFFER_TOO_SMALL,
+                           "%s: the view needs %zu + %lld bytes but %s.buffer holds %zu", v->name,
+                           t->offset, (long long)bytes, v->name, v->mem.size);
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_check_view(const clattn_view *v, cl_context context)
+{
+    const clattn_tensor *t = v->t;
+    if (!t)
+        return clattn_fail(INVALID, "%s is NULL", v->name);
+    size_t esize = clattn_dtype_size(t->dtype);
+    if (!esize)
+        return clattn_fail(INVALID, "%s.dtype=%d is not a clattn_dtype", v->name, (int)t->dtype);
+    for (int i = 0; i < 4; i++)
+        if (t->dims[i] <= 0)
+            return clattn_fail(INVALID, "%s.dims[%d]=%lld is not positive", v->name, i,
+                               (long long)t->dims[i]);
+    for (int i = 0; i < 4; i++)
+        if (t->strides[i] < 0)
+            return clattn_fail(INVALID, "%s.strides[%d]=%lld is negative", v->name, i,
+                               (long long)t->strides[i]);
+    if (t->strides[3] != 1)
+        return clattn_fail(INVALID, "%s.strides[3]=%lld must be 1", v->name, (long long)t->strides[3]);
+    if (t->offset % esize != 0)
+        return clattn_fail(INVALID, "%s.offset=%zu is not a multiple of the element size %zu",
+                           v->name, t->offset, esize);
+    int64_t span = span_elements(t), bytes;
+    if (span < 0 || __builtin_mul_overflow(span, (int64_t)esize, &bytes))
+        return clattn_fail(INVALID, "%s: dims x strides overflow 64 bits", v->name);
+    clattn_status s = check_buffer(v, context, bytes);
+    if (s == CLATTN_SUCCESS && v->output)
+        s = check_no_self_overlap(v);
+    return s;
+}
+
+/* The byte range [*lo, *hi) of a view inside its root buffer. */
+static void byte_range(const clattn_view *v, uint64_t *lo, uint64_t *hi)
+{
+    *lo = (uint64_t)v->mem.root_offset + v->t->offset;
+    *hi = *lo + (uint64_t)span_elements(v->t) * clattn_dtype_size(v->t->dtype);
+}
+
+clattn_status clattn_check_aliasing(const clattn_view *const *views, size_t n)
+{
+    for (size_t a = 0; a < n; a++) {
+        for (size_t b = a + 1; b < n; b++) {
+            const clattn_view *x = views[a], *y = views[b];
+            if (!x->t || !y->t || (!x->output && !y->output) || x->mem.root != y->mem.root)
+                continue;
+            uint64_t xlo, xhi, ylo, yhi;
+            byte_range(x, &xlo, &xhi);
+            byte_range(y, &ylo, &yhi);
+            if (xlo < yhi && ylo < xhi)
+                return clattn_fail(INVALID, "%s and %s alias: their views share bytes of one buffer",
+                                   x->output ? x->name : y->name, x->output ? y->name : x->name);
+        }
+    }
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_check_wait_list(cl_uint num_wait, const cl_event *wait_list)
+{
+    if (num_wait > 0 && !wait_list)
+        return clattn_fail(INVALID, "wait_list is NULL with num_wait=%u", num_wait);
+    return CLATTN_SUCCESS;
+}
+
+/* dims[i] of view must equal want; `what` names the quantity for the message. */
+static clattn_status check_dim(const clattn_view *v, int i, int64_t want, const char *ref,
+                               const char *what)
+{
+    if (v->t->dims[i] == want)
+        return CLATTN_SUCCESS;
+    return clattn_fail(INVALID, "%s.dims[%d]=%lld does not match %s=%lld (%s)", v->name, i,
+                       (long long)v->t->dims[i], ref, (long long)want, what);
+}
+
+static clattn_status check_input_shapes(const clattn_forward_args *a)
+{
+    const clattn_tensor *q = a->q.t, *k = a->k.t, *v = a->v.t;
+    clattn_status s;
+    if ((s = check_dim(&a->k, 0, q->dims[0], "q.dims[0]", "batch")) ||
+        (s = check_dim(&a->v, 0, q->dims[0], "q.dims[0]", "batch")) ||
+        (s = check_dim(&a->v, 1, k->dims[1], "k.dims[1]", "kv heads")) ||
+        (s = check_dim(&a->k, 3, q->dims[3], "q.dims[3]", "head dim")) ||
+        (s = check_dim(&a->v, 2, k->dims[2], "k.dims[2]", "keys")))
+        return s;
+    if (q->dims[1] % k->dims[1] != 0)
+        return clattn_fail(INVALID, "k.dims[1]=%lld does not divide q.dims[1]=%lld",
+                           (long long)k->dims[1], (long long)q->dims[1]);
+    if (k->dtype != q->dtype || v->dtype != q->dtype)
+        return clattn_fail(INVALID, "q.dtype=%d, k.dtype=%d, v.dtype=%d: q, k, v share one dtype",
+                           (int)q->dtype, (int)k->dtype, (int)v->dtype);
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status check_output_shapes(const clattn_forward_args *a)
+{
+    const clattn_tensor *q = a->q.t, *v = a->v.t;
+    const int64_t out_dims[4] = {q->dims[0], q->dims[1], q->dims[2], v->dims[3]};
+    static const char *const out_refs[4] = {"q.dims[0]", "q.dims[1]", "q.dims[2]", "v.dims[3]"};
+    static const char *const lse_refs[4] = {"q.dims[0]", "q.dims[1]", "q.dims[2]", "1"};
+    static const char *const names[4] = {"batch", "query heads", "queries", "value dim"};
+    clattn_status s;
+    for (int i = 0; i < 4; i++)
+        if ((s = check_dim(&a->out, i, out_dims[i], out_refs[i], names[i])))
+            return s;
+    if (!a->lse.t)
+        return CLATTN_SUCCESS;
+    for (int i = 0; i < 4; i++)
+        if ((s = check_dim(&a->lse, i, i < 3 ? out_dims[i] : 1, lse_refs[i], i < 3 ? names[i] : "one")))
+            return s;
+    if (a->lse.t->dtype != CLATTN_F32)
+        return clattn_fail(INVALID, "lse.dtype=%d: lse is f32", (int)a->lse.t->dtype);
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_validate_forward(const clattn_forward_args *a)
+{
+    clattn_status s;
+    if ((s = clattn_check_desc(a->desc)) || (s = clattn_check_wait_list(a->num_wait, a->wait_list)))
+        return s;
+    const clattn_view *inputs[] = {&a->q, &a->k, &a->v};
+    for (size_t i = 0; i < 3; i++)
+        if ((s = clattn_check_view(inputs[i], a->context)))
+            return s;
+    if ((s = check_input_shapes(a)))
+        return s;
+    if (!a->out.name) /* a query without outputs (plan, workspace size) */
+        return CLATTN_SUCCESS;
+    if (!a->out.t)
+        return clattn_fail(INVALID, "out is NULL");
+    /* shapes first: a wrong dim is reported as such, not as the overlap it may cause */
+    if ((s = check_output_shapes(a)) || (s = clattn_check_view(&a->out, a->context)) ||
+        (a->lse.t && (s = clattn_check_view(&a->lse, a->context))))
+        return s;
+    const clattn_view *all[] = {&a->q, &a->k, &a->v, &a->out, &a->lse};
+    return clattn_check_aliasing(all, 5);
+}

@@ -1,0 +1,56 @@
+/* Argument checks as pure functions of plain structs: the device facts they need (buffer sizes,
+   flags, owning context) are gathered first (tensor.c) and passed in, so these run without a
+   device (and under a fuzzer). Each failure sets a message naming the argument and its value. */
+#ifndef CLATTN_VALIDATE_H
+#define CLATTN_VALIDATE_H
+
+#include "clattn.h"
+
+/* What the runtime says about a cl_mem. */
+typedef struct clattn_mem_info {
+    int          live;         /* 0: the handle did not answer clGetMemObjectInfo */
+    size_t       size;         /* CL_MEM_SIZE */
+    cl_mem_flags flags;
+    cl_context   context;
+    cl_mem       root;         /* the parent of a sub-buffer, else the buffer itself */
+    size_t       root_offset;  /* the sub-buffer's origin in root */
+} clattn_mem_info;
+
+/* A tensor argument with its name for messages ("q", "out", ...). t == NULL: absent. */
+typedef struct clattn_view {
+    const char          *name;
+    const clattn_tensor *t;
+    clattn_mem_info      mem;
+    int                  output;
+} clattn_view;
+
+/* The arguments of a forward call (out and lse are absent for plan/workspace queries). */
+typedef struct clattn_forward_args {
+    const clattn_attention_desc *desc;
+    clattn_view q, k, v, out, lse;
+    cl_uint         num_wait;
+    const cl_event *wait_list;
+    cl_context      context;   /* the clattn context's cl_context */
+} clattn_forward_args;
+
+/* Bytes of one element, or 0 for a dtype that is not a clattn_dtype. */
+size_t clattn_dtype_size(clattn_dtype dtype);
+
+/* Every field of desc: struct_size, enums, flags, finite scale, windows, softcap, dropout_p. */
+clattn_status clattn_check_desc(const clattn_attention_desc *desc);
+
+/* One view: present, dtype, dims > 0, strides (>= 0, last == 1), aligned offset, extent within
+   its buffer (BUFFER_TOO_SMALL), buffer from `context` with flags that allow the access, and
+   for outputs, no two elements at the same address. */
+clattn_status clattn_check_view(const clattn_view *view, cl_context context);
+
+/* No output view shares bytes with any other view of the list. */
+clattn_status clattn_check_aliasing(const clattn_view *const *views, size_t n);
+
+/* num_wait > 0 needs a list. */
+clattn_status clattn_check_wait_list(cl_uint num_wait, const cl_event *wait_list);
+
+/* All of the above for a forward call, plus shapes (q, k, v; out and lse when present). */
+clattn_status clattn_validate_forward(const clattn_forward_args *args);
+
+#endif

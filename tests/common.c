@@ -1,0 +1,551 @@
+/* Helpers shared by the device suites; see common.h. */
+#include "common.h"
+
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- context ----------------------------------------------------------------------------- */
+
+static clattn_context *g_ctx;
+static int g_atexit_registered;
+
+void test_ctx_release(void)
+{
+    clattn_context_release(g_ctx);
+    g_ctx = NULL;
+}
+
+clattn_context *test_ctx(void)
+{
+    if (g_ctx)
+        return g_ctx;
+    const char *selector = getenv("CLATTN_TEST_DEVICE");
+    if (selector && !*selector)
+        selector = NULL;
+    clattn_status st = clattn_context_create(selector, &g_ctx);
+    if (st == CLATTN_ERROR_DEVICE_NOT_FOUND)
+        cr_skip_test("no OpenCL device: %s", clattn_last_error());
+    cr_assert_eq(st, CLATTN_SUCCESS, "clattn_context_create(%s): %s: %s",
+                 selector ? selector : "NULL", clattn_status_string(st), clattn_last_error());
+    cr_assert_not_null(g_ctx);
+    if (!g_atexit_registered) {
+        atexit(test_ctx_release);
+        g_atexit_registered = 1;
+    }
+    cr_log_info("device: %s", clattn_context_device_name(g_ctx));
+    return g_ctx;
+}
+
+cl_command_queue test_queue(void)
+{
+    return clattn_context_queue(test_ctx());
+}
+
+cl_context test_cl_context(void)
+{
+    return clattn_context_cl_context(test_ctx());
+}
+
+/* ---- deterministic random numbers (splitmix64) ------------------------------------------ */
+
+void rng_seed(test_rng *r, uint64_t seed)
+{
+    r->state = seed ^ 0x5DEECE66DULL;
+}
+
+static uint64_t rng_u64(test_rng *r)
+{
+    uint64_t z = (r->state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+uint32_t rng_u32(test_rng *r)
+{
+    return (uint32_t)(rng_u64(r) >> 32);
+}
+
+double rng_uniform(test_rng *r, double lo, double hi)
+{
+    double unit = (double)(rng_u64(r) >> 11) * 0x1.0p-53;
+    return lo + (hi - lo) * unit;
+}
+
+int64_t rng_below(test_rng *r, int64_t n)
+{
+    return n <= 0 ? 0 : (int64_t)(rng_u64(r) % (uint64_t)n);
+}
+
+void rng_fill_f32(test_rng *r, float *x, size_t n, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_uniform(r, lo, hi);
+}
+
+/* ---- host conversions -------------------------------------------------------------------- */
+
+void f32_to_f64(const float *src, double *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (double)src[i];
+}
+
+void f64_to_f32(const double *src, float *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (float)src[i];
+}
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    return x;
+}
+
+static float bits_f32(uint32_t x)
+{
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+uint16_t f32_to_f16_bits(float f)
+{
+    uint32_t x = f32_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xffu, mant = x & 0x7fffffu;
+    if (exp == 0xff)                                   /* Inf, NaN (kept quiet) */
+        return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u | (mant >> 13) : 0));
+    int32_t e = (int32_t)exp - 127 + 15;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7c00u);
+    if (e <= 0) {                                      /* subnormal half, or zero */
+        if (e < -10)
+            return (uint16_t)sign;
+        mant |= 0x800000u;
+        uint32_t shift = (uint32_t)(14 - e);
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1u)))
+            h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+        h++;                                           /* may carry into the exponent: right */
+    return (uint16_t)(sign | h);
+}
+
+float f16_bits_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    if (exp == 0) {
+        float f = ldexpf((float)mant, -24);
+        return sign ? -f : f;
+    }
+    if (exp == 31)
+        return bits_f32(sign | 0x7f800000u | (mant << 13));
+    return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+uint16_t f32_to_bf16_bits(float f)
+{
+    uint32_t x = f32_bits(f);
+    if (isnan(f))
+        return (uint16_t)((x >> 16) | 0x40u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (uint16_t)(x >> 16);
+}
+
+float bf16_bits_to_f32(uint16_t h)
+{
+    return bits_f32((uint32_t)h << 16);
+}
+
+size_t dtype_size(clattn_dtype t)
+{
+    return t == CLATTN_F32 ? 4 : 2;
+}
+
+/* ---- cl_mem helpers ---------------------------------------------------------------------- */
+
+cl_mem buf_new(cl_mem_flags flags, size_t bytes, const void *init)
+{
+    cl_int err;
+    unsigned char *canary = NULL;
+    if (!init) {
+        canary = malloc(bytes);
+        cr_assert_not_null(canary);
+        canary_fill(canary, bytes);
+        init = canary;
+    }
+    cl_mem mem = clCreateBuffer(test_cl_context(), flags | CL_MEM_COPY_HOST_PTR, bytes,
+                                (void *)init, &err);
+    free(canary);
+    cr_assert_eq(err, CL_SUCCESS, "clCreateBuffer(%zu bytes): %d", bytes, err);
+    return mem;
+}
+
+void buf_write(cl_mem mem, size_t bytes, const void *src)
+{
+    cl_int err = clEnqueueWriteBuffer(test_queue(), mem, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+    cr_assert_eq(err, CL_SUCCESS, "clEnqueueWriteBuffer(%zu bytes): %d", bytes, err);
+}
+
+void buf_read(cl_mem mem, size_t bytes, void *dst)
+{
+    cl_int err = clEnqueueReadBuffer(test_queue(), mem, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
+    cr_assert_eq(err, CL_SUCCESS, "clEnqueueReadBuffer(%zu bytes): %d", bytes, err);
+}
+
+size_t buf_size(cl_mem mem)
+{
+    size_t size = 0;
+    cl_int err = clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof size, &size, NULL);
+    cr_assert_eq(err, CL_SUCCESS, "clGetMemObjectInfo(CL_MEM_SIZE): %d", err);
+    return size;
+}
+
+unsigned char canary_byte(size_t i)
+{
+    return (unsigned char)(0xA5u ^ (unsigned)(i * 0x3Bu) ^ (unsigned)(i >> 8));
+}
+
+void canary_fill(unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = canary_byte(i);
+}
+
+size_t canary_first_bad(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != canary_byte(i))
+            return i;
+    return SIZE_MAX;
+}
+
+void buf_fill_canary(cl_mem mem)
+{
+    size_t n = buf_size(mem);
+    unsigned char *p = malloc(n);
+    cr_assert_not_null(p);
+    canary_fill(p, n);
+    buf_write(mem, n, p);
+    free(p);
+}
+
+int buf_canary_intact(cl_mem mem, size_t *first_bad)
+{
+    size_t n = buf_size(mem);
+    unsigned char *p = malloc(n);
+    cr_assert_not_null(p);
+    cr_assert_eq(clFinish(test_queue()), CL_SUCCESS);
+    buf_read(mem, n, p);
+    size_t bad = canary_first_bad(p, n);
+    free(p);
+    if (first_bad)
+        *first_bad = bad;
+    return bad == SIZE_MAX;
+}
+
+/* ---- host tensors with layouts ----------------------------------------------------------- */
+
+const test_layout LAYOUT_BHSD = {"bhsd", {0, 1, 2, 3}, {0, 0, 0, 0}, 0, 0};
+const test_layout LAYOUT_BSHD = {"bshd", {0, 2, 1, 3}, {0, 0, 0, 0}, 0, 0};
+const test_layout LAYOUT_BHSD_PADDED = {"bhsd+pad", {0, 1, 2, 3}, {4, 8, 3, 5}, 36, 20};
+const test_layout LAYOUT_BSHD_PADDED = {"bshd+pad", {0, 2, 1, 3}, {1, 2, 4, 3}, 12, 8};
+const test_layout LAYOUT_SBHD_PADDED = {"sbhd+pad", {2, 0, 1, 3}, {3, 1, 2, 7}, 100, 44};
+
+static void tt_alloc(test_tensor *t, size_t bytes)
+{
+    t->bytes = bytes;
+    t->host = malloc(bytes ? bytes : 1);
+    cr_assert_not_null(t->host);
+    canary_fill(t->host, bytes);
+}
+
+void tt_init(test_tensor *t, clattn_dtype dtype, const int64_t dims[4], const test_layout *l)
+{
+    cr_assert_eq(l->order[3], 3, "layout %s: head_dim must be innermost", l->name);
+    memset(t, 0, sizeof *t);
+    t->view.dtype = dtype;
+    t->view.offset = l->offset;
+    int64_t span = 1;
+    for (int k = 3; k >= 0; k--) {
+        int dim = l->order[k];
+        t->view.dims[dim] = dims[dim];
+        t->view.strides[dim] = span;
+        span = span * dims[dim] + l->pad[dim];
+    }
+    tt_alloc(t, l->offset + (size_t)span * dtype_size(dtype) + l->tail);
+}
+
+void tt_init_strided(test_tensor *t, clattn_dtype dtype, const int64_t dims[4],
+                     const int64_t strides[4], size_t offset, size_t tail)
+{
+    memset(t, 0, sizeof *t);
+    t->view.dtype = dtype;
+    t->view.offset = offset;
+    int64_t last = 0;
+    for (int a = 0; a < 4; a++) {
+        cr_assert_geq(strides[a], 0, "tt_init_strided takes strides >= 0");
+        t->view.dims[a] = dims[a];
+        t->view.strides[a] = strides[a];
+        last += (dims[a] - 1) * strides[a];
+    }
+    tt_alloc(t, offset + (size_t)(last + 1) * dtype_size(dtype) + tail);
+}
+
+void tt_free(test_tensor *t)
+{
+    free(t->host);
+    t->host = NULL;
+    if (t->view.buffer)
+        clReleaseMemObject(t->view.buffer);
+    t->view.buffer = NULL;
+}
+
+size_t tt_byte_offset(const test_tensor *t, int64_t b, int64_t h, int64_t s, int64_t d)
+{
+    const int64_t *st = t->view.strides;
+    int64_t e = b * st[0] + h * st[1] + s * st[2] + d * st[3];
+    return t->view.offset + (size_t)e * dtype_size(t->view.dtype);
+}
+
+static double load_element(const unsigned char *p, clattn_dtype dtype)
+{
+    if (dtype == CLATTN_F32) {
+        float f;
+        memcpy(&f, p, sizeof f);
+        return (double)f;
+    }
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return dtype == CLATTN_F16 ? (double)f16_bits_to_f32(h) : (double)bf16_bits_to_f32(h);
+}
+
+static void store_element(unsigned char *p, clattn_dtype dtype, double x)
+{
+    if (dtype == CLATTN_F32) {
+        float f = (float)x;
+        memcpy(p, &f, sizeof f);
+        return;
+    }
+    uint16_t h = dtype == CLATTN_F16 ? f32_to_f16_bits((float)x) : f32_to_bf16_bits((float)x);
+    memcpy(p, &h, sizeof h);
+}
+
+double tt_get(const test_tensor *t, int64_t b, int64_t h, int64_t s, int64_t d)
+{
+    return load_element(t->host + tt_byte_offset(t, b, h, s, d), t->view.dtype);
+}
+
+void tt_set(test_tensor *t, int64_t b, int64_t h, int64_t s, int64_t d, double x)
+{
+    store_element(t->host + tt_byte_offset(t, b, h, s, d), t->view.dtype, x);
+}
+
+void tt_fill_random(test_tensor *t, test_rng *r, double lo, double hi)
+{
+    const int64_t *n = t->view.dims;
+    for (int64_t b = 0; b < n[0]; b++)
+        for (int64_t h = 0; h < n[1]; h++)
+            for (int64_t s = 0; s < n[2]; s++)
+                for (int64_t d = 0; d < n[3]; d++)
+                    tt_set(t, b, h, s, d, rng_uniform(r, lo, hi));
+}
+
+unsigned char *tt_view_mask(const test_tensor *t)
+{
+    unsigned char *mask = calloc(t->bytes ? t->bytes : 1, 1);
+    cr_assert_not_null(mask);
+    const int64_t *n = t->view.dims;
+    size_t es = dtype_size(t->view.dtype);
+    for (int64_t b = 0; b < n[0]; b++)
+        for (int64_t h = 0; h < n[1]; h++)
+            for (int64_t s = 0; s < n[2]; s++)
+                for (int64_t d = 0; d < n[3]; d++)
+                    memset(mask + tt_byte_offset(t, b, h, s, d), 1, es);
+    return mask;
+}
+
+void tt_fill_outside_f32(test_tensor *t, float x)
+{
+    cr_assert_eq(t->view.dtype, CLATTN_F32);
+    unsigned char *mask = tt_view_mask(t);
+    for (size_t w = 0; w + 4 <= t->bytes; w += 4)
+        if (!mask[w] && !mask[w + 1] && !mask[w + 2] && !mask[w + 3])
+            memcpy(t->host + w, &x, sizeof x);
+    free(mask);
+}
+
+void tt_upload(test_tensor *t, cl_mem_flags flags)
+{
+    if (t->view.buffer)
+        clReleaseMemObject(t->view.buffer);
+    t->view.buffer = buf_new(flags, t->bytes, t->host);
+}
+
+void tt_push(test_tensor *t)
+{
+    buf_write(t->view.buffer, t->bytes, t->host);
+}
+
+void tt_download(test_tensor *t)
+{
+    buf_read(t->view.buffer, t->bytes, t->host);
+}
+
+size_t tt_outside_damage(const test_tensor *t, size_t *first)
+{
+    unsigned char *mask = tt_view_mask(t);
+    size_t bad = 0, first_bad = SIZE_MAX;
+    for (size_t i = 0; i < t->bytes; i++) {
+        if (!mask[i] && t->host[i] != canary_byte(i)) {
+            if (first_bad == SIZE_MAX)
+                first_bad = i;
+            bad++;
+        }
+    }
+    free(mask);
+    if (first)
+        *first = first_bad;
+    return bad;
+}
+
+ref_tensor tt_to_ref(const test_tensor *t, double **store)
+{
+    size_t es = dtype_size(t->view.dtype), n = t->bytes / es;
+    cr_assert_eq(t->view.offset % es, 0, "tt_to_ref: offset not a multiple of the element");
+    double *data = malloc((n ? n : 1) * sizeof(double));
+    cr_assert_not_null(data);
+    for (size_t e = 0; e < n; e++)
+        data[e] = load_element(t->host + e * es, t->view.dtype);
+    *store = data;
+    ref_tensor r;
+    r.data = data + t->view.offset / es;
+    memcpy(r.dims, t->view.dims, sizeof r.dims);
+    memcpy(r.strides, t->view.strides, sizeof r.strides);
+    return r;
+}
+
+/* ---- comparison -------------------------------------------------------------------------- */
+
+cmp_result cmp_none(void)
+{
+    cmp_result r;
+    memset(&r, 0, sizeof r);
+    return r;
+}
+
+static void note(cmp_result *r, double err, int hard, int64_t b, int64_t h, int64_t s,
+                 int64_t d, double got, double want)
+{
+    if (hard) {
+        r->hard++;
+        if (r->worst == INFINITY)
+            return;         /* keep the first hard mismatch as the place to report */
+        err = INFINITY;
+    }
+    if (err > r->worst) {
+        r->worst = err;
+        r->at[0] = b;
+        r->at[1] = h;
+        r->at[2] = s;
+        r->at[3] = d;
+        r->got = got;
+        r->want = want;
+    }
+}
+
+static void compare_row(cmp_result *r, const test_tensor *out, const ref_tensor *ref,
+                        int64_t b, int64_t h, int64_t s)
+{
+    int64_t dv = ref->dims[3];
+    double scale = 0.0;
+    int all_zero = 1;
+    for (int64_t d = 0; d < dv; d++) {
+        double want = *ref_at(ref, b, h, s, d);
+        if (want != 0.0)
+            all_zero = 0;
+        if (isfinite(want) && fabs(want) > scale)
+            scale = fabs(want);
+    }
+    if (scale < TOL_ROW_FLOOR)
+        scale = TOL_ROW_FLOOR;
+    for (int64_t d = 0; d < dv; d++) {
+        double want = *ref_at(ref, b, h, s, d), got = tt_get(out, b, h, s, d);
+        int hard;
+        double err = 0.0;
+        if (isnan(want) || isnan(got))
+            hard = !(isnan(want) && isnan(got));
+        else if (all_zero || isinf(want) || isinf(got))
+            hard = got != want;
+        else {
+            hard = 0;
+            err = fabs(got - want) / scale;
+        }
+        note(r, err, hard, b, h, s, d, got, want);
+    }
+}
+
+cmp_result compare_out(const test_tensor *out, const ref_tensor *ref)
+{
+    cmp_result r = cmp_none();
+    for (int a = 0; a < 4; a++)
+        cr_assert_eq(out->view.dims[a], ref->dims[a], "compare_out: dims[%d] differ", a);
+    for (int64_t b = 0; b < ref->dims[0]; b++)
+        for (int64_t h = 0; h < ref->dims[1]; h++)
+            for (int64_t s = 0; s < ref->dims[2]; s++) {
+                compare_row(&r, out, ref, b, h, s);
+                r.rows++;
+            }
+    return r;
+}
+
+cmp_result compare_lse(const test_tensor *lse, const ref_tensor *ref)
+{
+    cmp_result r = cmp_none();
+    for (int a = 0; a < 4; a++)
+        cr_assert_eq(lse->view.dims[a], ref->dims[a], "compare_lse: dims[%d] differ", a);
+    for (int64_t b = 0; b < ref->dims[0]; b++)
+        for (int64_t h = 0; h < ref->dims[1]; h++)
+            for (int64_t s = 0; s < ref->dims[2]; s++) {
+                double want = *ref_at(ref, b, h, s, 0), got = tt_get(lse, b, h, s, 0);
+                int hard;
+                double err = 0.0;
+                if (isnan(want) || isnan(got))
+                    hard = !(isnan(want) && isnan(got));
+                else if (isinf(want) || isinf(got))
+                    hard = got != want;
+                else {
+                    hard = 0;
+                    err = fabs(got - want) / fmax(1.0, fabs(want));
+                }
+                note(&r, err, hard, b, h, s, 0, got, want);
+                r.rows++;
+            }
+    return r;
+}
+
+const char *cmp_describe(const cmp_result *r, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.3g at [%ld,%ld,%ld,%ld] (got %.9g, want %.9g), %ld hard of %ld rows",
+             r->worst, (long)r->at[0], (long)r->at[1], (long)r->at[2], (long)r->at[3], r->got,
+             r->want, (long)r->hard, (long)r->rows);
+    return buf;
+}
+
+void cmp_merge(cmp_result *acc, const cmp_result *r)
+{
+    int64_t hard = acc->hard + r->hard, rows = acc->rows + r->rows;
+    if (r->worst > acc->worst)
+        *acc = *r;
+    acc->hard = hard;
+    acc->rows = rows;
+}

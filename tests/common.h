@@ -1,0 +1,182 @@
+/*
+ * Helpers shared by the device suites (test_forward.c, test_bad_input.c, ...):
+ * the per-test context, a seedable PRNG, cl_mem helpers with canaries, host tensors with
+ * arbitrary layouts, and comparison against the f64 reference with stated tolerances.
+ *
+ * Criterion forks every test, so everything here is per process and made lazily: never in a
+ * global constructor. Any OpenCL failure in a helper fails the test that called it.
+ */
+#ifndef CLATTN_TEST_COMMON_H
+#define CLATTN_TEST_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clattn.h"
+#include "reference/reference.h"
+
+/* ---- tolerances -------------------------------------------------------------------------- */
+
+/* f32 forward: per row, max_d |out - ref| / max(max_d |ref|, TOL_ROW_FLOOR). */
+#define TOL_F32_OUT 2e-5
+/* lse: |lse - ref| / max(1, |ref|). */
+#define TOL_F32_LSE 2e-5
+#define TOL_ROW_FLOOR 1e-6
+
+/* ---- context ----------------------------------------------------------------------------- */
+
+/* This process's context, made on first use with the selector in $CLATTN_TEST_DEVICE (unset or
+   empty: NULL, the library's default). Skips the test (cr_skip_test) when there is no device,
+   fails it on any other error. Released by test_ctx_release() or at process exit. */
+clattn_context *test_ctx(void);
+
+/* Release the context of this process, if any. Usable as a Criterion .fini. */
+void test_ctx_release(void);
+
+/* The context's queue and cl_context, for direct OpenCL calls. */
+cl_command_queue test_queue(void);
+cl_context test_cl_context(void);
+
+/* Fail the current test with the library's status and message unless st == CLATTN_SUCCESS. */
+#define TEST_CHECK_STATUS(st, what)                                                          \
+    cr_assert_eq((st), CLATTN_SUCCESS, "%s: %s: %s", (what), clattn_status_string(st),     \
+                 clattn_last_error())
+
+/* ---- deterministic random numbers -------------------------------------------------------- */
+
+typedef struct test_rng {
+    uint64_t state;
+} test_rng;
+
+void rng_seed(test_rng *r, uint64_t seed);
+uint32_t rng_u32(test_rng *r);
+/* Uniform in [lo, hi). */
+double rng_uniform(test_rng *r, double lo, double hi);
+/* Uniform integer in [0, n). */
+int64_t rng_below(test_rng *r, int64_t n);
+void rng_fill_f32(test_rng *r, float *x, size_t n, float lo, float hi);
+
+/* ---- host conversions -------------------------------------------------------------------- */
+
+void f32_to_f64(const float *src, double *dst, size_t n);
+void f64_to_f32(const double *src, float *dst, size_t n);
+/* Storage formats, round to nearest even; NaN stays NaN. */
+uint16_t f32_to_f16_bits(float f);
+float f16_bits_to_f32(uint16_t h);
+uint16_t f32_to_bf16_bits(float f);
+float bf16_bits_to_f32(uint16_t h);
+/* Bytes of one element of t (4, 2, 2). */
+size_t dtype_size(clattn_dtype t);
+
+/* ---- cl_mem helpers ---------------------------------------------------------------------- */
+
+/* A buffer of `bytes` bytes in the test context, with flags (e.g. CL_MEM_READ_WRITE), filled
+   from init when init != NULL, else with the canary pattern. */
+cl_mem buf_new(cl_mem_flags flags, size_t bytes, const void *init);
+/* Blocking write / read of bytes at byte offset 0 on the context's queue. */
+void buf_write(cl_mem mem, size_t bytes, const void *src);
+void buf_read(cl_mem mem, size_t bytes, void *dst);
+/* Size of mem (CL_MEM_SIZE). */
+size_t buf_size(cl_mem mem);
+
+/* The canary byte pattern: byte i of a canaried region holds canary_byte(i). It varies with i
+   so a shifted or partial write shows up. */
+unsigned char canary_byte(size_t i);
+void canary_fill(unsigned char *p, size_t n);
+/* Index of the first byte of p[0..n) that does not hold its canary byte, or SIZE_MAX. */
+size_t canary_first_bad(const unsigned char *p, size_t n);
+/* Fill the whole of mem with the canary (blocking). */
+void buf_fill_canary(cl_mem mem);
+/* 1 if the whole of mem still holds the canary (reads it back; finishes the queue first).
+   On 0, *first_bad (if not NULL) is the first changed byte. */
+int buf_canary_intact(cl_mem mem, size_t *first_bad);
+
+/* ---- host tensors with layouts ----------------------------------------------------------- */
+
+/* How a tensor is laid out in its buffer: the logical dims in memory order (outermost first,
+   head_dim last), extra elements of padding after each dim's extent, a byte offset before
+   element [0,0,0,0] and a byte tail after the last. */
+typedef struct test_layout {
+    const char *name;
+    int     order[4];    /* logical dim indices, outermost first; order[3] == 3 */
+    int64_t pad[4];      /* by logical dim: padding elements added to that dim's span */
+    size_t  offset;      /* bytes; a multiple of the element size */
+    size_t  tail;        /* bytes */
+} test_layout;
+
+extern const test_layout LAYOUT_BHSD;          /* dense [b,h,s,d] */
+extern const test_layout LAYOUT_BSHD;          /* dense [b,s,h,d] */
+extern const test_layout LAYOUT_BHSD_PADDED;   /* [b,h,s,d], padded rows, offset, tail */
+extern const test_layout LAYOUT_BSHD_PADDED;   /* [b,s,h,d], padded, offset, tail */
+extern const test_layout LAYOUT_SBHD_PADDED;   /* [s,b,h,d], padded, offset, tail */
+
+/* A tensor view and a host copy of its whole buffer. */
+typedef struct test_tensor {
+    clattn_tensor view;     /* dims, strides, offset, dtype; buffer once uploaded */
+    unsigned char *host;    /* host copy of all `bytes` of the buffer */
+    size_t bytes;
+} test_tensor;
+
+/* A host tensor of dims in layout; every byte starts as canary. */
+void tt_init(test_tensor *t, clattn_dtype dtype, const int64_t dims[4], const test_layout *l);
+/* A host tensor with explicit strides (elements, >= 0) and byte offset; the buffer is just big
+   enough for the view plus tail bytes. */
+void tt_init_strided(test_tensor *t, clattn_dtype dtype, const int64_t dims[4],
+                     const int64_t strides[4], size_t offset, size_t tail);
+void tt_free(test_tensor *t);       /* frees host memory and releases the cl_mem */
+
+/* Byte offset of element [b,h,s,d] in the buffer. */
+size_t tt_byte_offset(const test_tensor *t, int64_t b, int64_t h, int64_t s, int64_t d);
+/* Element [b,h,s,d] of the host copy as a double / store x rounded to the dtype. */
+double tt_get(const test_tensor *t, int64_t b, int64_t h, int64_t s, int64_t d);
+void tt_set(test_tensor *t, int64_t b, int64_t h, int64_t s, int64_t d, double x);
+/* Every view element uniform in [lo, hi). */
+void tt_fill_random(test_tensor *t, test_rng *r, double lo, double hi);
+/* A mask of the buffer's bytes that belong to the view (1) or not (0); caller frees. */
+unsigned char *tt_view_mask(const test_tensor *t);
+/* Every byte outside the view: f32 value x in each 4-byte word (dtype f32 only; a byte tail
+   that is not a whole word stays canary). Use NaN / Inf to prove padding is never read. */
+void tt_fill_outside_f32(test_tensor *t, float x);
+
+/* Make the cl_mem from the host copy (flags e.g. CL_MEM_READ_WRITE); view.buffer is set. */
+void tt_upload(test_tensor *t, cl_mem_flags flags);
+/* Write the host copy to the existing cl_mem (blocking). */
+void tt_push(test_tensor *t);
+/* Read the whole cl_mem back into the host copy (blocking). */
+void tt_download(test_tensor *t);
+/* Bytes outside the view that no longer hold the canary; *first (if not NULL) is the first. */
+size_t tt_outside_damage(const test_tensor *t, size_t *first);
+
+/* The view as f64 for the reference: *store gets a malloc'd copy of every element of the
+   buffer (converted from the dtype), and the returned ref_tensor uses the same strides. */
+ref_tensor tt_to_ref(const test_tensor *t, double **store);
+
+/* ---- comparison -------------------------------------------------------------------------- */
+
+typedef struct cmp_result {
+    double  worst;       /* worst metric value; INFINITY after a hard mismatch */
+    int64_t at[4];       /* where: b, h, s, d */
+    double  got, want;   /* the values there */
+    int64_t hard;        /* hard mismatches: NaN, -inf or exact-zero rules broken */
+    int64_t rows;        /* rows compared */
+} cmp_result;
+
+/* out (host copy, after tt_download) against the reference out view: per row
+   max_d |out - ref| / max(max_d |ref|, TOL_ROW_FLOOR); a row whose reference is all 0 (no
+   visible key) must be exactly 0; NaN exactly where the reference has NaN. */
+cmp_result compare_out(const test_tensor *out, const ref_tensor *ref);
+
+/* lse [B,Hq,Sq,1] against the reference: |lse - ref| / max(1, |ref|); -inf and NaN must match
+   exactly. */
+cmp_result compare_lse(const test_tensor *lse, const ref_tensor *ref);
+
+/* "1.2e-06 at [0,1,5,3] (got 0.1, want 0.1000001), 0 hard" into buf; returns buf. */
+const char *cmp_describe(const cmp_result *r, char *buf, size_t size);
+
+/* Keep the worse of acc and r in acc (rows add up). */
+void cmp_merge(cmp_result *acc, const cmp_result *r);
+
+/* An empty result (worst 0). */
+cmp_result cmp_none(void);
+
+#endif

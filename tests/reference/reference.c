@@ -1,0 +1,273 @@
+/* The f64 CPU reference of the attention forward; see reference.h. */
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+ref_tensor ref_tensor_dense(double *data, int64_t b, int64_t h, int64_t s, int64_t d)
+{
+    ref_tensor t = {
+        .data = data,
+        .dims = {b, h, s, d},
+        .strides = {h * s * d, s * d, d, 1},
+    };
+    return t;
+}
+
+double *ref_at(const ref_tensor *t, int64_t b, int64_t h, int64_t s, int64_t d)
+{
+    return t->data + b * t->strides[0] + h * t->strides[1] + s * t->strides[2] +
+           d * t->strides[3];
+}
+
+int64_t ref_numel(const ref_tensor *t)
+{
+    return t->dims[0] * t->dims[1] * t->dims[2] * t->dims[3];
+}
+
+void ref_params_init(ref_params *p)
+{
+    p->scale = 0.0;
+    p->causal = 0;
+    p->align = CLATTN_ALIGN_BOTTOM_RIGHT;
+    p->window_left = -1;
+    p->window_right = -1;
+    p->softcap = 0.0;
+    p->bias = NULL;
+    p->seqlens_q = NULL;
+    p->seqlens_k = NULL;
+    p->dropout_p = 0.0;
+    p->dropout_seed = 0;
+    p->dropout_offset = 0;
+}
+
+int64_t ref_seq_q(const ref_params *p, int64_t b, int64_t sq)
+{
+    return p->seqlens_q ? (int64_t)p->seqlens_q[b] : sq;
+}
+
+int64_t ref_seq_k(const ref_params *p, int64_t b, int64_t sk)
+{
+    return p->seqlens_k ? (int64_t)p->seqlens_k[b] : sk;
+}
+
+int ref_key_visible(const ref_params *p, int64_t sq_b, int64_t sk_b, int64_t i, int64_t j)
+{
+    int64_t off = p->align == CLATTN_ALIGN_TOP_LEFT ? 0 : sk_b - sq_b;
+    if (i < 0 || i >= sq_b || j < 0 || j >= sk_b)
+        return 0;
+    if (p->causal && j > i + off)
+        return 0;
+    if (p->window_left >= 0 && j < i + off - p->window_left)
+        return 0;
+    if (p->window_right >= 0 && j > i + off + p->window_right)
+        return 0;
+    return 1;
+}
+
+/* 1 if batch b's seqlens entries are inside [0, dim]. */
+static int batch_lengths_valid(const ref_params *p, int64_t b, int64_t sq, int64_t sk)
+{
+    int64_t sq_b = ref_seq_q(p, b, sq), sk_b = ref_seq_k(p, b, sk);
+    return sq_b >= 0 && sq_b <= sq && sk_b >= 0 && sk_b <= sk;
+}
+
+int64_t ref_visible_pairs(const ref_params *p, int64_t batch, int64_t heads_q,
+                          int64_t seq_q, int64_t seq_k)
+{
+    int64_t total = 0;
+    for (int64_t b = 0; b < batch; b++) {
+        if (!batch_lengths_valid(p, b, seq_q, seq_k))
+            continue;
+        int64_t sq_b = ref_seq_q(p, b, seq_q), sk_b = ref_seq_k(p, b, seq_k);
+        int64_t per_head = 0;
+        for (int64_t i = 0; i < sq_b; i++)
+            for (int64_t j = 0; j < sk_b; j++)
+                per_head += ref_key_visible(p, sq_b, sk_b, i, j);
+        total += per_head * heads_q;
+    }
+    return total;
+}
+
+static uint32_t mulhilo32(uint32_t a, uint32_t b, uint32_t *hi)
+{
+    uint64_t product = (uint64_t)a * (uint64_t)b;
+    *hi = (uint32_t)(product >> 32);
+    return (uint32_t)product;
+}
+
+void ref_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
+{
+    uint32_t c[4] = {ctr[0], ctr[1], ctr[2], ctr[3]};
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        uint32_t hi0, hi1;
+        uint32_t lo0 = mulhilo32(0xD2511F53u, c[0], &hi0);
+        uint32_t lo1 = mulhilo32(0xCD9E8D57u, c[2], &hi1);
+        uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0;
+        c[1] = lo1;
+        c[2] = n2;
+        c[3] = lo0;
+    }
+    for (int w = 0; w < 4; w++)
+        out[w] = c[w];
+}
+
+int ref_dropout_keep(uint64_t seed, uint64_t offset, int64_t b, int64_t h, int64_t heads_q,
+                     int64_t i, int64_t j, double p)
+{
+    uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    uint32_t ctr[4] = {(uint32_t)j, (uint32_t)i, (uint32_t)(b * heads_q + h), (uint32_t)offset};
+    uint32_t x[4];
+    uint64_t threshold = p == 0.0 ? 0 : (uint64_t)ceil(p * 4294967296.0);
+    ref_philox4x32_10(ctr, key, x);
+    return (uint64_t)x[0] >= threshold;
+}
+
+/* Everything one row needs, fixed for the whole call. */
+typedef struct row_job {
+    const ref_params *p;
+    const ref_tensor *q, *k, *v, *out, *lse;
+    int64_t group;          /* Hq / Hkv */
+    double scale;
+    double *scores;         /* [Sk] scratch; -INFINITY marks a key that takes no part */
+    double *acc;            /* [Dv] scratch */
+} row_job;
+
+static double bias_at(const ref_tensor *bias, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    return *ref_at(bias, bias->dims[0] == 1 ? 0 : b, bias->dims[1] == 1 ? 0 : h,
+                   bias->dims[2] == 1 ? 0 : i, j);
+}
+
+static void write_row(const row_job *job, int64_t b, int64_t h, int64_t i, double value,
+                      double lse_value)
+{
+    for (int64_t d = 0; d < job->out->dims[3]; d++)
+        *ref_at(job->out, b, h, i, d) = value;
+    if (job->lse)
+        *ref_at(job->lse, b, h, i, 0) = lse_value;
+}
+
+/* The score of key j for query row i (finite or not), before visibility. */
+static double score(const row_job *job, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    const ref_params *p = job->p;
+    int64_t kvh = h / job->group;
+    double dot = 0.0;
+    for (int64_t d = 0; d < job->q->dims[3]; d++)
+        dot += *ref_at(job->q, b, h, i, d) * *ref_at(job->k, b, kvh, j, d);
+    double s = dot * job->scale;
+    if (p->softcap > 0.0)
+        s = p->softcap * tanh(s / p->softcap);
+    if (p->bias)
+        s += bias_at(p->bias, b, h, i, j);
+    return s;
+}
+
+/* One query row: scores of the visible keys, max-subtracted softmax, weighted sum of v. */
+static void forward_row(const row_job *job, int64_t b, int64_t h, int64_t i,
+                        int64_t sq_b, int64_t sk_b)
+{
+    const ref_params *p = job->p;
+    int64_t sk = job->k->dims[2], dv = job->v->dims[3], kvh = h / job->group;
+    int64_t live = 0;
+    double m = -INFINITY;
+    for (int64_t j = 0; j < sk; j++) {
+        double s = ref_key_visible(p, sq_b, sk_b, i, j) ? score(job, b, h, i, j) : -INFINITY;
+        job->scores[j] = s;
+        if (s != -INFINITY)
+            live++;         /* NaN counts as live: it must reach the output */
+        if (s > m)
+            m = s;          /* NaN never compares greater, so m is the max of the others */
+    }
+    if (live == 0) {
+        write_row(job, b, h, i, 0.0, -INFINITY);
+        return;
+    }
+    double sum = 0.0;
+    for (int64_t d = 0; d < dv; d++)
+        job->acc[d] = 0.0;
+    double keep_scale = 1.0 / (1.0 - p->dropout_p);
+    for (int64_t j = 0; j < sk; j++) {
+        if (job->scores[j] == -INFINITY)
+            continue;
+        double w = exp(job->scores[j] - m);
+        sum += w;
+        if (p->dropout_p > 0.0) {
+            if (!ref_dropout_keep(p->dropout_seed, p->dropout_offset, b, h, job->q->dims[1],
+                                  i, j, p->dropout_p))
+                continue;
+            w *= keep_scale;
+        }
+        for (int64_t d = 0; d < dv; d++)
+            job->acc[d] += w * *ref_at(job->v, b, kvh, j, d);
+    }
+    for (int64_t d = 0; d < dv; d++)
+        *ref_at(job->out, b, h, i, d) = job->acc[d] / sum;
+    if (job->lse)
+        *ref_at(job->lse, b, h, i, 0) = m + log(sum);
+}
+
+static int shapes_fit(const ref_tensor *q, const ref_tensor *k, const ref_tensor *v,
+                      const ref_tensor *out, const ref_tensor *lse)
+{
+    for (int a = 0; a < 4; a++)
+        if (q->dims[a] <= 0 || k->dims[a] <= 0 || v->dims[a] <= 0)
+            return 0;
+    if (k->dims[0] != q->dims[0] || v->dims[0] != q->dims[0])
+        return 0;
+    if (v->dims[1] != k->dims[1] || q->dims[1] % k->dims[1] != 0)
+        return 0;
+    if (v->dims[2] != k->dims[2] || k->dims[3] != q->dims[3])
+        return 0;
+    if (out->dims[0] != q->dims[0] || out->dims[1] != q->dims[1] ||
+        out->dims[2] != q->dims[2] || out->dims[3] != v->dims[3])
+        return 0;
+    if (lse && (lse->dims[0] != q->dims[0] || lse->dims[1] != q->dims[1] ||
+                lse->dims[2] != q->dims[2] || lse->dims[3] != 1))
+        return 0;
+    return 1;
+}
+
+int ref_attention_forward(const ref_params *p, const ref_tensor *q, const ref_tensor *k,
+                          const ref_tensor *v, const ref_tensor *out, const ref_tensor *lse)
+{
+    if (!shapes_fit(q, k, v, out, lse))
+        return -1;
+    int64_t batch = q->dims[0], heads_q = q->dims[1], sq = q->dims[2], sk = k->dims[2];
+    row_job job = {
+        .p = p, .q = q, .k = k, .v = v, .out = out, .lse = lse,
+        .group = heads_q / k->dims[1],
+        .scale = p->scale != 0.0 ? p->scale : 1.0 / sqrt((double)q->dims[3]),
+        .scores = malloc((size_t)sk * sizeof(double)),
+        .acc = malloc((size_t)v->dims[3] * sizeof(double)),
+    };
+    if (!job.scores || !job.acc) {
+        free(job.scores);
+        free(job.acc);
+        return -1;
+    }
+    for (int64_t b = 0; b < batch; b++) {
+        int valid = batch_lengths_valid(p, b, sq, sk);
+        int64_t sq_b = ref_seq_q(p, b, sq), sk_b = ref_seq_k(p, b, sk);
+        for (int64_t h = 0; h < heads_q; h++) {
+            for (int64_t i = 0; i < sq; i++) {
+                if (!valid)
+                    write_row(&job, b, h, i, NAN, NAN);
+                else if (i >= sq_b)
+                    write_row(&job, b, h, i, 0.0, -INFINITY);
+                else
+                    forward_row(&job, b, h, i, sq_b, sk_b);
+            }
+        }
+    }
+    free(job.scores);
+    free(job.acc);
+    return 0;
+}
