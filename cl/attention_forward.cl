@@ -2,28 +2,34 @@
  * attention_forward.cl — fused attention forward (FlashAttention-style online softmax).
  *
  * For batch b, query head h (key/value head h / group) and query row i:
- *   out[b,h,i,:] = sum_j softmax_j(scale * q[i].k[j]) v[j,:]   over the keys j visible to i,
- *   lse[b,h,i]   = log(sum_j exp(scale * q[i].k[j]))           (natural log).
- * Key j is visible to row i iff lo(i) <= j <= hi(i) (see visible_lo / visible_hi). A row with no
- * visible key gets out = 0 and lse = -INFINITY. Memory is O(S): keys are streamed in tiles of
- * BLOCK_N, never an Sq x Sk buffer.
+ *   out[b,h,i,:] = sum_j softmax_j(s(i, j)) v[j,:]   over the keys j visible to row i,
+ *   lse[b,h,i]   = log(sum_j exp(s(i, j)))           (natural log),
+ * with s(i, j) = q[i].k[j] * scale, then softcap, then + bias[b,h,i,j] (cl/common.cl). Rows with
+ * no visible key, or whose visible scores are all -inf, and padding rows (i >= seqlens_q[b]) get
+ * out = 0 and lse = -inf; a batch with a seqlens entry outside [0, dim] gets NaN. Memory is
+ * O(S): keys stream through local memory in tiles of BLOCK_N, never an Sq x Sk buffer.
  *
- * Layout: every tensor is a strided view [batch, heads, seq, dim] whose last stride is 1; the
- * host passes the element offset and the batch, head and seq strides of each.
+ * Rows: for each (batch, kv head) the rows are the pairs (query row i, query head of the group),
+ * numbered rho = i * group + (h % group), so one staged K/V tile serves every query head of the
+ * group (GQA and MQA read K and V once per group). A work-item owns ROWS consecutive rows in
+ * private memory (register blocking); a work-group owns BLOCK_M = ROWS * WG rows.
  *
- * Launch: global (ceil(Sq / BLOCK_M) * WG, Hq, B), local (WG, 1, 1). Work-item `lid` of a
- * work-group owns the ROWS consecutive query rows starting at group_row0 + lid * ROWS and keeps
- * them in private memory (register blocking). The work-group stages each key tile in local
- * memory, K transposed so that VEC consecutive keys load as one vector.
+ * Split-KV: keys are cut into `splits` ranges of `keys_per_split`; range s of every row is
+ * computed by its own work-groups and written, with its lse, at out + s * o_split and
+ * lse + s * l_split (the host then merges the ranges, cl/merge.cl). splits = 1 is the plain call.
+ *
+ * Launch: global (ceil(group * Sq / BLOCK_M) * splits * WG, Hkv, B), local (WG, 1, 1).
+ * Layout: strided views [batch, heads, seq, dim] with unit last stride; the host passes the
+ * element offset and the batch, head and seq strides of each (bias strides are 0 where it
+ * broadcasts).
  *
  * Tunables (-D, made by src/plan.c clattn_tiling_build_options):
  *   D_PAD     bucket >= head_dim (private q rows, K^T tile)        required
  *   DV_PAD    bucket >= head_dim_v (accumulators, V tile)          required
- *   ROWS      query rows per work-item                              default 1
+ *   ROWS      rows per work-item                                    default 1
  *   WG        work-items per work-group                             default 64
  *   BLOCK_N   keys per tile; a multiple of VEC                      default 32
- *   VEC       vector width (common.cl)                              default 4
- *   plus the storage macros of common.cl.
+ *   plus VEC and the storage types of common.cl.
  */
 
 #ifndef D_PAD
@@ -49,37 +55,16 @@
 #error "BLOCK_N must be a multiple of VEC"
 #endif
 
-/* The visible keys of query row i form the interval [visible_lo(i), visible_hi(i)], clamped to
-   [0, seq_k] and [-1, seq_k - 1]; both ends are non-decreasing in i. diag = i + off, where off is
-   the mask alignment offset. A window of -1 is unbounded. */
-typedef struct mask_params {
-    int  seq_k;
-    int  causal;
-    long off;
-    long window_left;
-    long window_right;
-} mask_params;
-
-static int visible_lo(const mask_params *mp, long i)
-{
-    long lo = 0;
-    if (mp->window_left >= 0)
-        lo = max(lo, i + mp->off - mp->window_left);
-    return (int)min(lo, (long)mp->seq_k);
-}
-
-static int visible_hi(const mask_params *mp, long i)
-{
-    long hi = mp->seq_k - 1;
-    if (mp->causal)
-        hi = min(hi, i + mp->off);
-    if (mp->window_right >= 0)
-        hi = min(hi, i + mp->off + mp->window_right);
-    return (int)max(hi, -1L);
-}
+/* flags */
+#define FLAG_WRITE_LSE    1
+#define FLAG_BIAS         2
+#define FLAG_SEQLENS_Q    4
+#define FLAG_SEQLENS_K    8
+#define FLAG_CAUSAL       16
+#define FLAG_BOTTOM_RIGHT 32
 
 /* Address of key/value row j: the one place that knows how K and V rows are laid out. */
-static __global const storage_t *kv_row(__global const storage_t *base, long seq_stride, int j)
+static __global const qkv_t *kv_row(__global const qkv_t *base, long seq_stride, int j)
 {
     return base + (long)j * seq_stride;
 }
@@ -88,67 +73,105 @@ static __global const storage_t *kv_row(__global const storage_t *base, long seq
    count, and V columns past head_dim_v up to the last vector, are zero so that every vector the
    kernel reads is initialised. */
 static void stage_tile(__local float *kt, __local float *vt,
-                       __global const storage_t *k, long k_ss, int head_dim,
-                       __global const storage_t *v, long v_ss, int head_dim_v,
+                       __global const qkv_t *k, long k_ss, int head_dim,
+                       __global const qkv_t *v, long v_ss, int head_dim_v,
                        int j0, int count, int lid)
 {
     const int dv_end = (head_dim_v + VEC - 1) / VEC * VEC;
     for (int n = 0; n < BLOCK_N; n++) {
-        __global const storage_t *krow = kv_row(k, k_ss, j0 + n);
-        __global const storage_t *vrow = kv_row(v, v_ss, j0 + n);
+        __global const qkv_t *krow = kv_row(k, k_ss, j0 + n);
+        __global const qkv_t *vrow = kv_row(v, v_ss, j0 + n);
         for (int d = lid; d < head_dim; d += WG)
-            kt[d * BLOCK_N + n] = n < count ? LOAD_STORAGE(krow, d) : 0.0f;
+            kt[d * BLOCK_N + n] = n < count ? LOAD_QKV(krow, d) : 0.0f;
         for (int d = lid; d < dv_end; d += WG)
-            vt[n * DV_PAD + d] = (n < count && d < head_dim_v) ? LOAD_STORAGE(vrow, d) : 0.0f;
+            vt[n * DV_PAD + d] = (n < count && d < head_dim_v) ? LOAD_QKV(vrow, d) : 0.0f;
     }
+}
+
+/* Add bias * log2(e) to the scores s of row i for keys j0 + c*VEC + lane. Keys at or past
+   seq_k are left alone (they are masked out anyway) and never read. */
+static floatv add_bias(floatv s, __global const bias_t *bias_row, int j0, int c, int seq_k)
+{
+    float lane[VEC];
+    VSTORE(s, 0, lane);
+    for (int e = 0; e < VEC; e++) {
+        const int j = j0 + c * VEC + e;
+        if (j < seq_k)
+            lane[e] += M_LOG2E_F * LOAD_BIAS(bias_row, j);
+    }
+    return VLOAD(0, lane);
 }
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_forward(
-    __global const storage_t *q, long q_off, long q_sb, long q_sh, long q_ss,
-    __global const storage_t *k, long k_off, long k_sb, long k_sh, long k_ss,
-    __global const storage_t *v, long v_off, long v_sb, long v_sh, long v_ss,
-    __global out_t *out, long o_off, long o_sb, long o_sh, long o_ss,
-    __global float *lse, long l_off, long l_sb, long l_sh, long l_ss, int write_lse,
+    __global const qkv_t *q, long q_off, long q_sb, long q_sh, long q_ss,
+    __global const qkv_t *k, long k_off, long k_sb, long k_sh, long k_ss,
+    __global const qkv_t *v, long v_off, long v_sb, long v_sh, long v_ss,
+    __global out_t *out, long o_off, long o_sb, long o_sh, long o_ss, long o_split,
+    __global float *lse, long l_off, long l_sb, long l_sh, long l_ss, long l_split,
+    __global const bias_t *bias, long bias_off, long bias_sb, long bias_sh, long bias_ss,
+    __global const int *seqlens_q, __global const int *seqlens_k,
     int seq_q, int seq_k, int head_dim, int head_dim_v, int group,
-    float scale_log2e, int causal, long off, long window_left, long window_right)
+    float q_mult, float cap_mult, int flags, long window_left, long window_right,
+    int splits, int keys_per_split)
 {
     __local float kt[D_PAD * BLOCK_N];
     __local float vt[BLOCK_N * DV_PAD];
 
     const int lid = get_local_id(0);
-    const int h = get_global_id(1);
+    const int hkv = get_global_id(1);
     const long b = get_global_id(2);
-    const int group_row0 = get_group_id(0) * BLOCK_M;
-    const int row0 = group_row0 + lid * ROWS;
-    const mask_params mp = { seq_k, causal, off, window_left, window_right };
+    const int blocks = (int)(get_num_groups(0) / splits);
+    const int split = get_group_id(0) / blocks;
+    const int rho0 = (get_group_id(0) % blocks) * BLOCK_M;  /* first row of the work-group */
+    const int rho_end = group * seq_q;
+    const int split_lo = split * keys_per_split;
+    const int split_hi = min(split_lo + keys_per_split, seq_k) - 1;
 
-    q += q_off + b * q_sb + h * q_sh;
-    k += k_off + b * k_sb + (h / group) * k_sh;
-    v += v_off + b * v_sb + (h / group) * v_sh;
+    mask_params mp;
+    const int lengths_ok = batch_mask((flags & FLAG_SEQLENS_Q) ? seqlens_q : 0,
+                                      (flags & FLAG_SEQLENS_K) ? seqlens_k : 0, b, seq_q, seq_k,
+                                      (flags & FLAG_CAUSAL) != 0, (flags & FLAG_BOTTOM_RIGHT) != 0,
+                                      window_left, window_right, &mp);
+    k += k_off + b * k_sb + hkv * k_sh;
+    v += v_off + b * v_sb + hkv * v_sh;
+    out += o_off + split * o_split + b * o_sb;
+    lse += l_off + split * l_split + b * l_sb;
+    bias += bias_off + b * bias_sb;
 
-    /* Private state of this work-item's rows; q is pre-multiplied by scale * log2(e) so that
-       scores are in the base-2 domain of exp2. */
+    /* Private state of this work-item's rows; q is pre-multiplied by q_mult (common.cl). */
     float qr[ROWS][D_PAD];
     floatv acc[ROWS][CHUNKS_DV_MAX];
     float m[ROWS], l[ROWS];
-    int lo[ROWS], hi[ROWS];
+    int lo[ROWS], hi[ROWS], live[ROWS];
+    int lo_max = 0, hi_min = seq_k;   /* over this work-item's live rows */
     for (int r = 0; r < ROWS; r++) {
-        const int i = row0 + r;
+        const int rho = rho0 + lid * ROWS + r;
+        const int i = rho / group;
+        const int h = hkv * group + rho % group;
+        /* a live row is one whose output is computed: not padding, not past the end */
+        live[r] = rho < rho_end && i < mp.seq_q && lengths_ok;
+        __global const qkv_t *qrow = q + q_off + b * q_sb + h * q_sh + i * q_ss;
         for (int d = 0; d < D_PAD; d++)
-            qr[r][d] = (i < seq_q && d < head_dim) ? LOAD_STORAGE(q, i * q_ss + d) * scale_log2e : 0.0f;
+            qr[r][d] = (live[r] && d < head_dim) ? LOAD_QKV(qrow, d) * q_mult : 0.0f;
         for (int c = 0; c < CHUNKS_DV_MAX; c++)
             acc[r][c] = (floatv)(0.0f);
         m[r] = NEG_BIG;
         l[r] = 0.0f;
-        lo[r] = visible_lo(&mp, i);
-        hi[r] = visible_hi(&mp, i);
+        lo[r] = live[r] ? max(visible_lo(&mp, i), split_lo) : seq_k;
+        hi[r] = live[r] ? min(visible_hi(&mp, i), split_hi) : -1;
+        if (live[r]) { /* a live row that sees nothing here makes lo_max > hi_min: never full */
+            lo_max = max(lo_max, lo[r]);
+            hi_min = min(hi_min, hi[r]);
+        }
     }
 
-    /* The keys any row of the work-group sees; the same for every work-item. */
-    const int last_row = min(group_row0 + BLOCK_M, seq_q) - 1;
-    const int keys_lo = visible_lo(&mp, group_row0);
-    const int keys_hi = visible_hi(&mp, last_row);
+    /* The keys any row of the work-group sees (the same for every work-item): visibility is
+       monotone in the query row i = rho / group. */
+    const int i_first = rho0 / group;
+    const int i_last = min((min(rho0 + BLOCK_M, rho_end) - 1) / group, mp.seq_q - 1);
+    const int keys_lo = max(visible_lo(&mp, i_first), split_lo);
+    const int keys_hi = lengths_ok && i_last >= i_first ? min(visible_hi(&mp, i_last), split_hi) : -1;
     const int chunks_dv = (head_dim_v + VEC - 1) / VEC;
 
     for (int j0 = keys_lo; j0 <= keys_hi; j0 += BLOCK_N) {
@@ -170,14 +193,21 @@ void attention_forward(
             }
         }
 
-        /* Every key of the tile visible to every row: no masking needed. */
-        const int full = count == BLOCK_N && lo[ROWS - 1] <= j0 && hi[0] >= j0 + BLOCK_N - 1;
+        /* Every key of the tile visible to every live row: no masking needed (rows that are
+           not live are never stored as computed). */
+        const int full = count == BLOCK_N && lo_max <= j0 && hi_min >= j0 + BLOCK_N - 1;
 
         /* Online softmax: p = exp2(s - m_new) for visible keys, exactly 0 for the others. */
         float p[ROWS][BLOCK_N];
         for (int r = 0; r < ROWS; r++) {
+            const int rho = rho0 + lid * ROWS + r;
+            __global const bias_t *bias_row =
+                bias + (hkv * group + rho % group) * bias_sh + (rho / group) * bias_ss;
             float tile_max = NEG_BIG;
             for (int c = 0; c < CHUNKS_N; c++) {
+                s[r][c] = SOFTCAP(s[r][c], cap_mult);
+                if ((flags & FLAG_BIAS) && live[r])
+                    s[r][c] = add_bias(s[r][c], bias_row, j0, c, mp.seq_k);
                 if (!full) {
                     const intv j = (intv)(j0 + c * VEC) + IOTA;
                     s[r][c] = select((floatv)(NEG_BIG), s[r][c], j >= lo[r] && j <= hi[r]);
@@ -215,21 +245,24 @@ void attention_forward(
     }
 
     for (int r = 0; r < ROWS; r++) {
-        const int i = row0 + r;
-        if (i >= seq_q)
+        const int rho = rho0 + lid * ROWS + r;
+        if (rho >= rho_end)
             break;
-        __global out_t *orow = out + o_off + b * o_sb + h * o_sh + i * o_ss;
+        const int i = rho / group;
+        const int h = hkv * group + rho % group;
+        __global out_t *orow = out + h * o_sh + i * o_ss;
         /* l == 0 only when no key is visible (or every visible score is -inf); NaN stays NaN. */
-        const int empty = l[r] == 0.0f;
+        const int empty = l[r] == 0.0f || i >= mp.seq_q;
         const float inv_l = empty ? 0.0f : 1.0f / l[r];
         for (int c = 0; c < chunks_dv; c++) {
             float lane[VEC];
             VSTORE(acc[r][c] * inv_l, 0, lane);
             for (int e = 0; e < VEC && c * VEC + e < head_dim_v; e++)
-                STORE_OUT(orow, c * VEC + e, empty ? 0.0f : lane[e]);
+                STORE_OUT(orow, c * VEC + e, !lengths_ok ? NAN : empty ? 0.0f : lane[e]);
         }
-        if (write_lse)
-            lse[l_off + b * l_sb + h * l_sh + i * l_ss] =
-                empty ? -INFINITY : m[r] * M_LN2_F + log(l[r]);
+        if (flags & FLAG_WRITE_LSE)
+            lse[h * l_sh + i * l_ss] = !lengths_ok ? NAN
+                                       : empty    ? -INFINITY
+                                                  : m[r] * M_LN2_F + log(l[r]);
     }
 }

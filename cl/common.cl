@@ -1,31 +1,64 @@
 /*
- * common.cl — helpers shared by every clattn kernel: storage types and vectors of width VEC.
+ * common.cl — helpers shared by every clattn kernel: storage types, vectors of width VEC, and
+ * the attention mask (which keys a query row sees) and score transforms.
  *
  * Storage types are loaded and stored through the helpers below; all arithmetic is f32.
+ * f16 uses vload_half / vstore_half_rte and bf16 bit shifts, so no extension is required.
  *
  * Tunables (set by the host through -D, see src/plan.c clattn_tiling_build_options):
- *   STORAGE_F32   q, k, v are f32                                     required (the only one yet)
- *   OUT_F32       out is f32                                          required (the only one yet)
- *   VEC           width of the floatv vector type: 1, 2, 4, 8 or 16   default 4
+ *   QKV_TYPE    storage type of q, k, v: F32, F16 or BF16                  default F32
+ *   OUT_TYPE    storage type of out: F32, F16 or BF16                      default F32
+ *   BIAS_TYPE   storage type of the additive bias: F32, F16 or BF16        default F32
+ *   VEC         width of the floatv vector type: 1, 2, 4, 8 or 16         default 4
  */
 
-#if defined(STORAGE_F32)
-typedef float storage_t;
-#define LOAD_STORAGE(p, i) ((p)[(i)])
-#else
-#error "define the storage type of q, k, v (STORAGE_F32)"
+/* ---- storage types ---------------------------------------------------------------------- */
+
+#define CLATTN_CAT2(a, b) a##b
+#define CLATTN_CAT(a, b) CLATTN_CAT2(a, b)
+
+#define STORAGE_F32 float
+#define STORAGE_F16 half
+#define STORAGE_BF16 ushort
+#define LOAD_F32(p, i) ((p)[(i)])
+#define LOAD_F16(p, i) vload_half((i), (p))
+#define LOAD_BF16(p, i) as_float((uint)(p)[(i)] << 16)
+#define STORE_F32(p, i, x) ((p)[(i)] = (x))
+#define STORE_F16(p, i, x) vstore_half_rte((x), (i), (p))
+#define STORE_BF16(p, i, x) ((p)[(i)] = float_to_bf16(x))
+
+/* Round to nearest even; NaN stays a (quiet) NaN. */
+static ushort float_to_bf16(float x)
+{
+    uint bits = as_uint(x);
+    if (isnan(x))
+        return (ushort)((bits >> 16) | 0x0040u);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return (ushort)(bits >> 16);
+}
+
+#ifndef QKV_TYPE
+#define QKV_TYPE F32
+#endif
+#ifndef OUT_TYPE
+#define OUT_TYPE F32
+#endif
+#ifndef BIAS_TYPE
+#define BIAS_TYPE F32
 #endif
 
-#if defined(OUT_F32)
-typedef float out_t;
-#define STORE_OUT(p, i, x) ((p)[(i)] = (x))
-#else
-#error "define the storage type of out (OUT_F32)"
-#endif
+typedef CLATTN_CAT(STORAGE_, QKV_TYPE) qkv_t;
+typedef CLATTN_CAT(STORAGE_, OUT_TYPE) out_t;
+typedef CLATTN_CAT(STORAGE_, BIAS_TYPE) bias_t;
+#define LOAD_QKV(p, i) CLATTN_CAT(LOAD_, QKV_TYPE)(p, i)
+#define STORE_OUT(p, i, x) CLATTN_CAT(STORE_, OUT_TYPE)(p, i, x)
+#define LOAD_BIAS(p, i) CLATTN_CAT(LOAD_, BIAS_TYPE)(p, i)
 
 /* Running maxima start at a large finite negative, not -INFINITY: exp2(-inf - -inf) is NaN and
    some compilers fold it wrongly. */
 #define NEG_BIG (-3.0e38f)
+
+/* ---- vectors ---------------------------------------------------------------------------- */
 
 #ifndef VEC
 #define VEC 4
@@ -83,3 +116,64 @@ typedef int16 intv;
 #else
 #error "VEC must be 1, 2, 4, 8 or 16"
 #endif
+
+/* ---- the mask ---------------------------------------------------------------------------- */
+
+/* Which keys query row i of one batch sees. With sq_b, sk_b the batch's valid lengths and
+   off = sk_b - sq_b (bottom-right alignment) or 0 (top-left): key j is visible iff i < sq_b,
+   j < sk_b, causal => j <= i + off, window_left >= 0 => j >= i + off - window_left,
+   window_right >= 0 => j <= i + off + window_right. For rows i < sq_b the visible keys form the
+   interval [visible_lo(i), visible_hi(i)], both ends non-decreasing in i. */
+typedef struct mask_params {
+    int  seq_q;          /* sq_b */
+    int  seq_k;          /* sk_b */
+    int  causal;
+    long off;
+    long window_left;    /* -1: unbounded */
+    long window_right;   /* -1: unbounded */
+} mask_params;
+
+/* The batch's valid lengths from the seqlens buffers (NULL: the dims). Returns 0 when an entry
+   is outside [0, dim]: that batch's rows are then all NaN. */
+static int batch_mask(__global const int *seqlens_q, __global const int *seqlens_k, long b,
+                      int seq_q, int seq_k, int causal, int bottom_right, long window_left,
+                      long window_right, mask_params *mp)
+{
+    const int sq = seqlens_q ? seqlens_q[b] : seq_q;
+    const int sk = seqlens_k ? seqlens_k[b] : seq_k;
+    mp->seq_q = sq;
+    mp->seq_k = sk;
+    mp->causal = causal;
+    mp->off = bottom_right ? (long)sk - sq : 0;
+    mp->window_left = window_left;
+    mp->window_right = window_right;
+    return sq >= 0 && sq <= seq_q && sk >= 0 && sk <= seq_k;
+}
+
+/* First visible key of row i, clamped to [0, seq_k]. */
+static int visible_lo(const mask_params *mp, long i)
+{
+    long lo = 0;
+    if (mp->window_left >= 0)
+        lo = max(lo, i + mp->off - mp->window_left);
+    return (int)min(lo, (long)mp->seq_k);
+}
+
+/* Last visible key of row i, clamped to [-1, seq_k - 1]; -1 for rows i >= seq_q. */
+static int visible_hi(const mask_params *mp, long i)
+{
+    long hi = i < mp->seq_q ? mp->seq_k - 1 : -1;
+    if (mp->causal)
+        hi = min(hi, i + mp->off);
+    if (mp->window_right >= 0)
+        hi = min(hi, i + mp->off + mp->window_right);
+    return (int)max(hi, -1L);
+}
+
+/* ---- scores ------------------------------------------------------------------------------ */
+
+/* Scores are kept in base 2 (s * log2(e)) for exp2. The host folds the scale into q:
+     no softcap:  q_mult = scale * log2(e), cap_mult = 0, and the score is q.k;
+     softcap c:   q_mult = scale / c, cap_mult = c * log2(e), and the score is cap_mult * tanh(q.k).
+   The bias is added as bias * log2(e). SOFTCAP works on floats and floatv. */
+#define SOFTCAP(x, cap_mult) ((cap_mult) != 0.0f ? (cap_mult) * tanh(x) : (x))

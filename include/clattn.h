@@ -193,8 +193,14 @@ CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
    Visibility of key j to query i, off = Sk - Sq (BOTTOM_RIGHT) or 0 (TOP_LEFT):
    j < Sk; causal: j <= i + off; window_left >= 0: j >= i + off - window_left;
    window_right >= 0: j <= i + off + window_right.
-   A row with no visible key gets out = 0 and lse = -INFINITY. NaN in an input row gives NaN
-   in that output row. Accumulation is f32.
+   Score: s = (q . k) * scale; softcap > 0: s = softcap * tanh(s / softcap); then s += bias
+   (any dtype, [B|1, Hq|1, Sq|1, Sk], dims of 1 broadcast; -INFINITY hides a key).
+   seqlens_q / seqlens_k (int32[B] on the device) give each batch's valid lengths Sq_b, Sk_b,
+   used above in place of Sq, Sk; rows i >= Sq_b get out = 0 and lse = -INFINITY, and an entry
+   outside [0, dim] makes that batch's out and lse NaN (never an out-of-bounds access).
+   A row with no visible key (or whose visible scores are all -INFINITY) gets out = 0 and
+   lse = -INFINITY. NaN in an input row gives NaN in that output row. q, k, v share one dtype
+   (f32, f16 or bf16); out may be any dtype (stored round-to-nearest-even); arithmetic is f32.
    The event (if event != NULL) completes when out and lse are written; on failure *event is
    NULL. Statuses: INVALID_ARGUMENT / BUFFER_TOO_SMALL for bad input (nothing is enqueued),
    UNSUPPORTED for a request this version cannot run yet (see README's feature table),
@@ -216,8 +222,10 @@ CLATTN_API clattn_status clattn_attention_backward(clattn_context *ctx,
 
 /* Combine n partial results for the same queries over disjoint key sets:
    out = sum_p exp(lse_p - lse) out_p, lse = log sum_p exp(lse_p); outs[p] and lses[p] shaped
-   like out and lse; a part with lse -INFINITY contributes nothing.
-   This version returns CLATTN_ERROR_UNSUPPORTED after checking n and the pointers. */
+   like out and lse (each part may have its own dtype; lse f32); a part with lse -INFINITY
+   contributes nothing; when every part is -INFINITY the row gets 0 and -INFINITY; NaN in a part
+   gives NaN. out and lse must not alias each other or any part. n == 0 is INVALID_ARGUMENT.
+   Enqueues n kernels (one per part) and a scratch of B*Hq*Sq*(Dv+1) floats when n > 1. */
 CLATTN_API clattn_status clattn_attention_merge(clattn_context *ctx, size_t n,
     const clattn_tensor *outs, const clattn_tensor *lses,
     const clattn_tensor *out, const clattn_tensor *lse,
@@ -230,16 +238,24 @@ CLATTN_API clattn_status clattn_attention_merge(clattn_context *ctx, size_t n,
 CLATTN_API int clattn_dropout_keep(uint64_t seed, uint64_t offset, int64_t b, int64_t h,
     int64_t num_q_heads, int64_t i, int64_t j, float p);
 
-/* Bytes of scratch the call would need beyond its outputs (0 for the fused path). With
-   desc->workspace at least this big the call allocates nothing. */
+/* Bytes of scratch the call would need beyond its outputs: 0 for the fused path; split-KV
+   partials (splits * B*Hq*Sq*(Dv+1) floats); the unfused path's chunks (at most 256 MiB unless
+   one query row alone needs more). With desc->workspace (CL_MEM_READ_WRITE, not aliasing any
+   argument) at least this big the call allocates nothing; without, it allocates per call. */
 CLATTN_API clattn_status clattn_attention_workspace_size(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v, size_t *bytes);
 
 /* What a forward call with these arguments would run, as one line whose first word is the
-   algorithm, e.g. "fused f32 d=64 dv=64 bm=8 bn=16 rows=8 vec=16 wg=1 local=8192".
+   algorithm (fused, split_kv or unfused), e.g.
+   "fused f32 d=64 dv=64 dpad=64 dvpad=64 bm=32 bn=32 rows=32 vec=16 wg=1 local=16384" or
+   "split_kv f16 d=128 dv=128 splits=8 keys=4096 dpad=128 ...".
+   AUTO picks UNFUSED when a head dim is over 256, SPLIT_KV when the query rows alone give under
+   4 work-groups per compute unit and there are at least 512 keys (decode), FUSED otherwise.
    Always writes a NUL-terminated string when buf != NULL and buf_size > 0 (truncated if short);
-   returns the status the forward call would return for these arguments' shapes and flags. */
+   returns the status the forward call would return for these arguments' shapes and flags. When
+   the call could not run, the line is "<algorithm asked for, fused for AUTO> not runnable:
+   <reason>". */
 CLATTN_API clattn_status clattn_attention_plan(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "program.h"
+#include "scratch.h"
 #include "status.h"
 
 /* One device as the selector sees it. */
@@ -167,6 +168,18 @@ static void read_identity(clattn_context *ctx)
              pversion, dname, dversion, driver);
 }
 
+static int init_recursive_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    if (pthread_mutexattr_init(&attr) != 0)
+        return -1;
+    int err = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    if (err == 0)
+        err = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return err;
+}
+
 /* Make a context around a cl_context and queue the caller has already retained for it. */
 static clattn_status wrap(cl_platform_id platform, cl_device_id device, cl_context cl_ctx,
                           cl_command_queue queue, clattn_context **out)
@@ -181,7 +194,7 @@ static clattn_status wrap(cl_platform_id platform, cl_device_id device, cl_conte
         ctx->queue = queue;
         s = clattn_probe_device(device, &ctx->probe);
     }
-    if (s == CLATTN_SUCCESS && pthread_mutex_init(&ctx->lock, NULL) != 0)
+    if (s == CLATTN_SUCCESS && init_recursive_mutex(&ctx->lock) != 0)
         s = clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "pthread_mutex_init failed");
     if (s != CLATTN_SUCCESS) {
         free(ctx);
@@ -258,6 +271,7 @@ CLATTN_API void clattn_context_release(clattn_context *ctx)
     if (!ctx)
         return;
     clattn_programs_release(ctx);
+    clattn_scratch_release(ctx);
     pthread_mutex_destroy(&ctx->lock);
     clReleaseCommandQueue(ctx->queue);
     clReleaseContext(ctx->cl_ctx);

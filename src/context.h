@@ -17,9 +17,12 @@ struct clattn_context {
     /* platform name and version, device name and version, driver version: identifies the
        compiler that made a binary (part of the disk cache key) */
     char             device_identity[1400];
-    /* guards `programs` and every section from clSetKernelArg to enqueue */
+    /* recursive; guards `programs` and `scratch`, and is held from clSetKernelArg to enqueue
+       (for calls that use scratch: from taking it to enqueueing the last command) */
     pthread_mutex_t  lock;
     struct clattn_program_entry *programs;
+    cl_mem           scratch;       /* see scratch.h */
+    size_t           scratch_size;
 };
 
 #endif

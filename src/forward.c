@@ -1,21 +1,33 @@
-/* The forward call: validate, plan, and enqueue cl/attention_forward.cl. */
+/* The forward call: validate, plan (FUSED, SPLIT_KV or UNFUSED), and enqueue. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "context.h"
+#include "merge.h"
 #include "plan.h"
 #include "program.h"
+#include "scratch.h"
 #include "status.h"
 #include "tensor.h"
+#include "unfused.h"
 
 static const char *const forward_files[] = {"common.cl", "attention_forward.cl", NULL};
+
+/* cl/attention_forward.cl flags */
+#define FLAG_WRITE_LSE    1
+#define FLAG_BIAS         2
+#define FLAG_SEQLENS_Q    4
+#define FLAG_SEQLENS_K    8
+#define FLAG_CAUSAL       16
+#define FLAG_BOTTOM_RIGHT 32
 
 /* A validated forward call and how it will run. */
 typedef struct forward_call {
     clattn_forward_args args;
     clattn_problem      problem;
-    clattn_tiling       tiling;
+    clattn_plan         plan;
+    size_t              workspace_bytes;
 } forward_call;
 
 static const char *dtype_name(clattn_dtype t)
@@ -23,27 +35,16 @@ static const char *dtype_name(clattn_dtype t)
     return t == CLATTN_F16 ? "f16" : t == CLATTN_BF16 ? "bf16" : "f32";
 }
 
-/* Valid requests this version cannot run yet; the README's feature table lists them. */
+static const char *algo_name(clattn_algo a)
+{
+    return a == CLATTN_ALGO_SPLIT_KV ? "split_kv" : a == CLATTN_ALGO_UNFUSED ? "unfused" : "fused";
+}
+
+/* Valid requests this version cannot run; the README's feature table lists them. */
 static clattn_status check_implemented(const clattn_forward_args *a)
 {
-    const clattn_attention_desc *d = a->desc;
-    const char *missing = NULL;
-    if (a->q.t->dtype != CLATTN_F32)
-        missing = "f16 and bf16 q, k, v";
-    else if (a->out.t && a->out.t->dtype != CLATTN_F32)
-        missing = "f16 and bf16 out";
-    else if (d->softcap > 0.0f)
-        missing = "softcap";
-    else if (d->bias)
-        missing = "bias";
-    else if (d->seqlens_q || d->seqlens_k)
-        missing = "seqlens_q and seqlens_k";
-    else if (d->dropout_p > 0.0f)
-        missing = "dropout";
-    else if (d->algo == CLATTN_ALGO_SPLIT_KV || d->algo == CLATTN_ALGO_UNFUSED)
-        missing = d->algo == CLATTN_ALGO_SPLIT_KV ? "CLATTN_ALGO_SPLIT_KV" : "CLATTN_ALGO_UNFUSED";
-    if (missing)
-        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s: not implemented in clattn %s", missing,
+    if (a->desc->dropout_p > 0.0f)
+        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "dropout: not implemented in clattn %s",
                            clattn_version_string());
     if (a->q.t->dims[2] > INT32_MAX || a->k.t->dims[2] > INT32_MAX)
         return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "q.dims[2]=%lld, k.dims[2]=%lld: sequences "
@@ -52,7 +53,50 @@ static clattn_status check_implemented(const clattn_forward_args *a)
     return CLATTN_SUCCESS;
 }
 
-/* Validate the call (out and lse may be NULL tensors for queries) and plan it. */
+/* Scratch of the chosen algorithm: split-KV partials (f32 out and lse per key range). */
+static size_t workspace_bytes(const forward_call *call)
+{
+    const clattn_problem *p = &call->problem;
+    if (call->plan.algo == CLATTN_ALGO_UNFUSED)
+        return clattn_unfused_workspace_size(&call->args);
+    if (call->plan.algo != CLATTN_ALGO_SPLIT_KV)
+        return 0;
+    const size_t rows = (size_t)(p->batch * p->heads_q * p->seq_q);
+    return (size_t)call->plan.splits * rows * ((size_t)p->head_dim_v + 1) * sizeof(float);
+}
+
+static clattn_status plan_call(clattn_context *ctx, forward_call *call)
+{
+    const clattn_forward_args *a = &call->args;
+    clattn_problem *p = &call->problem;
+    p->dtype = a->q.t->dtype;
+    p->batch = a->q.t->dims[0];
+    p->heads_q = a->q.t->dims[1];
+    p->heads_kv = a->k.t->dims[1];
+    p->seq_q = a->q.t->dims[2];
+    p->seq_k = a->k.t->dims[2];
+    p->head_dim = a->q.t->dims[3];
+    p->head_dim_v = a->v.t->dims[3];
+    p->causal = a->desc->causal;
+    char why[256];
+    clattn_status s = clattn_plan_call(&ctx->probe, p, a->desc->algo, &call->plan, why, sizeof why);
+    if (s != CLATTN_SUCCESS)
+        return clattn_fail(s, "%s cannot run head_dim=%lld head_dim_v=%lld on %s: %s",
+                           algo_name(a->desc->algo), (long long)p->head_dim,
+                           (long long)p->head_dim_v, ctx->probe.device_name, why);
+    if (call->plan.algo == CLATTN_ALGO_UNFUSED && !clattn_unfused_available())
+        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "the unfused path (head dims over 256 or "
+                           "CLATTN_ALGO_UNFUSED) needs CLBlast, and clattn was built without it");
+    call->workspace_bytes = workspace_bytes(call);
+    const clattn_attention_desc *d = a->desc;
+    if (d->workspace && d->workspace_size < call->workspace_bytes)
+        return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "desc->workspace_size=%zu is smaller "
+                           "than the %zu bytes this call needs (clattn_attention_workspace_size)",
+                           d->workspace_size, call->workspace_bytes);
+    return CLATTN_SUCCESS;
+}
+
+/* Validate the call (out and lse absent for queries) and plan it. */
 static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *desc,
                              const clattn_tensor *q, const clattn_tensor *k,
                              const clattn_tensor *v, const clattn_tensor *out,
@@ -67,6 +111,12 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
     a->q = clattn_view_of("q", q, 0);
     a->k = clattn_view_of("k", k, 0);
     a->v = clattn_view_of("v", v, 0);
+    if (desc) {
+        a->bias = clattn_view_of("bias", desc->bias, 0);
+        a->seqlens_q = clattn_mem_info_of(desc->seqlens_q);
+        a->seqlens_k = clattn_mem_info_of(desc->seqlens_k);
+        a->workspace = clattn_mem_info_of(desc->workspace);
+    }
     if (with_outputs) {
         a->out = clattn_view_of("out", out, 1);
         a->lse = clattn_view_of("lse", lse, 1);
@@ -77,96 +127,95 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
     clattn_status s = clattn_validate_forward(a);
     if (s == CLATTN_SUCCESS)
         s = check_implemented(a);
-    if (s != CLATTN_SUCCESS)
-        return s;
-
-    clattn_problem *p = &call->problem;
-    p->dtype = q->dtype;
-    p->batch = q->dims[0];
-    p->heads_q = q->dims[1];
-    p->heads_kv = k->dims[1];
-    p->seq_q = q->dims[2];
-    p->seq_k = k->dims[2];
-    p->head_dim = q->dims[3];
-    p->head_dim_v = v->dims[3];
-    p->causal = desc->causal;
-    char why[256];
-    s = clattn_plan_forward(&ctx->probe, p, &call->tiling, why, sizeof why);
-    if (s != CLATTN_SUCCESS)
-        return clattn_fail(s, "no fused tiling for head_dim=%lld head_dim_v=%lld on %s: %s",
-                           (long long)p->head_dim, (long long)p->head_dim_v,
-                           ctx->probe.device_name, why);
-    return CLATTN_SUCCESS;
+    if (s == CLATTN_SUCCESS)
+        s = plan_call(ctx, call);
+    return s;
 }
 
-/* Arguments of one strided view: buffer, element offset, batch, head and seq strides. */
-static cl_int set_view_args(cl_kernel kernel, cl_uint *index, const clattn_tensor *t)
+/* The view of bias the kernel reads: dims of 1 broadcast through stride 0. */
+static clattn_tensor broadcast_bias(const clattn_tensor *bias)
 {
-    cl_mem buffer = t ? t->buffer : NULL;
-    cl_long values[4] = {0, 0, 0, 0};
-    if (t) {
-        values[0] = (cl_long)(t->offset / clattn_dtype_size(t->dtype));
-        for (int i = 0; i < 3; i++)
-            values[i + 1] = t->strides[i];
-    }
-    cl_int err = clSetKernelArg(kernel, (*index)++, sizeof buffer, &buffer);
-    for (int i = 0; i < 4 && err == CL_SUCCESS; i++)
-        err = clSetKernelArg(kernel, (*index)++, sizeof values[i], &values[i]);
+    clattn_tensor t = *bias;
+    for (int i = 0; i < 3; i++)
+        if (t.dims[i] == 1)
+            t.strides[i] = 0;
+    return t;
+}
+
+static cl_int set_scalar_args(cl_kernel kernel, cl_uint index, const forward_call *call)
+{
+    const clattn_problem *p = &call->problem;
+    const clattn_attention_desc *d = call->args.desc;
+    const double scale = d->scale != 0.0f ? d->scale : 1.0 / sqrt((double)p->head_dim);
+    const double log2e = 1.4426950408889634;
+    const cl_float q_mult = (cl_float)(d->softcap > 0.0f ? scale / d->softcap : scale * log2e);
+    const cl_float cap_mult = (cl_float)(d->softcap > 0.0f ? d->softcap * log2e : 0.0);
+    const cl_int flags = (call->args.lse.t || call->plan.algo == CLATTN_ALGO_SPLIT_KV ? FLAG_WRITE_LSE : 0) |
+                         (d->bias ? FLAG_BIAS : 0) | (d->seqlens_q ? FLAG_SEQLENS_Q : 0) |
+                         (d->seqlens_k ? FLAG_SEQLENS_K : 0) | (d->causal ? FLAG_CAUSAL : 0) |
+                         (d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? FLAG_BOTTOM_RIGHT : 0);
+    const cl_int ints[] = {(cl_int)p->seq_q, (cl_int)p->seq_k, (cl_int)p->head_dim,
+                           (cl_int)p->head_dim_v, (cl_int)(p->heads_q / p->heads_kv)};
+    const cl_long windows[] = {d->window_left, d->window_right};
+    const cl_int split_ints[] = {call->plan.splits, call->plan.keys_per_split};
+    cl_int err = CL_SUCCESS;
+    for (size_t i = 0; i < 5 && err == CL_SUCCESS; i++)
+        err = clSetKernelArg(kernel, index++, sizeof ints[i], &ints[i]);
+    err |= clSetKernelArg(kernel, index++, sizeof q_mult, &q_mult);
+    err |= clSetKernelArg(kernel, index++, sizeof cap_mult, &cap_mult);
+    err |= clSetKernelArg(kernel, index++, sizeof flags, &flags);
+    err |= clSetKernelArg(kernel, index++, sizeof windows[0], &windows[0]);
+    err |= clSetKernelArg(kernel, index++, sizeof windows[1], &windows[1]);
+    err |= clSetKernelArg(kernel, index++, sizeof split_ints[0], &split_ints[0]);
+    err |= clSetKernelArg(kernel, index++, sizeof split_ints[1], &split_ints[1]);
     return err;
 }
 
-static cl_int set_forward_args(cl_kernel kernel, const forward_call *call)
+/* out and lse as the kernel writes them, with the element strides between key ranges. */
+typedef struct kernel_outputs {
+    const clattn_tensor *out, *lse;
+    cl_long out_split, lse_split;
+} kernel_outputs;
+
+static cl_int set_forward_args(cl_kernel kernel, const forward_call *call, const kernel_outputs *o)
 {
     const clattn_forward_args *a = &call->args;
-    const clattn_problem *p = &call->problem;
-    const clattn_attention_desc *d = a->desc;
-    double scale = d->scale != 0.0f ? d->scale : 1.0 / sqrt((double)p->head_dim);
-    cl_float scale_log2e = (cl_float)(scale * 1.4426950408889634); /* log2(e) */
-    cl_int ints[] = {a->lse.t != NULL, (cl_int)p->seq_q, (cl_int)p->seq_k, (cl_int)p->head_dim,
-                     (cl_int)p->head_dim_v, (cl_int)(p->heads_q / p->heads_kv)};
-    cl_int causal = d->causal;
-    cl_long off = d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? p->seq_k - p->seq_q : 0;
-    cl_long window_left = d->window_left, window_right = d->window_right;
-
+    const clattn_tensor bias = a->bias.t ? broadcast_bias(a->bias.t) : (clattn_tensor){0};
     cl_uint index = 0;
-    cl_int err = CL_SUCCESS;
-    const clattn_tensor *views[] = {a->q.t, a->k.t, a->v.t, a->out.t, a->lse.t};
-    for (int i = 0; i < 5 && err == CL_SUCCESS; i++)
-        err = set_view_args(kernel, &index, views[i]);
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && err == CL_SUCCESS; i++)
-        err = clSetKernelArg(kernel, index++, sizeof ints[i], &ints[i]);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kernel, index++, sizeof scale_log2e, &scale_log2e);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kernel, index++, sizeof causal, &causal);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kernel, index++, sizeof off, &off);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kernel, index++, sizeof window_left, &window_left);
-    if (err == CL_SUCCESS)
-        err = clSetKernelArg(kernel, index++, sizeof window_right, &window_right);
-    return err;
+    cl_int err = clattn_set_view_args(kernel, &index, a->q.t);
+    err |= clattn_set_view_args(kernel, &index, a->k.t);
+    err |= clattn_set_view_args(kernel, &index, a->v.t);
+    err |= clattn_set_view_args(kernel, &index, o->out);
+    err |= clSetKernelArg(kernel, index++, sizeof o->out_split, &o->out_split);
+    err |= clattn_set_view_args(kernel, &index, o->lse);
+    err |= clSetKernelArg(kernel, index++, sizeof o->lse_split, &o->lse_split);
+    err |= clattn_set_view_args(kernel, &index, a->bias.t ? &bias : NULL);
+    cl_mem seqlens[2] = {a->desc->seqlens_q, a->desc->seqlens_k};
+    err |= clSetKernelArg(kernel, index++, sizeof seqlens[0], &seqlens[0]);
+    err |= clSetKernelArg(kernel, index++, sizeof seqlens[1], &seqlens[1]);
+    return err | set_scalar_args(kernel, index, call);
 }
 
-static clattn_status enqueue_forward(clattn_context *ctx, const forward_call *call,
-                                     cl_event *event)
+static clattn_status enqueue_fused(clattn_context *ctx, const forward_call *call,
+                                   const kernel_outputs *o, cl_event *event)
 {
-    const clattn_tiling *t = &call->tiling;
+    const clattn_tiling *t = &call->plan.tiling;
     const clattn_problem *p = &call->problem;
+    const clattn_storage storage = {p->dtype, o->out->dtype,
+                                    call->args.bias.t ? call->args.bias.t->dtype : CLATTN_F32};
     char options[256];
-    clattn_tiling_build_options(t, p->dtype, options, sizeof options);
-    size_t blocks = (size_t)((p->seq_q + t->block_m - 1) / t->block_m);
-    size_t global[3] = {blocks * (size_t)t->wg, (size_t)p->heads_q, (size_t)p->batch};
+    clattn_tiling_build_options(t, &storage, options, sizeof options);
+    const int64_t rows = p->seq_q * (p->heads_q / p->heads_kv);
+    const size_t blocks = (size_t)((rows + t->block_m - 1) / t->block_m);
+    size_t global[3] = {blocks * (size_t)call->plan.splits * (size_t)t->wg, (size_t)p->heads_kv,
+                        (size_t)p->batch};
     size_t local[3] = {(size_t)t->wg, 1, 1};
 
     pthread_mutex_lock(&ctx->lock);
     cl_kernel kernel = NULL;
     clattn_status s = clattn_program_kernel(ctx, forward_files, options, "attention_forward", &kernel);
-    if (s == CLATTN_SUCCESS) {
-        cl_int err = set_forward_args(kernel, call);
-        if (err != CL_SUCCESS)
-            s = clattn_fail_cl(err, "clSetKernelArg(attention_forward)");
-    }
+    if (s == CLATTN_SUCCESS && set_forward_args(kernel, call, o) != CL_SUCCESS)
+        s = clattn_fail(CLATTN_ERROR_OPENCL, "clSetKernelArg(attention_forward) failed");
     if (s == CLATTN_SUCCESS) {
         cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, 3, NULL, global, local,
                                             call->args.num_wait,
@@ -174,6 +223,45 @@ static clattn_status enqueue_forward(clattn_context *ctx, const forward_call *ca
         if (err != CL_SUCCESS)
             s = clattn_fail_cl(err, "clEnqueueNDRangeKernel(attention_forward)");
     }
+    pthread_mutex_unlock(&ctx->lock);
+    return s;
+}
+
+/* Split-KV: the fused kernel writes f32 partials per key range into the workspace, laid out
+   as out [splits, B, Hq, Sq, Dv] then lse [splits, B, Hq, Sq]; merge.cl combines them. */
+static clattn_status enqueue_split(clattn_context *ctx, const forward_call *call, cl_mem scratch,
+                                   cl_event *event)
+{
+    const clattn_problem *p = &call->problem;
+    const int64_t rows = p->batch * p->heads_q * p->seq_q;
+    clattn_tensor parts = clattn_tensor_bhsd(scratch, CLATTN_F32, p->batch, p->heads_q, p->seq_q,
+                                             p->head_dim_v);
+    clattn_tensor part_lses = clattn_tensor_bhsd(scratch, CLATTN_F32, p->batch, p->heads_q,
+                                                 p->seq_q, 1);
+    part_lses.offset = (size_t)(call->plan.splits * rows * p->head_dim_v) * sizeof(float);
+    const kernel_outputs partials = {&parts, &part_lses, rows * p->head_dim_v, rows};
+    clattn_status s = enqueue_fused(ctx, call, &partials, NULL);
+    if (s != CLATTN_SUCCESS)
+        return s;
+    const clattn_merge_launch m = {&parts, &part_lses, rows * p->head_dim_v, rows,
+                                   call->plan.splits, NULL, 0, 0, 1,
+                                   call->args.out.t, call->args.lse.t};
+    return clattn_enqueue_merge(ctx, &m, 0, NULL, event);
+}
+
+/* The split-KV and unfused paths, with their scratch (scratch.h): the whole call is enqueued
+   under ctx->lock so that no other call's commands use the scratch in between. */
+static clattn_status enqueue_with_scratch(clattn_context *ctx, const forward_call *call,
+                                          cl_event *event)
+{
+    pthread_mutex_lock(&ctx->lock);
+    cl_mem scratch = NULL;
+    clattn_status s = clattn_scratch_get(ctx, call->args.desc->workspace, call->workspace_bytes,
+                                         &scratch);
+    if (s == CLATTN_SUCCESS)
+        s = call->plan.algo == CLATTN_ALGO_SPLIT_KV
+                ? enqueue_split(ctx, call, scratch, event)
+                : clattn_unfused_forward(ctx, &call->args, scratch, event);
     pthread_mutex_unlock(&ctx->lock);
     return s;
 }
@@ -188,10 +276,16 @@ CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
         *event = NULL;
     forward_call call;
     clattn_status s = prepare(ctx, desc, q, k, v, out, lse, 1, num_wait, wait_list, &call);
-    if (s == CLATTN_SUCCESS)
-        s = enqueue_forward(ctx, &call, event);
-    if (s != CLATTN_SUCCESS && event)
+    if (s == CLATTN_SUCCESS && call.plan.algo == CLATTN_ALGO_FUSED) {
+        const kernel_outputs direct = {out, lse, 0, 0};
+        s = enqueue_fused(ctx, &call, &direct, event);
+    } else if (s == CLATTN_SUCCESS) {
+        s = enqueue_with_scratch(ctx, &call, event);
+    }
+    if (s != CLATTN_SUCCESS && event && *event) {
+        clReleaseEvent(*event);
         *event = NULL;
+    }
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
 }
 
@@ -200,17 +294,31 @@ CLATTN_API clattn_status clattn_attention_plan(clattn_context *ctx,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,
     char *buf, size_t buf_size)
 {
-    if (buf && buf_size)
-        buf[0] = '\0';
     forward_call call;
     clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
-    if (s != CLATTN_SUCCESS)
+    if (s != CLATTN_SUCCESS) {
+        /* still a line whose first word is an algorithm: the one asked for (AUTO: fused) */
+        if (buf && buf_size)
+            snprintf(buf, buf_size, "%s not runnable: %s",
+                     algo_name(desc && (unsigned)desc->algo <= CLATTN_ALGO_UNFUSED ? desc->algo
+                                                                                   : CLATTN_ALGO_AUTO),
+                     clattn_last_error());
         return s;
+    }
     if (buf && buf_size) {
-        int n = snprintf(buf, buf_size, "fused %s d=%lld dv=%lld ", dtype_name(call.problem.dtype),
-                         (long long)call.problem.head_dim, (long long)call.problem.head_dim_v);
-        if (n > 0 && (size_t)n < buf_size)
-            clattn_tiling_describe(&call.tiling, buf + n, buf_size - (size_t)n);
+        const clattn_plan *plan = &call.plan;
+        int n = snprintf(buf, buf_size, "%s %s d=%lld dv=%lld", algo_name(plan->algo),
+                         dtype_name(call.problem.dtype), (long long)call.problem.head_dim,
+                         (long long)call.problem.head_dim_v);
+        if (n > 0 && (size_t)n < buf_size && plan->algo == CLATTN_ALGO_SPLIT_KV)
+            n += snprintf(buf + n, buf_size - (size_t)n, " splits=%d keys=%d", plan->splits,
+                          plan->keys_per_split);
+        if (n > 0 && (size_t)n < buf_size && plan->algo == CLATTN_ALGO_UNFUSED)
+            n += snprintf(buf + n, buf_size - (size_t)n, " workspace=%zu", call.workspace_bytes);
+        if (n > 0 && (size_t)n + 1 < buf_size && plan->algo != CLATTN_ALGO_UNFUSED) {
+            buf[n++] = ' ';
+            clattn_tiling_describe(&plan->tiling, buf + n, buf_size - (size_t)n);
+        }
     }
     return clattn_succeed();
 }
@@ -224,6 +332,7 @@ CLATTN_API clattn_status clattn_attention_workspace_size(clattn_context *ctx,
     *bytes = 0;
     forward_call call;
     clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
-    /* The fused forward streams keys through local memory: it needs no scratch. */
+    if (s == CLATTN_SUCCESS)
+        *bytes = call.workspace_bytes;
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
 }

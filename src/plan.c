@@ -65,12 +65,18 @@ static int pow2_at_most(size_t n)
     return p;
 }
 
+/* Rows of one (batch, kv head): its query rows times the query heads sharing it. */
+static int64_t rows_per_kv_head(const clattn_problem *problem)
+{
+    return problem->seq_q * (problem->heads_q / problem->heads_kv);
+}
+
 static void plan_cpu(const clattn_device_probe *probe, const clattn_problem *problem,
                      clattn_tiling *t)
 {
     cl_uint width = probe->preferred_vector_width_float;
     t->vec = width >= 16 ? 16 : width >= 8 ? 8 : 4;
-    t->rows = pow2_at_least(problem->seq_q, 32);
+    t->rows = pow2_at_least(rows_per_kv_head(problem), 32);
     const int64_t total_rows = problem->seq_q * problem->heads_q * problem->batch;
     while (t->rows > 4 && total_rows / t->rows < 4 * (int64_t)probe->compute_units)
         t->rows /= 2;
@@ -81,8 +87,9 @@ static void plan_cpu(const clattn_device_probe *probe, const clattn_problem *pro
 static size_t gpu_work_group(const clattn_device_probe *probe, const clattn_problem *problem)
 {
     size_t multiple = probe->work_group_multiple ? probe->work_group_multiple : 32;
-    size_t wg = problem->seq_q <= (int64_t)multiple ? multiple : 2 * multiple;
-    if (wg < 64 && problem->seq_q > (int64_t)multiple)
+    const int64_t rows = rows_per_kv_head(problem);
+    size_t wg = rows <= (int64_t)multiple ? multiple : 2 * multiple;
+    if (wg < 64 && rows > (int64_t)multiple)
         wg = 64;
     size_t limit = probe->max_work_group_size;
     if (probe->max_work_item_size0 && probe->max_work_item_size0 < limit)
@@ -136,6 +143,71 @@ clattn_status clattn_plan_forward(const clattn_device_probe *probe,
     return CLATTN_SUCCESS;
 }
 
+/* Work-groups the fused kernel launches for the rows alone (one key range). */
+static int64_t row_groups(const clattn_problem *problem, const clattn_tiling *t)
+{
+    return (rows_per_kv_head(problem) + t->block_m - 1) / t->block_m * problem->heads_kv *
+           problem->batch;
+}
+
+/* Key ranges for split-KV: enough work-groups for 4 per compute unit, each range at least
+   CLATTN_MIN_KEYS_PER_SPLIT keys (fewer splits when the keys run out), a multiple of block_n. */
+static void plan_splits(const clattn_device_probe *probe, const clattn_problem *problem,
+                        clattn_plan *plan)
+{
+    const clattn_tiling *t = &plan->tiling;
+    const int64_t groups = row_groups(problem, t);
+    const int64_t target = 4 * (int64_t)(probe->compute_units ? probe->compute_units : 1);
+    int64_t splits = (target + groups - 1) / groups;
+    const int64_t most = (problem->seq_k + CLATTN_MIN_KEYS_PER_SPLIT - 1) / CLATTN_MIN_KEYS_PER_SPLIT;
+    if (splits > most)
+        splits = most;
+    if (splits < 1)
+        splits = 1;
+    int64_t keys = (problem->seq_k + splits - 1) / splits;
+    keys = (keys + t->block_n - 1) / t->block_n * t->block_n;
+    plan->keys_per_split = (int)keys;
+    plan->splits = (int)((problem->seq_k + keys - 1) / keys);
+}
+
+/* AUTO splits the keys when the rows alone give under 4 work-groups per compute unit and
+   there are keys enough for 2 ranges; that is decode (few query rows, long context). */
+static int wants_split(const clattn_device_probe *probe, const clattn_problem *problem,
+                       const clattn_tiling *t)
+{
+    return row_groups(problem, t) < 4 * (int64_t)probe->compute_units &&
+           problem->seq_k >= 2 * CLATTN_MIN_KEYS_PER_SPLIT;
+}
+
+clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_problem *problem,
+                               clattn_algo requested, clattn_plan *plan, char *why,
+                               size_t why_size)
+{
+    memset(plan, 0, sizeof *plan);
+    plan->splits = 1;
+    plan->keys_per_split = (int)problem->seq_k;
+    const int fused_dims = clattn_head_dim_bucket(problem->head_dim) &&
+                           clattn_head_dim_bucket(problem->head_dim_v);
+    if (requested == CLATTN_ALGO_UNFUSED || (requested == CLATTN_ALGO_AUTO && !fused_dims)) {
+        plan->algo = CLATTN_ALGO_UNFUSED;
+        say(why, why_size, fused_dims ? "requested" : "head dims over 256");
+        return CLATTN_SUCCESS;
+    }
+    clattn_status s = clattn_plan_forward(probe, problem, &plan->tiling, why, why_size);
+    if (s != CLATTN_SUCCESS)
+        return s;
+    if (requested == CLATTN_ALGO_SPLIT_KV ||
+        (requested == CLATTN_ALGO_AUTO && wants_split(probe, problem, &plan->tiling))) {
+        plan->algo = CLATTN_ALGO_SPLIT_KV;
+        plan_splits(probe, problem, plan);
+        say(why, why_size, requested == CLATTN_ALGO_SPLIT_KV ? "requested"
+                                                             : "few rows, many keys: split the keys");
+    } else {
+        plan->algo = CLATTN_ALGO_FUSED;
+    }
+    return CLATTN_SUCCESS;
+}
+
 int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *t,
                        char *why, size_t why_size)
 {
@@ -172,22 +244,31 @@ static size_t written(int n, size_t buf_size)
     return (size_t)n < buf_size ? (size_t)n : buf_size - 1;
 }
 
-static const char *storage_macro(clattn_dtype dtype)
+static const char *storage_name(clattn_dtype dtype)
 {
     switch (dtype) {
-    case CLATTN_F16: return "STORAGE_F16";
-    case CLATTN_BF16: return "STORAGE_BF16";
-    default: return "STORAGE_F32";
+    case CLATTN_F16: return "F16";
+    case CLATTN_BF16: return "BF16";
+    default: return "F32";
     }
 }
 
-size_t clattn_tiling_build_options(const clattn_tiling *t, clattn_dtype dtype,
+size_t clattn_storage_build_options(const clattn_storage *storage, char *buf, size_t buf_size)
+{
+    int n = snprintf(buf, buf_size, "-DQKV_TYPE=%s -DOUT_TYPE=%s -DBIAS_TYPE=%s",
+                     storage_name(storage->qkv), storage_name(storage->out),
+                     storage_name(storage->bias));
+    return written(n, buf_size);
+}
+
+size_t clattn_tiling_build_options(const clattn_tiling *t, const clattn_storage *storage,
                                    char *buf, size_t buf_size)
 {
-    int n = snprintf(buf, buf_size,
-                     "-D%s -DOUT_F32 -DD_PAD=%d -DDV_PAD=%d -DROWS=%d -DWG=%d -DBLOCK_N=%d -DVEC=%d",
-                     storage_macro(dtype), t->d_pad, t->dv_pad, t->rows, t->wg, t->block_n, t->vec);
-    return written(n, buf_size);
+    size_t used = clattn_storage_build_options(storage, buf, buf_size);
+    int n = snprintf(buf + used, buf_size - used,
+                     " -DD_PAD=%d -DDV_PAD=%d -DROWS=%d -DWG=%d -DBLOCK_N=%d -DVEC=%d",
+                     t->d_pad, t->dv_pad, t->rows, t->wg, t->block_n, t->vec);
+    return used + written(n, buf_size - used);
 }
 
 size_t clattn_tiling_describe(const clattn_tiling *t, char *buf, size_t buf_size)

@@ -41,14 +41,43 @@ clattn_status clattn_plan_forward(const clattn_device_probe *probe,
                                   const clattn_problem *problem,
                                   clattn_tiling *tiling, char *why, size_t why_size);
 
+/* What a call runs: the algorithm, and for FUSED and SPLIT_KV the tiling of the fused kernel;
+   SPLIT_KV cuts the keys into `splits` ranges of `keys_per_split` (FUSED: 1 range). */
+typedef struct clattn_plan {
+    clattn_algo   algo;
+    clattn_tiling tiling;
+    int           splits;
+    int           keys_per_split;
+} clattn_plan;
+
+#define CLATTN_MIN_KEYS_PER_SPLIT 256
+
+/* Choose the algorithm and its parameters for a request. AUTO: UNFUSED when a head dim is over
+   256; SPLIT_KV when the query rows alone give under 4 work-groups per compute unit and there
+   are at least 2 * CLATTN_MIN_KEYS_PER_SPLIT keys (decode); FUSED otherwise. A forced FUSED or
+   SPLIT_KV over 256 is CLATTN_ERROR_UNSUPPORTED with the reason in why. */
+clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_problem *problem,
+                               clattn_algo requested, clattn_plan *plan, char *why,
+                               size_t why_size);
+
 /* 1 if tiling is well-formed and within probe's limits (work-group size, local memory);
    else 0 with the first violated limit in why (may be NULL). */
 int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *tiling,
                        char *why, size_t why_size);
 
-/* The -D option string that compiles cl/attention_forward.cl for tiling and dtype; the only
+/* Storage types of one call: q/k/v, out, bias (F32 when there is no bias). */
+typedef struct clattn_storage {
+    clattn_dtype qkv, out, bias;
+} clattn_storage;
+
+/* The -D options that select storage types in cl/common.cl ("-DQKV_TYPE=F16 -DOUT_TYPE=F32
+   -DBIAS_TYPE=F32"), for kernels without a tiling. Returns the length written. */
+size_t clattn_storage_build_options(const clattn_storage *storage, char *buf, size_t buf_size);
+
+/* The -D option string that compiles cl/attention_forward.cl for tiling and storage types:
+   the storage options followed by the tiling's. With clattn_storage_build_options, the only
    place build options are made. Returns the length written (truncated to buf_size - 1). */
-size_t clattn_tiling_build_options(const clattn_tiling *tiling, clattn_dtype dtype,
+size_t clattn_tiling_build_options(const clattn_tiling *tiling, const clattn_storage *storage,
                                    char *buf, size_t buf_size);
 
 /* "dpad=64 dvpad=64 bm=8 bn=32 rows=8 vec=16 wg=1 local=16384"; returns the length written. */

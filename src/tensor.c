@@ -29,7 +29,7 @@ CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc)
     desc->algo = CLATTN_ALGO_AUTO;
 }
 
-static clattn_mem_info query_mem(cl_mem mem)
+clattn_mem_info clattn_mem_info_of(cl_mem mem)
 {
     clattn_mem_info info;
     memset(&info, 0, sizeof info);
@@ -52,6 +52,21 @@ clattn_view clattn_view_of(const char *name, const clattn_tensor *t, int output)
 {
     clattn_view v = {name, t, {0}, output};
     if (t)
-        v.mem = query_mem(t->buffer);
+        v.mem = clattn_mem_info_of(t->buffer);
     return v;
+}
+
+cl_int clattn_set_view_args(cl_kernel kernel, cl_uint *index, const clattn_tensor *t)
+{
+    cl_mem buffer = t ? t->buffer : NULL;
+    cl_long values[4] = {0, 0, 0, 0};
+    if (t) {
+        values[0] = (cl_long)(t->offset / clattn_dtype_size(t->dtype));
+        for (int i = 0; i < 3; i++)
+            values[i + 1] = t->strides[i];
+    }
+    cl_int err = clSetKernelArg(kernel, (*index)++, sizeof buffer, &buffer);
+    for (int i = 0; i < 4 && err == CL_SUCCESS; i++)
+        err = clSetKernelArg(kernel, (*index)++, sizeof values[i], &values[i]);
+    return err;
 }

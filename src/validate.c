@@ -215,6 +215,70 @@ static clattn_status check_output_shapes(const clattn_forward_args *a)
     return CLATTN_SUCCESS;
 }
 
+/* bias: [B|1, Hq|1, Sq|1, Sk]; a dim of 1 broadcasts. */
+static clattn_status check_bias_shape(const clattn_forward_args *a)
+{
+    const clattn_tensor *bias = a->bias.t, *q = a->q.t;
+    const int64_t want[4] = {q->dims[0], q->dims[1], q->dims[2], a->k.t->dims[2]};
+    static const char *const refs[4] = {"q.dims[0]", "q.dims[1]", "q.dims[2]", "k.dims[2]"};
+    for (int i = 0; i < 4; i++)
+        if (bias->dims[i] != want[i] && (i == 3 || bias->dims[i] != 1))
+            return clattn_fail(INVALID, "bias.dims[%d]=%lld must be %s%s=%lld", i,
+                               (long long)bias->dims[i], i == 3 ? "" : "1 or ", refs[i],
+                               (long long)want[i]);
+    return CLATTN_SUCCESS;
+}
+
+/* A seqlens buffer: int32[B] on the device, readable by kernels. */
+static clattn_status check_seqlens(const char *name, cl_mem mem, const clattn_mem_info *info,
+                                   int64_t batch, cl_context context)
+{
+    if (!mem)
+        return CLATTN_SUCCESS;
+    if (!info->live)
+        return clattn_fail(INVALID, "%s is not a valid cl_mem", name);
+    if (info->context != context)
+        return clattn_fail(INVALID, "%s belongs to another cl_context", name);
+    if (info->flags & CL_MEM_WRITE_ONLY)
+        return clattn_fail(INVALID, "%s is CL_MEM_WRITE_ONLY but is read", name);
+    if ((uint64_t)info->size < (uint64_t)batch * 4)
+        return clattn_fail(CLATTN_ERROR_BUFFER_TOO_SMALL,
+                           "%s holds %zu bytes; int32[%lld] needs %lld", name, info->size,
+                           (long long)batch, (long long)batch * 4);
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status check_workspace(const clattn_forward_args *a)
+{
+    const clattn_attention_desc *d = a->desc;
+    if (!d->workspace)
+        return CLATTN_SUCCESS;
+    if (!a->workspace.live)
+        return clattn_fail(INVALID, "desc->workspace is not a valid cl_mem");
+    if (a->workspace.context != a->context)
+        return clattn_fail(INVALID, "desc->workspace belongs to another cl_context");
+    if (a->workspace.flags & (CL_MEM_READ_ONLY | CL_MEM_WRITE_ONLY))
+        return clattn_fail(INVALID, "desc->workspace must be CL_MEM_READ_WRITE");
+    if (a->workspace.size < d->workspace_size)
+        return clattn_fail(CLATTN_ERROR_BUFFER_TOO_SMALL,
+                           "desc->workspace_size=%zu but desc->workspace holds %zu bytes",
+                           d->workspace_size, a->workspace.size);
+    return CLATTN_SUCCESS;
+}
+
+static clattn_status check_desc_buffers(const clattn_forward_args *a)
+{
+    const clattn_attention_desc *d = a->desc;
+    const int64_t batch = a->q.t->dims[0];
+    clattn_status s;
+    if (d->bias && ((s = clattn_check_view(&a->bias, a->context)) || (s = check_bias_shape(a))))
+        return s;
+    if ((s = check_seqlens("desc->seqlens_q", d->seqlens_q, &a->seqlens_q, batch, a->context)) ||
+        (s = check_seqlens("desc->seqlens_k", d->seqlens_k, &a->seqlens_k, batch, a->context)))
+        return s;
+    return check_workspace(a);
+}
+
 clattn_status clattn_validate_forward(const clattn_forward_args *a)
 {
     clattn_status s;
@@ -224,7 +288,7 @@ clattn_status clattn_validate_forward(const clattn_forward_args *a)
     for (size_t i = 0; i < 3; i++)
         if ((s = clattn_check_view(inputs[i], a->context)))
             return s;
-    if ((s = check_input_shapes(a)))
+    if ((s = check_input_shapes(a)) || (s = check_desc_buffers(a)))
         return s;
     if (!a->out.name) /* a query without outputs (plan, workspace size) */
         return CLATTN_SUCCESS;
@@ -234,6 +298,68 @@ clattn_status clattn_validate_forward(const clattn_forward_args *a)
     if ((s = check_output_shapes(a)) || (s = clattn_check_view(&a->out, a->context)) ||
         (a->lse.t && (s = clattn_check_view(&a->lse, a->context))))
         return s;
-    const clattn_view *all[] = {&a->q, &a->k, &a->v, &a->out, &a->lse};
-    return clattn_check_aliasing(all, 5);
+    const clattn_view *all[] = {&a->q, &a->k, &a->v, &a->bias, &a->out, &a->lse};
+    return clattn_check_aliasing(all, 6);
+}
+
+/* dims of view must equal those of ref. */
+static clattn_status check_same_dims(const clattn_view *view, const clattn_view *ref)
+{
+    for (int i = 0; i < 4; i++)
+        if (view->t->dims[i] != ref->t->dims[i])
+            return clattn_fail(INVALID, "%s.dims[%d]=%lld does not match %s.dims[%d]=%lld",
+                               view->name, i, (long long)view->t->dims[i], ref->name, i,
+                               (long long)ref->t->dims[i]);
+    return CLATTN_SUCCESS;
+}
+
+/* An lse view for rows shaped like out: f32 [B, Hq, Sq, 1]. */
+static clattn_status check_lse_dims(const clattn_view *lse, const clattn_view *out)
+{
+    const int64_t *o = out->t->dims, *l = lse->t->dims;
+    if (l[0] != o[0] || l[1] != o[1] || l[2] != o[2] || l[3] != 1)
+        return clattn_fail(INVALID, "%s dims [%lld,%lld,%lld,%lld] are not [%lld,%lld,%lld,1] "
+                           "(the rows of %s)", lse->name, (long long)l[0], (long long)l[1],
+                           (long long)l[2], (long long)l[3], (long long)o[0], (long long)o[1],
+                           (long long)o[2], out->name);
+    if (lse->t->dtype != CLATTN_F32)
+        return clattn_fail(INVALID, "%s.dtype=%d: lse is f32", lse->name, (int)lse->t->dtype);
+    return CLATTN_SUCCESS;
+}
+
+/* Shapes against the first part, which defines them. */
+static clattn_status check_merge_shapes(const clattn_merge_args *a)
+{
+    const clattn_view *first = &a->outs[0];
+    clattn_status s;
+    if ((s = check_same_dims(&a->out, first)) || (s = check_lse_dims(&a->lse, first)))
+        return s;
+    for (size_t p = 0; p < a->n; p++)
+        if ((s = check_same_dims(&a->outs[p], first)) || (s = check_lse_dims(&a->lses[p], first)))
+            return s;
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_validate_merge(const clattn_merge_args *a)
+{
+    clattn_status s = clattn_check_wait_list(a->num_wait, a->wait_list);
+    for (size_t p = 0; p < 2 * a->n + 2 && s == CLATTN_SUCCESS; p++) {
+        const clattn_view *v = p < a->n ? &a->outs[p] : p < 2 * a->n ? &a->lses[p - a->n]
+                               : p == 2 * a->n ? &a->out : &a->lse;
+        if (!v->t)
+            s = clattn_fail(INVALID, "%s is NULL", v->name);
+    }
+    if (s != CLATTN_SUCCESS || (s = check_merge_shapes(a)) ||
+        (s = clattn_check_view(&a->out, a->context)) ||
+        (s = clattn_check_view(&a->lse, a->context)))
+        return s;
+    for (size_t p = 0; p < a->n; p++) {
+        /* inputs may share bytes; out and lse may not touch each other or any part */
+        const clattn_view *views[] = {&a->out, &a->lse, &a->outs[p], &a->lses[p]};
+        if ((s = clattn_check_view(&a->outs[p], a->context)) ||
+            (s = clattn_check_view(&a->lses[p], a->context)) ||
+            (s = clattn_check_aliasing(views, 4)))
+            return s;
+    }
+    return CLATTN_SUCCESS;
 }

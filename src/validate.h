@@ -28,6 +28,9 @@ typedef struct clattn_view {
 typedef struct clattn_forward_args {
     const clattn_attention_desc *desc;
     clattn_view q, k, v, out, lse;
+    clattn_view     bias;                     /* desc->bias */
+    clattn_mem_info seqlens_q, seqlens_k;     /* desc->seqlens_q, desc->seqlens_k */
+    clattn_mem_info workspace;                /* desc->workspace */
     cl_uint         num_wait;
     const cl_event *wait_list;
     cl_context      context;   /* the clattn context's cl_context */
@@ -50,7 +53,22 @@ clattn_status clattn_check_aliasing(const clattn_view *const *views, size_t n);
 /* num_wait > 0 needs a list. */
 clattn_status clattn_check_wait_list(cl_uint num_wait, const cl_event *wait_list);
 
-/* All of the above for a forward call, plus shapes (q, k, v; out and lse when present). */
+/* All of the above for a forward call, plus shapes (q, k, v, bias; out and lse when present),
+   the seqlens buffers and the workspace buffer. */
 clattn_status clattn_validate_forward(const clattn_forward_args *args);
+
+/* The arguments of a merge call: n parts outs[p] and lses[p] (named "outs[p]", "lses[p]"). */
+typedef struct clattn_merge_args {
+    size_t            n;
+    const clattn_view *outs, *lses;
+    clattn_view       out, lse;
+    cl_uint           num_wait;
+    const cl_event   *wait_list;
+    cl_context        context;
+} clattn_merge_args;
+
+/* Every part shaped like out ([B,Hq,Sq,Dv], any dtype) and every lse like lse (f32
+   [B,Hq,Sq,1]); out and lse alias nothing. */
+clattn_status clattn_validate_merge(const clattn_merge_args *args);
 
 #endif

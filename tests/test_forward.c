@@ -915,30 +915,26 @@ Test(forward, waits_for_a_user_event, .timeout = 120)
 
 /* ---- features this version refuses ------------------------------------------------------- */
 
-/* One refused request: what it changes in a valid f32 call. */
+/* One refused forward request: what it changes in a valid f32 call. */
 typedef struct unsupported_case {
     const char *name;
     clattn_dtype input_dtype;   /* of q, k, v */
-    float softcap;
-    int bias, seqlens_q, seqlens_k;
     float dropout_p;
     clattn_algo algo;
 } unsupported_case;
 
 Test(forward, unimplemented_features_are_unsupported)
 {
-    /* These become features later; until then: CLATTN_ERROR_UNSUPPORTED, a message, no event,
-       nothing written. (This test changes as each of them lands.) */
+    /* Dropout and backward become features later; until then: CLATTN_ERROR_UNSUPPORTED, a
+       message, no event, nothing written, never a wrong answer. (This test changes as each of
+       them lands.) */
     const unsupported_case cases[] = {
-        {"f16 q, k, v", CLATTN_F16, 0, 0, 0, 0, 0, CLATTN_ALGO_AUTO},
-        {"bf16 q, k, v", CLATTN_BF16, 0, 0, 0, 0, 0, CLATTN_ALGO_AUTO},
-        {"softcap 30", CLATTN_F32, 30.0f, 0, 0, 0, 0, CLATTN_ALGO_AUTO},
-        {"bias", CLATTN_F32, 0, 1, 0, 0, 0, CLATTN_ALGO_AUTO},
-        {"seqlens_q", CLATTN_F32, 0, 0, 1, 0, 0, CLATTN_ALGO_AUTO},
-        {"seqlens_k", CLATTN_F32, 0, 0, 0, 1, 0, CLATTN_ALGO_AUTO},
-        {"dropout 0.1", CLATTN_F32, 0, 0, 0, 0, 0.1f, CLATTN_ALGO_AUTO},
-        {"algo SPLIT_KV", CLATTN_F32, 0, 0, 0, 0, 0, CLATTN_ALGO_SPLIT_KV},
-        {"algo UNFUSED", CLATTN_F32, 0, 0, 0, 0, 0, CLATTN_ALGO_UNFUSED},
+        {"dropout 0.1", CLATTN_F32, 0.1f, CLATTN_ALGO_AUTO},
+        {"dropout 0.1, FUSED", CLATTN_F32, 0.1f, CLATTN_ALGO_FUSED},
+        {"dropout 0.1, SPLIT_KV", CLATTN_F32, 0.1f, CLATTN_ALGO_SPLIT_KV},
+        {"dropout 0.1, UNFUSED", CLATTN_F32, 0.1f, CLATTN_ALGO_UNFUSED},
+        {"dropout 0.5, f16 q, k, v", CLATTN_F16, 0.5f, CLATTN_ALGO_AUTO},
+        {"dropout 1e-7, bf16 q, k, v", CLATTN_BF16, 1e-7f, CLATTN_ALGO_AUTO},
     };
     fwd_case c = mk(2, 2, 1, 9, 13, 16, 16);
     fwd_run r;
@@ -957,22 +953,13 @@ Test(forward, unimplemented_features_are_unsupported)
         for (int i = 0; i < 3; i++)
             tt_upload(&half[t][i], CL_MEM_READ_ONLY);
     }
-    int64_t bd[4] = {1, 1, c.Sq, c.Sk};
-    test_tensor bias;
-    tt_init(&bias, CLATTN_F32, bd, &LAYOUT_BHSD);
-    tt_upload(&bias, CL_MEM_READ_ONLY);
-    int32_t lens[2] = {3, 4};
-    cl_mem seqlens = buf_new(CL_MEM_READ_ONLY, sizeof lens, lens);
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const unsupported_case *u = &cases[i];
         clattn_attention_desc d;
         desc_of(&c, &d);
-        d.softcap = u->softcap;
-        d.bias = u->bias ? &bias.view : NULL;
-        d.seqlens_q = u->seqlens_q ? seqlens : NULL;
-        d.seqlens_k = u->seqlens_k ? seqlens : NULL;
         d.dropout_p = u->dropout_p;
+        d.dropout_seed = 12345;
         d.algo = u->algo;
         const clattn_tensor *q = &r.q.view, *k = &r.k.view, *v = &r.v.view;
         if (u->input_dtype != CLATTN_F32) {
@@ -1000,16 +987,63 @@ Test(forward, unimplemented_features_are_unsupported)
                   "%s: lse buffer written (byte %zu)", u->name, first);
     }
 
+    /* backward with valid arguments (lse from a forward call) */
+    TEST_CHECK_STATUS(fwd_call(&r, &c, 1, 0, NULL, NULL), "forward before backward");
+    cr_assert_eq(clFinish(test_queue()), CL_SUCCESS);
+    int64_t od[4] = {c.B, c.Hq, c.Sq, c.Dv};
+    test_tensor dout, dq, dk, dv;
+    test_rng rng;
+    rng_seed(&rng, 77);
+    tt_init(&dout, CLATTN_F32, od, &LAYOUT_BHSD);
+    tt_fill_random(&dout, &rng, -1.0, 1.0);
+    tt_init(&dq, CLATTN_F32, qd, &LAYOUT_BHSD);
+    tt_init(&dk, CLATTN_F32, kd, &LAYOUT_BHSD);
+    tt_init(&dv, CLATTN_F32, vd, &LAYOUT_BHSD);
+    tt_upload(&dout, CL_MEM_READ_ONLY);
+    tt_upload(&dq, CL_MEM_READ_WRITE);
+    tt_upload(&dk, CL_MEM_READ_WRITE);
+    tt_upload(&dv, CL_MEM_READ_WRITE);
+    const clattn_algo bwd_algos[] = {CLATTN_ALGO_AUTO, CLATTN_ALGO_FUSED, CLATTN_ALGO_UNFUSED};
+    for (size_t i = 0; i < sizeof bwd_algos / sizeof bwd_algos[0]; i++) {
+        clattn_attention_desc d;
+        desc_of(&c, &d);
+        d.algo = bwd_algos[i];
+        cl_event ev = (cl_event)&ev;
+        clattn_status st = clattn_attention_backward(test_ctx(), &d, &r.q.view, &r.k.view,
+                                                     &r.v.view, &r.out.view, &dout.view,
+                                                     &r.lse.view, &dq.view, &dk.view, &dv.view,
+                                                     0, NULL, &ev);
+        cr_expect_eq(st, CLATTN_ERROR_UNSUPPORTED, "backward (algo %d): got %s (%s)",
+                     (int)bwd_algos[i], clattn_status_string(st), clattn_last_error());
+        cr_expect_str_not_empty(clattn_last_error(), "backward: no message");
+        cr_log_info("backward (algo %d): %s: %s", (int)bwd_algos[i], clattn_status_string(st),
+                    clattn_last_error());
+        cr_expect_null(ev, "backward: *event not cleared on failure");
+        if (st == CLATTN_SUCCESS && ev)
+            wait_event(ev);
+        size_t first;
+        cr_expect(buf_canary_intact(dq.view.buffer, &first), "backward: dq written (%zu)",
+                  first);
+        cr_expect(buf_canary_intact(dk.view.buffer, &first), "backward: dk written (%zu)",
+                  first);
+        cr_expect(buf_canary_intact(dv.view.buffer, &first), "backward: dv written (%zu)",
+                  first);
+    }
+    tt_free(&dout);
+    tt_free(&dq);
+    tt_free(&dk);
+    tt_free(&dv);
+
     /* the context still works */
     sweep s;
     sweep_init(&s);
+    buf_fill_canary(r.out.view.buffer);
+    buf_fill_canary(r.lse.view.buffer);
     TEST_CHECK_STATUS(fwd_call(&r, &c, 1, 0, NULL, NULL), "valid call after the refusals");
     cr_assert_str_empty(clattn_last_error());
     fwd_check(&r, &c, 1, &s);
     sweep_report(&s, "valid call after unsupported requests");
 
-    clReleaseMemObject(seqlens);
-    tt_free(&bias);
     for (int t = 0; t < 2; t++)
         for (int i = 0; i < 3; i++)
             tt_free(&half[t][i]);

@@ -508,9 +508,11 @@ static int has_define(const char *opts, const char *name, int value)
     return 0;
 }
 
+/* Options for q/k/v and out in dtype dt, no bias. */
 static void options_of(const clattn_tiling *t, clattn_dtype dt, char *buf, size_t n)
 {
-    size_t len = clattn_tiling_build_options(t, dt, buf, n);
+    const clattn_storage storage = {dt, dt, CLATTN_F32};
+    size_t len = clattn_tiling_build_options(t, &storage, buf, n);
     cr_assert_eq(len, strlen(buf), "returned length %zu, string length %zu", len, strlen(buf));
     cr_assert_lt(len, n - 1, "options fill the whole buffer: \"%s\"", buf);
 }
@@ -556,6 +558,15 @@ Test(plan, build_options_carry_the_dtype)
     cr_expect_str_neq(f16, bf16);
 }
 
+Test(plan, storage_options_name_each_type)
+{
+    const clattn_storage mixed = {CLATTN_BF16, CLATTN_F16, CLATTN_F32};
+    char buf[256];
+    size_t len = clattn_storage_build_options(&mixed, buf, sizeof buf);
+    cr_expect_eq(len, strlen(buf));
+    cr_expect_str_eq(buf, "-DQKV_TYPE=BF16 -DOUT_TYPE=F16 -DBIAS_TYPE=F32");
+}
+
 Test(plan, build_options_differ_per_tiling_and_repeat_per_tiling)
 {
     clattn_tiling base = manual_tiling(64, 64, 8, 1, 16, 16);
@@ -583,7 +594,8 @@ Test(plan, build_options_truncate_with_nul)
     char full[1024], small[8];
     memset(small, 'x', sizeof small);
     options_of(&t, CLATTN_F32, full, sizeof full);
-    clattn_tiling_build_options(&t, CLATTN_F32, small, sizeof small);
+    const clattn_storage f32 = {CLATTN_F32, CLATTN_F32, CLATTN_F32};
+    clattn_tiling_build_options(&t, &f32, small, sizeof small);
     cr_expect_lt(strnlen(small, sizeof small), sizeof small, "not NUL-terminated");
     cr_expect_eq(strncmp(full, small, strlen(small)), 0, "\"%s\" not a prefix of \"%s\"",
                  small, full);
