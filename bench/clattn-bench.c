@@ -1,8 +1,11 @@
 /*
- * clattn-bench — time clattn_attention_forward on one device.
+ * clattn-bench — time clattn_attention_forward on one device, next to its peers.
  *
  *   clattn-bench [--device SEL] [-b B] [--hq H] [--hkv H] [--sq S] [--sk S] [-d D] [--dv DV]
- *                [--causal] [--warmup N] [--iters N] [--layout bhsd|bshd]
+ *                [--causal] [--layout bhsd|bshd] [--dtype f32|f16|bf16]
+ *                [--algo auto|fused|split_kv|unfused] [--warmup N] [--iters N]
+ *                [--peak] [--csv FILE] [--json FILE] [--no-peers]
+ *                [--openblas-threading heads|blas]
  *
  * Without shape flags it runs a preset list; with any of them, one shape (unset sizes default
  * to B=1, H=16, S=1024, D=64; hkv = hq, sk = sq, dv = d). Warm-up calls come first so that
@@ -10,35 +13,65 @@
  * by OpenCL profiling events: a marker enqueued just before it and the call's own event, so a
  * call that enqueues several commands is timed whole. FLOPs follow DESIGN.md: forward
  * 2 * pairs * (D + Dv), pairs = visible (query, key) pairs summed over batch and query heads.
+ * GB/s counts the K and V bytes a call must read once: B * Hkv * Sk * (D + Dv) * element size
+ * (the figure that bounds decode). --dtype sets q, k, v and out; --algo forces an algorithm.
+ * scratch_MiB is the call's workspace (clattn_attention_workspace_size) beyond its tensors.
+ *
+ * Peers, timed in the same run for each shape (--no-peers skips them):
+ *  - unfused: the same clattn call with desc.algo = CLATTN_ALGO_UNFUSED (the CLBlast path),
+ *    timed the same way. A "# unfused:" note line replaces it when clattn cannot run it
+ *    (UNSUPPORTED, e.g. a build without CLBlast) or when --algo unfused makes it ours.
+ *  - openblas, on CPU devices in builds that found OpenBLAS: openblas_attention.c, two
+ *    cblas_sgemm and a row softmax per (batch, head), pthreads over the heads
+ *    (--openblas-threading blas: threaded OpenBLAS, heads in sequence). Always f32: f16/bf16
+ *    shapes run it on f32 copies of the inputs. Its output for the last (batch, head) is checked
+ *    against a loop in double (rel err < 1e-4) before it is timed by clock_gettime over the same
+ *    numbers of warm-up and timed calls. At start-up the bench picks the fastest OpenBLAS core
+ *    that passes a self-check, re-executing itself once with OPENBLAS_CORETYPE=SkylakeX where
+ *    that is the one (openblas_core.h); the "openblas: core" line says which core ran and why.
+ * x_unfused and x_openblas are ratios of GFLOP/s at the medians, ours / peer: > 1 means clattn
+ * is faster.
+ *
+ * --peak measures the device's f32 FMA rate and read bandwidth with two calibration kernels
+ * (peak.c) and adds %peakF (GFLOP/s of peak) and %peakBW (KV GB/s of peak) to every row.
+ * --csv FILE and --json FILE write one record per (shape, dtype, causal, algo) with every
+ * column (report.c); bench/plot.sh turns the CSV into a PNG bar chart.
  */
 #include <clattn.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-typedef struct shape {
-    int64_t b, hq, hkv, sq, sk, d, dv;
-    int causal;
-    int bshd;
-} shape;
+#include "bench.h"
+#include "peak.h"
+#include "report.h"
+#ifdef CLATTN_BENCH_OPENBLAS
+#include "openblas_attention.h"
+#include "openblas_core.h"
+#endif
+
+#define PEER_TOLERANCE 1e-4   /* worst |out - ref| / max |ref| the OpenBLAS peer may show */
 
 typedef struct options {
     const char *device;
+    clattn_algo algo;
     int warmup, iters;
     int one_shape;     /* a shape flag was given: run `user` only */
     shape user;
+    int peak, no_peers;
+    int blas_in_blas;  /* --openblas-threading blas */
+    const char *csv, *json;
 } options;
 
-typedef struct timing {
-    double median_ms, min_ms, gflops;
-    char plan[256];
-} timing;
-
 static const shape presets[] = {
-    {1, 16, 16, 1024, 1024, 64, 64, 0, 0},
-    {1, 16, 16, 1024, 1024, 64, 64, 1, 0},
-    {1, 32, 8, 1, 4096, 128, 128, 0, 0},   /* GQA decode */
+    {1, 16, 16, 1024, 1024, 64, 64, 0, 0, CLATTN_F32},
+    {1, 16, 16, 1024, 1024, 64, 64, 1, 0, CLATTN_F32},
+    {1, 16, 16, 1024, 1024, 64, 64, 0, 0, CLATTN_F16},
+    {1, 16, 16, 1024, 1024, 64, 64, 1, 0, CLATTN_F16},
+    {1, 32, 8, 1, 4096, 128, 128, 0, 0, CLATTN_F32},    /* GQA decode */
+    {1, 32, 8, 1, 32768, 128, 128, 0, 0, CLATTN_F16},   /* GQA decode, long context */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -49,8 +82,14 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: clattn-bench [--device SEL] [-b B] [--hq H] [--hkv H] [--sq S] [--sk S]\n"
                "                    [-d D] [--dv DV] [--causal] [--warmup N] [--iters N]\n"
-               "                    [--layout bhsd|bshd]\n"
-               "Without shape flags, runs a preset list. --warmup is at least 1.\n");
+               "                    [--layout bhsd|bshd] [--dtype f32|f16|bf16]\n"
+               "                    [--algo auto|fused|split_kv|unfused]\n"
+               "                    [--peak] [--csv FILE] [--json FILE] [--no-peers]\n"
+               "                    [--openblas-threading heads|blas]\n"
+               "Without shape flags, runs a preset list. --warmup is at least 1.\n"
+               "Peers: clattn's unfused path, and OpenBLAS on CPU devices; x_<peer> is\n"
+               "ours / peer in GFLOP/s (> 1: clattn faster). --peak adds %% of the device's\n"
+               "measured FMA rate and read bandwidth. bench/plot.sh FILE.csv OUT.png plots.\n");
 }
 
 static int parse_count(const char *flag, const char *text, int64_t *out)
@@ -77,14 +116,71 @@ static int64_t *shape_field(shape *s, const char *flag)
     return NULL;
 }
 
-static int parse_layout(const char *text, shape *s)
+/* Index of text in names[0, n), or -1 after printing what flag accepts. */
+static int parse_choice(const char *flag, const char *text, const char *const *names, int n)
 {
-    if (text && strcmp(text, "bhsd") == 0)
-        return s->bshd = 0, 1;
-    if (text && strcmp(text, "bshd") == 0)
-        return s->bshd = 1, 1;
-    fprintf(stderr, "clattn-bench: --layout is bhsd or bshd, got \"%s\"\n", text ? text : "");
+    for (int i = 0; i < n; i++)
+        if (text && strcmp(text, names[i]) == 0)
+            return i;
+    fprintf(stderr, "clattn-bench: %s is", flag);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "%s%s", i == 0 ? " " : i + 1 < n ? ", " : " or ", names[i]);
+    fprintf(stderr, ", got \"%s\"\n", text ? text : "");
+    return -1;
+}
+
+/* --dtype, --algo, --layout, --openblas-threading; 0 on a bad value, -1 for another flag. */
+static int parse_enum_flag(const char *flag, const char *value, options *o)
+{
+    static const char *const dtypes[] = {"f32", "f16", "bf16"};
+    static const char *const algos[] = {"auto", "fused", "split_kv", "unfused"};
+    static const char *const layouts[] = {"bhsd", "bshd"};
+    static const char *const threadings[] = {"heads", "blas"};
+    int i = -2;
+    if (strcmp(flag, "--dtype") == 0 && (i = parse_choice(flag, value, dtypes, 3)) >= 0)
+        o->user.dtype = (clattn_dtype)i, o->one_shape = 1;
+    else if (strcmp(flag, "--algo") == 0 && (i = parse_choice(flag, value, algos, 4)) >= 0)
+        o->algo = (clattn_algo)i;
+    else if (strcmp(flag, "--layout") == 0 && (i = parse_choice(flag, value, layouts, 2)) >= 0)
+        o->user.bshd = i, o->one_shape = 1;
+    else if (strcmp(flag, "--openblas-threading") == 0 &&
+             (i = parse_choice(flag, value, threadings, 2)) >= 0)
+        o->blas_in_blas = i;
+    return i == -2 ? -1 : i >= 0;
+}
+
+/* Flags without a value; 0 if flag is not one. */
+static int parse_switch(const char *flag, options *o)
+{
+    if (strcmp(flag, "--causal") == 0)
+        return o->user.causal = 1, o->one_shape = 1, 1;
+    if (strcmp(flag, "--peak") == 0)
+        return o->peak = 1, 1;
+    if (strcmp(flag, "--no-peers") == 0)
+        return o->no_peers = 1, 1;
     return 0;
+}
+
+/* The field that --device, --csv or --json sets, or NULL. */
+static const char **text_field(options *o, const char *flag)
+{
+    if (strcmp(flag, "--device") == 0)
+        return &o->device;
+    if (strcmp(flag, "--csv") == 0)
+        return &o->csv;
+    if (strcmp(flag, "--json") == 0)
+        return &o->json;
+    return NULL;
+}
+
+/* The field that --warmup or --iters sets, or NULL. */
+static int *count_field(options *o, const char *flag)
+{
+    if (strcmp(flag, "--warmup") == 0)
+        return &o->warmup;
+    if (strcmp(flag, "--iters") == 0)
+        return &o->iters;
+    return NULL;
 }
 
 /* Parses one flag at argv[*i] (and its value); 0 on a bad flag or value. */
@@ -93,25 +189,24 @@ static int parse_flag(int argc, char **argv, int *i, options *o)
     const char *flag = argv[*i];
     const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
     int64_t n = 0, *field = shape_field(&o->user, flag);
-    if (strcmp(flag, "--causal") == 0)
-        return o->user.causal = 1, o->one_shape = 1, 1;
+    const char **text = text_field(o, flag);
+    int *count = count_field(o, flag);
+    if (parse_switch(flag, o))
+        return 1;
     (*i)++;
     if (field)
         return o->one_shape = 1, parse_count(flag, value, field);
-    if (strcmp(flag, "--layout") == 0)
-        return o->one_shape = 1, parse_layout(value, &o->user);
-    if (strcmp(flag, "--device") == 0 && value)
-        return o->device = value, 1;
-    if (strcmp(flag, "--warmup") == 0 || strcmp(flag, "--iters") == 0) {
-        if (!parse_count(flag, value, &n) || n > 1000000)
-            return 0;
-        if (strcmp(flag, "--warmup") == 0)
-            o->warmup = (int)n;
-        else
-            o->iters = (int)n;
-        return 1;
-    }
-    fprintf(stderr, "clattn-bench: unknown or incomplete option \"%s\"\n", flag);
+    int e = parse_enum_flag(flag, value, o);
+    if (e >= 0)
+        return e;
+    if (text && value)
+        return *text = value, 1;
+    if (count && parse_count(flag, value, &n) && n <= 1000000)
+        return *count = (int)n, 1;
+    if (count && n > 1000000)
+        fprintf(stderr, "clattn-bench: %s is at most 1000000\n", flag);
+    else if (!count)
+        fprintf(stderr, "clattn-bench: unknown or incomplete option \"%s\"\n", flag);
     return 0;
 }
 
@@ -142,6 +237,7 @@ static int parse_args(int argc, char **argv, options *o)
             return 0;
         }
     }
+    o->warmup = o->warmup < 1 ? 1 : o->warmup;
     complete_shape(&o->user);
     return 1;
 }
@@ -166,6 +262,11 @@ static double count_pairs(const shape *s)
     return per_head * (double)s->b * (double)s->hq;
 }
 
+static double gflops_at(const shape *s, double ms)
+{
+    return ms > 0 ? 2.0 * count_pairs(s) * (double)(s->d + s->dv) / (ms * 1e-3) / 1e9 : 0.0;
+}
+
 static int fail(const char *what, clattn_status st)
 {
     fprintf(stderr, "clattn-bench: %s: %s: %s\n", what, clattn_status_string(st),
@@ -179,24 +280,78 @@ static int cl_fail(const char *what, cl_int err)
     return 0;
 }
 
-/* A buffer of n floats, uniform in [-1, 1) from a fixed xorshift stream. */
-static cl_mem random_buffer(cl_context c, size_t n, uint32_t seed)
+static size_t dtype_bytes(clattn_dtype t)
 {
-    float *h = malloc(n * sizeof *h);
+    return t == CLATTN_F32 ? 4 : 2;
+}
+
+/* x in [-1, 1) as f16 bits: 11 significant bits, rounded to nearest (ties away; fine here). */
+static uint16_t half_bits(float x)
+{
+    uint16_t sign = x < 0 ? 0x8000 : 0;
+    float a = x < 0 ? -x : x;
+    if (a < 6.1035156e-05f) /* below the smallest normal: flush (only exact 0 here) */
+        return sign;
+    int e = 0;
+    while (a >= 2.0f)
+        a *= 0.5f, e++;
+    while (a < 1.0f)
+        a *= 2.0f, e--;
+    uint16_t mant = (uint16_t)((a - 1.0f) * 1024.0f + 0.5f);
+    if (mant == 1024)
+        mant = 0, e++;
+    return (uint16_t)(sign | (uint16_t)((e + 15) << 10) | mant);
+}
+
+/* Element i of a buffer of dtype t holding x. */
+static void put(void *h, clattn_dtype t, size_t i, float x)
+{
+    if (t == CLATTN_F32) {
+        ((float *)h)[i] = x;
+    } else if (t == CLATTN_F16) {
+        ((uint16_t *)h)[i] = half_bits(x);
+    } else {
+        uint32_t bits;
+        memcpy(&bits, &x, 4);
+        ((uint16_t *)h)[i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+}
+
+/* n values of dtype t into h, uniform in [-1, 1) from a fixed xorshift stream: buffer `seed`
+   of every shape holds the same values for clattn and for the OpenBLAS peer. */
+static void fill_random(void *h, clattn_dtype t, size_t n, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        put(h, t, i, (float)(x >> 8) / 8388608.0f - 1.0f);
+    }
+}
+
+static cl_mem random_buffer(cl_context c, size_t n, clattn_dtype t, uint32_t seed)
+{
+    void *h = malloc(n * dtype_bytes(t));
     cl_int err = CL_OUT_OF_HOST_MEMORY;
     cl_mem m = NULL;
     if (h) {
-        uint32_t x = seed * 2654435761u + 1;
-        for (size_t i = 0; i < n; i++) {
-            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-            h[i] = (float)(x >> 8) / 8388608.0f - 1.0f;
-        }
-        m = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n * sizeof *h, h, &err);
+        fill_random(h, t, n, seed);
+        m = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n * dtype_bytes(t), h,
+                           &err);
         free(h);
     }
     if (!m)
         cl_fail("allocating a buffer", err);
     return m;
+}
+
+/* Elements of q, k, v, out, lse. */
+static void operand_sizes(const shape *s, size_t n[5])
+{
+    n[0] = (size_t)(s->b * s->hq * s->sq * s->d);
+    n[1] = (size_t)(s->b * s->hkv * s->sk * s->d);
+    n[2] = (size_t)(s->b * s->hkv * s->sk * s->dv);
+    n[3] = (size_t)(s->b * s->hq * s->sq * s->dv);
+    n[4] = (size_t)(s->b * s->hq * s->sq);
 }
 
 typedef struct operands {
@@ -213,20 +368,17 @@ static void release_operands(operands *op)
 
 static clattn_tensor view(const shape *s, cl_mem m, int64_t heads, int64_t seq, int64_t dim)
 {
-    return s->bshd ? clattn_tensor_bshd(m, CLATTN_F32, s->b, seq, heads, dim)
-                   : clattn_tensor_bhsd(m, CLATTN_F32, s->b, heads, seq, dim);
+    return s->bshd ? clattn_tensor_bshd(m, s->dtype, s->b, seq, heads, dim)
+                   : clattn_tensor_bhsd(m, s->dtype, s->b, heads, seq, dim);
 }
 
 static int make_operands(cl_context c, const shape *s, operands *op)
 {
-    size_t n[5] = {
-        (size_t)(s->b * s->hq * s->sq * s->d), (size_t)(s->b * s->hkv * s->sk * s->d),
-        (size_t)(s->b * s->hkv * s->sk * s->dv), (size_t)(s->b * s->hq * s->sq * s->dv),
-        (size_t)(s->b * s->hq * s->sq),
-    };
+    size_t n[5];
+    operand_sizes(s, n);
     memset(op, 0, sizeof *op);
     for (int i = 0; i < 5; i++)
-        if (!(op->mem[i] = random_buffer(c, n[i], (uint32_t)i + 1)))
+        if (!(op->mem[i] = random_buffer(c, n[i], i < 4 ? s->dtype : CLATTN_F32, (uint32_t)i + 1)))
             return 0;
     op->q = view(s, op->mem[0], s->hq, s->sq, s->d);
     op->k = view(s, op->mem[1], s->hkv, s->sk, s->d);
@@ -285,6 +437,14 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Sorts ms[0, n) and writes its median and minimum. */
+static void summarize(double *ms, int n, double *median, double *min)
+{
+    qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+    *min = ms[0];
+    *median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+}
+
 static int warm_up(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
                    int n)
 {
@@ -295,28 +455,39 @@ static int warm_up(clattn_context *ctx, const clattn_attention_desc *desc, const
     return err == CL_SUCCESS ? 1 : cl_fail("clFinish", err);
 }
 
-static int measure(clattn_context *ctx, const shape *s, const options *o, timing *t)
+/* Plan and workspace of the call; t->status says whether it can run (t->plan why not). */
+static void plan_call(clattn_context *ctx, const clattn_attention_desc *desc,
+                      const operands *op, timing *t)
+{
+    t->status = clattn_attention_plan(ctx, desc, &op->q, &op->k, &op->v, t->plan, sizeof t->plan);
+    if (t->status == CLATTN_SUCCESS)
+        t->status = clattn_attention_workspace_size(ctx, desc, &op->q, &op->k, &op->v,
+                                                    &t->workspace);
+}
+
+/* Times shape s under algo. 0 when it cannot run (t->status) or failed (printed). */
+static int measure(clattn_context *ctx, const shape *s, clattn_algo algo, const options *o,
+                   timing *t)
 {
     operands op;
     clattn_attention_desc desc;
     clattn_attention_desc_init(&desc);
     desc.causal = s->causal;
+    desc.algo = algo;
+    memset(t, 0, sizeof *t);
     double *ms = calloc((size_t)o->iters, sizeof *ms);
     int ok = ms && make_operands(clattn_context_cl_context(ctx), s, &op);
-    if (ok) {
-        clattn_status st = clattn_attention_plan(ctx, &desc, &op.q, &op.k, &op.v, t->plan,
-                                                 sizeof t->plan);
-        ok = st == CLATTN_SUCCESS ? 1 : fail("clattn_attention_plan", st);
-    }
-    ok = ok && warm_up(ctx, &desc, &op, o->warmup < 1 ? 1 : o->warmup);
+    if (ok)
+        plan_call(ctx, &desc, &op, t);
+    ok = ok && t->status == CLATTN_SUCCESS;
+    ok = ok && warm_up(ctx, &desc, &op, o->warmup);
     ok = ok && timed_calls(ctx, &desc, &op, o->iters, ms);
     if (ok) {
-        qsort(ms, (size_t)o->iters, sizeof *ms, cmp_double);
-        t->min_ms = ms[0];
-        t->median_ms = o->iters % 2 ? ms[o->iters / 2]
-                                    : 0.5 * (ms[o->iters / 2 - 1] + ms[o->iters / 2]);
-        double flops = 2.0 * count_pairs(s) * (double)(s->d + s->dv);
-        t->gflops = t->median_ms > 0 ? flops / (t->median_ms * 1e-3) / 1e9 : 0.0;
+        summarize(ms, o->iters, &t->median_ms, &t->min_ms);
+        double kv_bytes = (double)(s->b * s->hkv * s->sk * (s->d + s->dv) *
+                                   (int64_t)dtype_bytes(s->dtype));
+        t->gflops = gflops_at(s, t->median_ms);
+        t->gbps = t->median_ms > 0 ? kv_bytes / (t->median_ms * 1e-3) / 1e9 : 0.0;
     }
     if (ms)
         release_operands(&op);
@@ -325,53 +496,283 @@ static int measure(clattn_context *ctx, const shape *s, const options *o, timing
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Report                                                                                    */
+/* Peers                                                                                     */
 /* ---------------------------------------------------------------------------------------- */
 
-static void print_header(void)
+static void set_ratio(peer *p, double ours_gflops)
 {
-    printf("%-44s %-6s %10s %10s %10s  %s\n", "shape", "causal", "median_ms", "min_ms",
-           "GFLOP/s", "plan");
+    p->ratio = p->gflops > 0 ? ours_gflops / p->gflops : 0.0;
 }
 
-static void print_row(const shape *s, const timing *t)
+/* The unfused CLBlast path, timed like ours. */
+static void run_unfused_peer(clattn_context *ctx, const shape *s, const options *o, peer *p)
 {
-    char name[128];
-    snprintf(name, sizeof name, "b=%lld hq=%lld hkv=%lld sq=%lld sk=%lld d=%lld dv=%lld %s",
-             (long long)s->b, (long long)s->hq, (long long)s->hkv, (long long)s->sq,
-             (long long)s->sk, (long long)s->d, (long long)s->dv, s->bshd ? "bshd" : "bhsd");
-    printf("%-44s %-6s %10.3f %10.3f %10.1f  %s\n", name, s->causal ? "yes" : "no",
-           t->median_ms, t->min_ms, t->gflops, t->plan);
-    fflush(stdout);
+    timing t;
+    if (o->algo == CLATTN_ALGO_UNFUSED) {
+        snprintf(p->note, sizeof p->note, "not run: --algo unfused makes it ours");
+        return;
+    }
+    p->ran = measure(ctx, s, CLATTN_ALGO_UNFUSED, o, &t);
+    if (p->ran) {
+        p->median_ms = t.median_ms, p->min_ms = t.min_ms, p->gflops = t.gflops;
+        return;
+    }
+    if (t.status == CLATTN_SUCCESS)
+        snprintf(p->note, sizeof p->note, "failed (see the error above)");
+    else
+        snprintf(p->note, sizeof p->note, "skipped: %s: %.200s", clattn_status_string(t.status),
+                 t.plan);
 }
 
-static int run_shapes(clattn_context *ctx, const shape *shapes, size_t n, const options *o)
+#ifdef CLATTN_BENCH_OPENBLAS
+
+typedef struct host_operands {
+    float *x[4];   /* q, k, v, out: dense f32 [B, H, S, D] */
+} host_operands;
+
+static void free_host(host_operands *h)
 {
-    print_header();
-    for (size_t i = 0; i < n; i++) {
-        timing t;
-        memset(&t, 0, sizeof t);
-        if (!measure(ctx, &shapes[i], o, &t))
+    for (int i = 0; i < 4; i++)
+        free(h->x[i]);
+}
+
+/* The values clattn's buffers hold before rounding to their dtype (same seeds). */
+static int make_host(const shape *s, host_operands *h)
+{
+    size_t n[5];
+    operand_sizes(s, n);
+    memset(h, 0, sizeof *h);
+    for (int i = 0; i < 4; i++) {
+        if (!(h->x[i] = malloc(n[i] * sizeof(float))))
             return 0;
-        print_row(&shapes[i], &t);
+        fill_random(h->x[i], CLATTN_F32, n[i], (uint32_t)i + 1);
     }
     return 1;
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int blas_call(const cpu_attention_problem *pr, const options *o, const host_operands *h)
+{
+    cpu_attention_threading t = o->blas_in_blas ? CPU_ATTENTION_THREADS_IN_BLAS
+                                                : CPU_ATTENTION_THREADS_OVER_HEADS;
+    return cpu_attention_forward(pr, t, cpu_attention_cpus(), h->x[0], h->x[1], h->x[2], h->x[3]);
+}
+
+/* One checked call, o->warmup more, then o->iters timed ones into ms. */
+static int blas_timed(const shape *s, const options *o, const host_operands *h, double *ms,
+                      peer *p)
+{
+    cpu_attention_problem pr = {s->b, s->hq, s->hkv, s->sq, s->sk, s->d, s->dv, s->causal};
+    if (!blas_call(&pr, o, h))
+        return snprintf(p->note, sizeof p->note, "failed: out of memory or threads"), 0;
+    p->max_rel_err = cpu_attention_check(&pr, h->x[0], h->x[1], h->x[2], h->x[3], s->b - 1,
+                                         s->hq - 1);
+    if (!(p->max_rel_err >= 0.0 && p->max_rel_err < PEER_TOLERANCE))
+        return snprintf(p->note, sizeof p->note, "wrong result (rel err %.3g at batch %lld, "
+                        "head %lld), not timed", p->max_rel_err, (long long)(s->b - 1),
+                        (long long)(s->hq - 1)), 0;
+    int ok = 1;
+    for (int i = 0; ok && i < o->warmup; i++)
+        ok = blas_call(&pr, o, h);
+    for (int i = 0; ok && i < o->iters; i++) {
+        double t0 = now_ms();
+        ok = blas_call(&pr, o, h);
+        ms[i] = now_ms() - t0;
+    }
+    if (!ok)
+        snprintf(p->note, sizeof p->note, "failed: out of memory or threads");
+    return ok;
+}
+
+static void run_blas_peer(const shape *s, const options *o, peer *p)
+{
+    host_operands h;
+    double *ms = calloc((size_t)o->iters, sizeof *ms);
+    p->max_rel_err = -1.0;
+    if (!ms || !make_host(s, &h)) {
+        snprintf(p->note, sizeof p->note, "not run: out of host memory");
+    } else if ((p->ran = blas_timed(s, o, &h, ms, p))) {
+        summarize(ms, o->iters, &p->median_ms, &p->min_ms);
+        p->gflops = gflops_at(s, p->median_ms);
+        if (s->dtype != CLATTN_F32)
+            snprintf(p->note, sizeof p->note, "f32 copies of the %s inputs",
+                     s->dtype == CLATTN_F16 ? "f16" : "bf16");
+    }
+    if (ms)
+        free_host(&h);
+    free(ms);
+}
+
+static int device_is_cpu(clattn_context *ctx)
+{
+    cl_device_id dev = NULL;
+    cl_device_type type = 0;
+    cl_int err = clGetCommandQueueInfo(clattn_context_queue(ctx), CL_QUEUE_DEVICE, sizeof dev,
+                                       &dev, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    return err == CL_SUCCESS && (type & CL_DEVICE_TYPE_CPU);
+}
+
+#endif /* CLATTN_BENCH_OPENBLAS */
+
+/* ---------------------------------------------------------------------------------------- */
+/* Run                                                                                       */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Ours and the peers of shape s into x; 0 when ours fails (printed). */
+static int bench_shape(clattn_context *ctx, const shape *s, const options *o, const run_info *r,
+                       record *x)
+{
+    memset(x, 0, sizeof *x);
+    x->s = *s;
+    x->algo = o->algo;
+    x->pct_flops = x->pct_bw = -1.0;
+    x->unfused.max_rel_err = x->blas.max_rel_err = -1.0;
+    if (!measure(ctx, s, o->algo, o, &x->ours))
+        return x->ours.status == CLATTN_SUCCESS ? 0 : fail(x->ours.plan, x->ours.status);
+    if (r->peak) {
+        x->pct_flops = 100.0 * x->ours.gflops / r->peak_gflops;
+        x->pct_bw = 100.0 * x->ours.gbps / r->peak_gbps;
+    }
+    if (o->no_peers)
+        return 1;
+    run_unfused_peer(ctx, s, o, &x->unfused);
+    set_ratio(&x->unfused, x->ours.gflops);
+#ifdef CLATTN_BENCH_OPENBLAS
+    if (r->blas_core) {
+        run_blas_peer(s, o, &x->blas);
+        set_ratio(&x->blas, x->ours.gflops);
+    }
+#endif
+    return 1;
+}
+
+typedef struct outputs {
+    FILE *csv, *json;
+    int records;
+} outputs;
+
+static int run_shapes(clattn_context *ctx, const shape *shapes, size_t n, const options *o,
+                      const run_info *r, outputs *out)
+{
+    report_table_header(r);
+    for (size_t i = 0; i < n; i++) {
+        record x;
+        if (!bench_shape(ctx, &shapes[i], o, r, &x))
+            return 0;
+        report_table_row(r, &x);
+        if (out->csv)
+            report_csv(out->csv, r, &x, out->records == 0);
+        if (out->json)
+            report_json(out->json, r, &x, out->records == 0);
+        out->records++;
+    }
+    return 1;
+}
+
+/* Fills r's peak figures (--peak) and prints them. */
+static int measure_peak(clattn_context *ctx, run_info *r)
+{
+    peak p;
+    if (!peak_measure(clattn_context_cl_context(ctx), clattn_context_queue(ctx), &p))
+        return 0;
+    r->peak = 1, r->peak_gflops = p.gflops, r->peak_gbps = p.gbps;
+    printf("peak: %.1f GFLOP/s f32 FMA, %.1f GB/s read (%.0f MiB buffer)\n", p.gflops, p.gbps,
+           p.buffer_mib);
+    return 1;
+}
+
+/* Decides whether the OpenBLAS peer runs and prints the lines that say so. */
+static void describe_peers(clattn_context *ctx, const options *o, run_info *r, const char *how)
+{
+    printf("peers: %s; x_<peer> = our GFLOP/s / the peer's (> 1: clattn faster)\n",
+           o->no_peers ? "none (--no-peers)" : "clattn unfused (CLBlast)");
+#ifdef CLATTN_BENCH_OPENBLAS
+    r->blas_how = how;
+    r->blas_threading = o->blas_in_blas ? "blas" : "heads";
+    printf("openblas: core %s (%s)\n", cpu_attention_core(), how);
+    if (o->no_peers || !device_is_cpu(ctx)) {
+        printf("openblas peer: not run (%s)\n", o->no_peers ? "--no-peers" : "not a CPU device");
+        return;
+    }
+    r->blas_core = cpu_attention_core();
+    printf("openblas peer: f32 (f16/bf16 shapes on f32 copies), %d threads %s\n",
+           cpu_attention_cpus(), o->blas_in_blas ? "inside OpenBLAS, heads in sequence"
+                                                : "over (batch, head) pairs, OpenBLAS 1 thread");
+#else
+    (void)ctx, (void)r, (void)how;
+    if (!o->no_peers)
+        printf("openblas peer: not built (meson did not find OpenBLAS)\n");
+#endif
+}
+
+static int open_outputs(const options *o, outputs *out)
+{
+    memset(out, 0, sizeof *out);
+    if (o->csv && !(out->csv = fopen(o->csv, "w")))
+        return fprintf(stderr, "clattn-bench: cannot write %s\n", o->csv), 0;
+    if (o->json && !(out->json = fopen(o->json, "w"))) {
+        fprintf(stderr, "clattn-bench: cannot write %s\n", o->json);
+        if (out->csv)
+            fclose(out->csv);
+        return 0;
+    }
+    return 1;
+}
+
+/* Closes f; 0 when it did not write whole. */
+static int close_file(FILE *f)
+{
+    int ok = !ferror(f);
+    return fclose(f) == 0 && ok;
+}
+
+/* Ends the JSON array and closes both files; 0 when one of them did not write whole. */
+static int close_outputs(outputs *out)
+{
+    int ok = 1;
+    if (out->json)
+        report_json_end(out->json, out->records > 0);
+    if (out->csv && !close_file(out->csv))
+        ok = 0;
+    if (out->json && !close_file(out->json))
+        ok = 0;
+    if (!ok)
+        fprintf(stderr, "clattn-bench: writing the --csv or --json file failed\n");
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
+    const char *blas_how = NULL;
+#ifdef CLATTN_BENCH_OPENBLAS
+    blas_how = openblas_core_choose(argv);   /* may re-execute this program */
+#endif
     options o;
-    if (!parse_args(argc, argv, &o))
+    outputs out;
+    if (!parse_args(argc, argv, &o) || !open_outputs(&o, &out))
         return 2;
     clattn_context *ctx = NULL;
     clattn_status st = clattn_context_create(o.device, &ctx);
     if (st != CLATTN_SUCCESS)
         return fail("clattn_context_create", st), 1;
-    printf("device: %s\n", clattn_context_device_name(ctx));
-    printf("clattn %s, %d warm-up and %d timed calls per shape, f32\n", clattn_version_string(),
-           o.warmup < 1 ? 1 : o.warmup, o.iters);
-    int ok = o.one_shape ? run_shapes(ctx, &o.user, 1, &o)
-                         : run_shapes(ctx, presets, sizeof presets / sizeof presets[0], &o);
+    run_info r = {clattn_context_device_name(ctx), 0, 0.0, 0.0, NULL, NULL, NULL};
+    printf("device: %s\n", r.device);
+    printf("clattn %s, %d warm-up and %d timed calls per shape\n", clattn_version_string(),
+           o.warmup, o.iters);
+    int ok = !o.peak || measure_peak(ctx, &r);
+    describe_peers(ctx, &o, &r, blas_how);
+    ok = ok && (o.one_shape ? run_shapes(ctx, &o.user, 1, &o, &r, &out)
+                            : run_shapes(ctx, presets, sizeof presets / sizeof presets[0], &o,
+                                         &r, &out));
+    ok = close_outputs(&out) && ok;
     clattn_context_release(ctx);
     return ok ? 0 : 1;
 }
