@@ -16,6 +16,8 @@
  *  CLATTN_DEVICE      device selector used when clattn_context_create gets NULL or "".
  *  CLATTN_CACHE_DIR   compiled-kernel cache directory; "off" disables the disk cache.
  *                     Default $XDG_CACHE_HOME/clattn, else ~/.cache/clattn.
+ *  CLATTN_TUNING_DB   user tuning file (default: tuning.txt in the cache directory), read when
+ *                     a context is created; see README.
  *  CLATTN_KERNEL_DIR  load the .cl sources from this folder instead of the embedded copies.
  *  CLATTN_LOG         error | warn | info | debug: log to stderr from that level up.
  */

@@ -156,6 +156,7 @@ static clattn_status fail_not_found(const device_list *list, const char *selecto
                        selector, list->count ? text : " none");
 }
 
+/* The identity strings of the device: for the disk cache key and the tuning database. */
 static void read_identity(clattn_context *ctx)
 {
     char pname[256], pversion[256], dname[256], dversion[256], driver[256];
@@ -166,6 +167,7 @@ static void read_identity(clattn_context *ctx)
     device_text(ctx->device, CL_DRIVER_VERSION, driver, sizeof driver);
     snprintf(ctx->device_identity, sizeof ctx->device_identity, "%s|%s|%s|%s|%s", pname,
              pversion, dname, dversion, driver);
+    clattn_tunedb_device_key(pname, dname, driver, ctx->tuning_key, sizeof ctx->tuning_key);
 }
 
 static int init_recursive_mutex(pthread_mutex_t *m)
@@ -203,6 +205,7 @@ static clattn_status wrap(cl_platform_id platform, cl_device_id device, cl_conte
         return s;
     }
     read_identity(ctx);
+    clattn_tunedb_load(&ctx->tunedb);
     clattn_log(CLATTN_LOG_INFO, "context on %s", ctx->device_identity);
     *out = ctx;
     return clattn_succeed();
@@ -272,6 +275,7 @@ CLATTN_API void clattn_context_release(clattn_context *ctx)
         return;
     clattn_programs_release(ctx);
     clattn_scratch_release(ctx);
+    clattn_tunedb_free(&ctx->tunedb);
     pthread_mutex_destroy(&ctx->lock);
     clReleaseCommandQueue(ctx->queue);
     clReleaseContext(ctx->cl_ctx);

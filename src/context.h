@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "probe.h"
+#include "tunedb.h"
 
 struct clattn_program_entry; /* program.c */
 
@@ -23,6 +24,8 @@ struct clattn_context {
     struct clattn_program_entry *programs;
     cl_mem           scratch;       /* see scratch.h */
     size_t           scratch_size;
+    char             tuning_key[600];  /* this device's key in the tuning database */
+    clattn_tunedb    tunedb;           /* loaded at creation */
 };
 
 #endif

@@ -79,7 +79,11 @@ static clattn_status plan_call(clattn_context *ctx, forward_call *call)
     p->head_dim_v = a->v.t->dims[3];
     p->causal = a->desc->causal;
     char why[256];
-    clattn_status s = clattn_plan_call(&ctx->probe, p, a->desc->algo, &call->plan, why, sizeof why);
+    const clattn_tune_key key = clattn_tune_key_of(ctx->tuning_key, p);
+    const clattn_tune_entry *entry = clattn_tunedb_find(&ctx->tunedb, &key);
+    const clattn_tiling tuned = entry ? clattn_tunedb_tiling(entry, p) : (clattn_tiling){0};
+    clattn_status s = clattn_plan_call(&ctx->probe, p, a->desc->algo, entry ? &tuned : NULL,
+                                       &call->plan, why, sizeof why);
     if (s != CLATTN_SUCCESS)
         return clattn_fail(s, "%s cannot run head_dim=%lld head_dim_v=%lld on %s: %s",
                            algo_name(a->desc->algo), (long long)p->head_dim,
@@ -315,9 +319,10 @@ CLATTN_API clattn_status clattn_attention_plan(clattn_context *ctx,
                           plan->keys_per_split);
         if (n > 0 && (size_t)n < buf_size && plan->algo == CLATTN_ALGO_UNFUSED)
             n += snprintf(buf + n, buf_size - (size_t)n, " workspace=%zu", call.workspace_bytes);
-        if (n > 0 && (size_t)n + 1 < buf_size && plan->algo != CLATTN_ALGO_UNFUSED) {
-            buf[n++] = ' ';
-            clattn_tiling_describe(&plan->tiling, buf + n, buf_size - (size_t)n);
+        if (n > 0 && (size_t)n < buf_size && plan->algo != CLATTN_ALGO_UNFUSED) {
+            n += snprintf(buf + n, buf_size - (size_t)n, plan->tuned ? " tuned " : " ");
+            if ((size_t)n < buf_size)
+                clattn_tiling_describe(&plan->tiling, buf + n, buf_size - (size_t)n);
         }
     }
     return clattn_succeed();

@@ -180,8 +180,8 @@ static int wants_split(const clattn_device_probe *probe, const clattn_problem *p
 }
 
 clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_problem *problem,
-                               clattn_algo requested, clattn_plan *plan, char *why,
-                               size_t why_size)
+                               clattn_algo requested, const clattn_tiling *tuned,
+                               clattn_plan *plan, char *why, size_t why_size)
 {
     memset(plan, 0, sizeof *plan);
     plan->splits = 1;
@@ -196,6 +196,11 @@ clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_pr
     clattn_status s = clattn_plan_forward(probe, problem, &plan->tiling, why, why_size);
     if (s != CLATTN_SUCCESS)
         return s;
+    if (tuned && clattn_tiling_fits(probe, tuned, NULL, 0) && tuned->d_pad == plan->tiling.d_pad &&
+        tuned->dv_pad == plan->tiling.dv_pad) {
+        plan->tiling = *tuned;
+        plan->tuned = 1;
+    }
     if (requested == CLATTN_ALGO_SPLIT_KV ||
         (requested == CLATTN_ALGO_AUTO && wants_split(probe, problem, &plan->tiling))) {
         plan->algo = CLATTN_ALGO_SPLIT_KV;

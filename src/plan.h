@@ -46,6 +46,7 @@ clattn_status clattn_plan_forward(const clattn_device_probe *probe,
 typedef struct clattn_plan {
     clattn_algo   algo;
     clattn_tiling tiling;
+    int           tuned;        /* the tiling came from the tuning database */
     int           splits;
     int           keys_per_split;
 } clattn_plan;
@@ -55,10 +56,11 @@ typedef struct clattn_plan {
 /* Choose the algorithm and its parameters for a request. AUTO: UNFUSED when a head dim is over
    256; SPLIT_KV when the query rows alone give under 4 work-groups per compute unit and there
    are at least 2 * CLATTN_MIN_KEYS_PER_SPLIT keys (decode); FUSED otherwise. A forced FUSED or
-   SPLIT_KV over 256 is CLATTN_ERROR_UNSUPPORTED with the reason in why. */
+   SPLIT_KV over 256 is CLATTN_ERROR_UNSUPPORTED with the reason in why. A tuned tiling (NULL:
+   none) replaces the heuristic's when it fits the device. */
 clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_problem *problem,
-                               clattn_algo requested, clattn_plan *plan, char *why,
-                               size_t why_size);
+                               clattn_algo requested, const clattn_tiling *tuned,
+                               clattn_plan *plan, char *why, size_t why_size);
 
 /* 1 if tiling is well-formed and within probe's limits (work-group size, local memory);
    else 0 with the first violated limit in why (may be NULL). */

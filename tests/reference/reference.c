@@ -154,8 +154,10 @@ static void write_row(const row_job *job, int64_t b, int64_t h, int64_t i, doubl
         *ref_at(job->lse, b, h, i, 0) = lse_value;
 }
 
-/* The score of key j for query row i (finite or not), before visibility. */
-static double score(const row_job *job, int64_t b, int64_t h, int64_t i, int64_t j)
+/* The score of key j for query row i (finite or not), before visibility; *slope gets the
+   derivative of the score with respect to scale * (q . k): 1, or 1 - tanh^2 under softcap. */
+static double score_slope(const row_job *job, int64_t b, int64_t h, int64_t i, int64_t j,
+                          double *slope)
 {
     const ref_params *p = job->p;
     int64_t kvh = h / job->group;
@@ -163,11 +165,21 @@ static double score(const row_job *job, int64_t b, int64_t h, int64_t i, int64_t
     for (int64_t d = 0; d < job->q->dims[3]; d++)
         dot += *ref_at(job->q, b, h, i, d) * *ref_at(job->k, b, kvh, j, d);
     double s = dot * job->scale;
-    if (p->softcap > 0.0)
-        s = p->softcap * tanh(s / p->softcap);
+    *slope = 1.0;
+    if (p->softcap > 0.0) {
+        double t = tanh(s / p->softcap);
+        s = p->softcap * t;
+        *slope = 1.0 - t * t;
+    }
     if (p->bias)
         s += bias_at(p->bias, b, h, i, j);
     return s;
+}
+
+static double score(const row_job *job, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    double slope;
+    return score_slope(job, b, h, i, j, &slope);
 }
 
 /* One query row: scores of the visible keys, max-subtracted softmax, weighted sum of v. */
