@@ -29,7 +29,7 @@
  *   ROWS      rows per work-item                                    default 1
  *   WG        work-items per work-group                             default 64
  *   BLOCK_N   keys per tile; a multiple of VEC                      default 32
- *   plus VEC and the storage types of common.cl.
+ *   plus VEC and the storage types of common.cl. The flag bits are in launch.h.
  */
 
 #ifndef D_PAD
@@ -54,14 +54,6 @@
 #if BLOCK_N % VEC != 0
 #error "BLOCK_N must be a multiple of VEC"
 #endif
-
-/* flags */
-#define FLAG_WRITE_LSE    1
-#define FLAG_BIAS         2
-#define FLAG_SEQLENS_Q    4
-#define FLAG_SEQLENS_K    8
-#define FLAG_CAUSAL       16
-#define FLAG_BOTTOM_RIGHT 32
 
 /* Address of key/value row j: the one place that knows how K and V rows are laid out. */
 static __global const qkv_t *kv_row(__global const qkv_t *base, long seq_stride, int j)
@@ -129,9 +121,9 @@ void attention_forward(
     const int split_hi = min(split_lo + keys_per_split, seq_k) - 1;
 
     mask_params mp;
-    const int lengths_ok = batch_mask((flags & FLAG_SEQLENS_Q) ? seqlens_q : 0,
-                                      (flags & FLAG_SEQLENS_K) ? seqlens_k : 0, b, seq_q, seq_k,
-                                      (flags & FLAG_CAUSAL) != 0, (flags & FLAG_BOTTOM_RIGHT) != 0,
+    const int lengths_ok = batch_mask((flags & FORWARD_SEQLENS_Q) ? seqlens_q : 0,
+                                      (flags & FORWARD_SEQLENS_K) ? seqlens_k : 0, b, seq_q, seq_k,
+                                      (flags & FORWARD_CAUSAL) != 0, (flags & FORWARD_BOTTOM_RIGHT) != 0,
                                       window_left, window_right, &mp);
     k += k_off + b * k_sb + hkv * k_sh;
     v += v_off + b * v_sb + hkv * v_sh;
@@ -206,7 +198,7 @@ void attention_forward(
             float tile_max = NEG_BIG;
             for (int c = 0; c < CHUNKS_N; c++) {
                 s[r][c] = SOFTCAP(s[r][c], cap_mult);
-                if ((flags & FLAG_BIAS) && live[r])
+                if ((flags & FORWARD_BIAS) && live[r])
                     s[r][c] = add_bias(s[r][c], bias_row, j0, c, mp.seq_k);
                 if (!full) {
                     const intv j = (intv)(j0 + c * VEC) + IOTA;
@@ -260,7 +252,7 @@ void attention_forward(
             for (int e = 0; e < VEC && c * VEC + e < head_dim_v; e++)
                 STORE_OUT(orow, c * VEC + e, !lengths_ok ? NAN : empty ? 0.0f : lane[e]);
         }
-        if (flags & FLAG_WRITE_LSE)
+        if (flags & FORWARD_WRITE_LSE)
             lse[h * l_sh + i * l_ss] = !lengths_ok ? NAN
                                        : empty    ? -INFINITY
                                                   : m[r] * M_LN2_F + log(l[r]);

@@ -9,19 +9,15 @@
  *
  * Parts come either as n_parts views in one buffer, part p at p * p_part elements from the
  * first (split-KV partials), or one per launch, folded into a running f32 state (parts in
- * separate buffers, clattn_attention_merge): FLAG_READ_STATE combines the state with the parts,
- * FLAG_WRITE_FINAL writes out (and lse with FLAG_WRITE_LSE), else the state is written. The
+ * separate buffers, clattn_attention_merge): MERGE_READ_STATE combines the state with the parts,
+ * MERGE_WRITE_FINAL writes out (and lse with MERGE_WRITE_LSE), else the state is written. The
  * state is dense: values [B, Hq, Sq, Dv], then lse [B, Hq, Sq] from element state_lse_offset.
  *
  * Launch: global (Sq, Hq, B), any local size; one work-item per row.
  *
  * Tunables: QKV_TYPE is the storage type of the parts' out_p, OUT_TYPE that of out
- * (common.cl); parts' lse and the state are f32.
+ * (common.cl); parts' lse and the state are f32. The flag bits are in launch.h.
  */
-
-#define FLAG_READ_STATE  1
-#define FLAG_WRITE_FINAL 2
-#define FLAG_WRITE_LSE   4
 
 __kernel void merge_partials(
     __global const qkv_t *parts, long p_off, long p_sb, long p_sh, long p_ss, long p_part,
@@ -36,7 +32,7 @@ __kernel void merge_partials(
     const long row = (b * get_global_size(1) + h) * get_global_size(0) + i;
     parts += p_off + b * p_sb + h * p_sh + i * p_ss;
     part_lse += pl_off + b * pl_sb + h * pl_sh + i * pl_ss;
-    const int read_state = (flags & FLAG_READ_STATE) != 0;
+    const int read_state = (flags & MERGE_READ_STATE) != 0;
     __global float *state_lse = state + state_lse_offset;
     const float state_l = read_state ? state_lse[row] : -INFINITY;
 
@@ -59,7 +55,7 @@ __kernel void merge_partials(
     }
     const float merged_lse = nan_seen ? NAN : empty ? -INFINITY : top + log(total);
 
-    const int final = (flags & FLAG_WRITE_FINAL) != 0;
+    const int final = (flags & MERGE_WRITE_FINAL) != 0;
     __global out_t *orow = out + o_off + b * o_sb + h * o_sh + i * o_ss;
     for (int d = 0; d < head_dim_v; d++) {
         float o = 0.0f;
@@ -81,6 +77,6 @@ __kernel void merge_partials(
     }
     if (!final)
         state_lse[row] = merged_lse;
-    else if (flags & FLAG_WRITE_LSE)
+    else if (flags & MERGE_WRITE_LSE)
         lse[l_off + b * l_sb + h * l_sh + i * l_ss] = merged_lse;
 }

@@ -23,20 +23,15 @@
  *                    unfused_pack): out again from P and v over each row's own visible keys,
  *                    so that the GEMM's 0 * NaN cannot reach rows that do not see that key
  *
- * Tunables:
+ * Fixed shapes shared with the host (launch.h):
  *   SOFTMAX_WG   largest work-group of unfused_softmax (one work-group per row; the host
- *                launches a power of two <= SOFTMAX_WG)                           default 64
- *   PACK_COLS    columns per work-item of unfused_pack                            default 16
+ *                launches a power of two <= SOFTMAX_WG)
+ *   PACK_COLS    columns per work-item of unfused_pack
+ * Tunables:
  *   VEC          keys per vector in the softmax passes (common.cl)                default 4
  *   plus the storage macros of common.cl (QKV_TYPE, OUT_TYPE, BIAS_TYPE).
  */
 
-#ifndef SOFTMAX_WG
-#define SOFTMAX_WG 64
-#endif
-#ifndef PACK_COLS
-#define PACK_COLS 16
-#endif
 
 /* dst[(hh * rows + r) * dim + c] = src[hh * head_stride + r * row_stride + c] in f32, for
    PACK_COLS columns per work-item; global (ceil(dim / PACK_COLS), rows, heads); dst NULL: only

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "context.h"
+#include "launch.h"
 #include "merge.h"
 #include "plan.h"
 #include "program.h"
@@ -12,15 +13,7 @@
 #include "tensor.h"
 #include "unfused.h"
 
-static const char *const forward_files[] = {"common.cl", "attention_forward.cl", NULL};
-
-/* cl/attention_forward.cl flags */
-#define FLAG_WRITE_LSE    1
-#define FLAG_BIAS         2
-#define FLAG_SEQLENS_Q    4
-#define FLAG_SEQLENS_K    8
-#define FLAG_CAUSAL       16
-#define FLAG_BOTTOM_RIGHT 32
+static const char *const forward_files[] = {"launch.h", "common.cl", "attention_forward.cl", NULL};
 
 /* A validated forward call and how it will run. */
 typedef struct forward_call {
@@ -154,10 +147,10 @@ static cl_int set_scalar_args(cl_kernel kernel, cl_uint index, const forward_cal
     const double log2e = 1.4426950408889634;
     const cl_float q_mult = (cl_float)(d->softcap > 0.0f ? scale / d->softcap : scale * log2e);
     const cl_float cap_mult = (cl_float)(d->softcap > 0.0f ? d->softcap * log2e : 0.0);
-    const cl_int flags = (call->args.lse.t || call->plan.algo == CLATTN_ALGO_SPLIT_KV ? FLAG_WRITE_LSE : 0) |
-                         (d->bias ? FLAG_BIAS : 0) | (d->seqlens_q ? FLAG_SEQLENS_Q : 0) |
-                         (d->seqlens_k ? FLAG_SEQLENS_K : 0) | (d->causal ? FLAG_CAUSAL : 0) |
-                         (d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? FLAG_BOTTOM_RIGHT : 0);
+    const cl_int flags = (call->args.lse.t || call->plan.algo == CLATTN_ALGO_SPLIT_KV ? FORWARD_WRITE_LSE : 0) |
+                         (d->bias ? FORWARD_BIAS : 0) | (d->seqlens_q ? FORWARD_SEQLENS_Q : 0) |
+                         (d->seqlens_k ? FORWARD_SEQLENS_K : 0) | (d->causal ? FORWARD_CAUSAL : 0) |
+                         (d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? FORWARD_BOTTOM_RIGHT : 0);
     const cl_int ints[] = {(cl_int)p->seq_q, (cl_int)p->seq_k, (cl_int)p->head_dim,
                            (cl_int)p->head_dim_v, (cl_int)(p->heads_q / p->heads_kv)};
     const cl_long windows[] = {d->window_left, d->window_right};

@@ -5,26 +5,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "launch.h"
 #include "plan.h"
 #include "scratch.h"
 #include "program.h"
 #include "status.h"
 #include "tensor.h"
 
-static const char *const merge_files[] = {"common.cl", "merge.cl", NULL};
+static const char *const merge_files[] = {"launch.h", "common.cl", "merge.cl", NULL};
 
-/* cl/merge.cl flags */
-#define FLAG_READ_STATE  1
-#define FLAG_WRITE_FINAL 2
-#define FLAG_WRITE_LSE   4
 
 static cl_int set_merge_args(cl_kernel kernel, const clattn_merge_launch *m)
 {
     cl_uint index = 0;
     cl_long part_stride = m->part_stride, lse_part_stride = m->lse_part_stride;
     cl_int n_parts = m->n_parts, head_dim_v = (cl_int)m->out->dims[3];
-    cl_int flags = (m->read_state ? FLAG_READ_STATE : 0) | (m->write_final ? FLAG_WRITE_FINAL : 0) |
-                   (m->lse ? FLAG_WRITE_LSE : 0);
+    cl_int flags = (m->read_state ? MERGE_READ_STATE : 0) | (m->write_final ? MERGE_WRITE_FINAL : 0) |
+                   (m->lse ? MERGE_WRITE_LSE : 0);
     cl_int err = clattn_set_view_args(kernel, &index, m->parts);
     err |= clSetKernelArg(kernel, index++, sizeof part_stride, &part_stride);
     err |= clattn_set_view_args(kernel, &index, m->part_lses);

@@ -30,6 +30,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "launch.h"
 #include "log.h"
 #include "plan.h"
 #include "program.h"
@@ -197,11 +198,7 @@ size_t clattn_unfused_workspace_size(const clattn_forward_args *args)
 
 #include <clblast_c.h>
 
-static const char *const unfused_files[] = {"common.cl", "unfused.cl", NULL};
-
-/* Mirror SOFTMAX_WG and PACK_COLS of cl/unfused.cl (defaults; the host passes no option). */
-#define SOFTMAX_WG 64
-#define PACK_COLS 16
+static const char *const unfused_files[] = {"launch.h", "common.cl", "unfused.cl", NULL};
 
 /* CLBlast 1.5.3 races on its caches: one process-wide lock around every call into it. */
 static pthread_mutex_t clblast_lock = PTHREAD_MUTEX_INITIALIZER;
