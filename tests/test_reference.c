@@ -507,3 +507,365 @@ Test(reference, dropout_keep_rate_and_scaling)
     cr_expect_float_eq(LSE(pr, 0, 0, 0), log((double)SK), EXACT);
     problem_free(&pr);
 }
+
+/* ---- Backward: finite differences against the forward ----
+   L(x) = sum(out * dout) with out = ref_attention_forward(x). For every element x_e of q, k, v
+   (and the bias when given) the central difference (L(x_e + H) - L(x_e - H)) / 2H, H = 1e-6,
+   must match the analytic gradient g_e within |fd - g| <= FD_TOL * max(1, |g|), FD_TOL = 1e-6:
+   relative above |g| = 1, absolute 1e-6 below (where rounding, eps * |L| / H ~ 1e-10, and the
+   H^2 truncation term stay far below). D = 3, Dv = 2; inputs are fixed pseudo-random numbers in
+   [-1.5, 1.5]. The gradients start as NaN, so an element the reference does not write fails. */
+
+#define FD_H 1e-6
+#define FD_TOL 1e-6
+#define FD_D 3
+#define FD_DV 2
+
+typedef struct grad_shape {
+    int64_t b, hq, hkv, sq, sk;
+} grad_shape;
+
+/* A problem with dout, gradient storage and an optional dense bias of bias_dims (b, h, s, Sk),
+   all dense. */
+typedef struct grad_problem {
+    problem pr;
+    double *doutd, *dqd, *dkd, *dvd, *biasd, *dbiasd;
+    ref_tensor dout, dq, dk, dv, bias, dbias;
+} grad_problem;
+
+/* Fixed pseudo-random numbers in [-amp, amp] (a 32-bit LCG). */
+static void fill_random(double *x, int64_t n, uint32_t seed, double amp)
+{
+    uint32_t state = seed * 2654435761u + 12345u;
+    for (int64_t e = 0; e < n; e++) {
+        state = state * 1664525u + 1013904223u;
+        x[e] = amp * (2.0 * (double)(state >> 8) / 16777216.0 - 1.0);
+    }
+}
+
+static double *alloc_nan(int64_t n)
+{
+    double *x = malloc((size_t)n * sizeof(double));
+    cr_assert(x);
+    for (int64_t e = 0; e < n; e++)
+        x[e] = NAN;
+    return x;
+}
+
+static grad_problem grad_problem_new(grad_shape s, const int64_t *bias_dims)
+{
+    grad_problem g;
+    memset(&g, 0, sizeof g);
+    g.pr = problem_new(s.b, s.hq, s.hkv, s.sq, s.sk, FD_D, FD_DV);
+    g.doutd = alloc_nan(ref_numel(&g.pr.out));
+    g.dqd = alloc_nan(ref_numel(&g.pr.q));
+    g.dkd = alloc_nan(ref_numel(&g.pr.k));
+    g.dvd = alloc_nan(ref_numel(&g.pr.v));
+    g.dout = ref_tensor_dense(g.doutd, s.b, s.hq, s.sq, FD_DV);
+    g.dq = ref_tensor_dense(g.dqd, s.b, s.hq, s.sq, FD_D);
+    g.dk = ref_tensor_dense(g.dkd, s.b, s.hkv, s.sk, FD_D);
+    g.dv = ref_tensor_dense(g.dvd, s.b, s.hkv, s.sk, FD_DV);
+    fill_random(g.pr.qd, ref_numel(&g.pr.q), 1, 1.5);
+    fill_random(g.pr.kd, ref_numel(&g.pr.k), 2, 1.5);
+    fill_random(g.pr.vd, ref_numel(&g.pr.v), 3, 1.5);
+    fill_random(g.doutd, ref_numel(&g.dout), 4, 1.5);
+    if (bias_dims) {
+        g.bias = ref_tensor_dense(NULL, bias_dims[0], bias_dims[1], bias_dims[2], s.sk);
+        g.biasd = alloc_nan(ref_numel(&g.bias));
+        g.dbiasd = alloc_nan(ref_numel(&g.bias));
+        g.bias.data = g.biasd;
+        g.dbias = ref_tensor_dense(g.dbiasd, bias_dims[0], bias_dims[1], bias_dims[2], s.sk);
+        fill_random(g.biasd, ref_numel(&g.bias), 5, 1.5);
+    }
+    return g;
+}
+
+static void grad_problem_free(grad_problem *g)
+{
+    problem_free(&g->pr);
+    free(g->doutd);
+    free(g->dqd);
+    free(g->dkd);
+    free(g->dvd);
+    free(g->biasd);
+    free(g->dbiasd);
+}
+
+static int backward(const ref_params *p, grad_problem *g)
+{
+    return ref_attention_backward(p, &g->pr.q, &g->pr.k, &g->pr.v, &g->dout, &g->dq, &g->dk,
+                                  &g->dv, p->bias ? &g->dbias : NULL);
+}
+
+static double loss(const ref_params *p, grad_problem *g)
+{
+    run(p, &g->pr);
+    double sum = 0.0;
+    for (int64_t e = 0; e < ref_numel(&g->dout); e++)
+        sum += g->pr.od[e] * g->doutd[e];
+    return sum;
+}
+
+/* Checks grad against central differences of L in every element of x; returns the worst
+   |fd - g| / max(1, |g|). A non-finite x (a -INFINITY bias) must have gradient exactly 0. */
+static double check_tensor(const ref_params *p, grad_problem *g, double *x, const double *grad,
+                           int64_t n, const char *what)
+{
+    double worst = 0.0;
+    for (int64_t e = 0; e < n; e++) {
+        if (!isfinite(x[e])) {
+            cr_expect_eq(grad[e], 0.0, "%s[%ld] = %g at a non-finite input", what, (long)e,
+                         grad[e]);
+            continue;
+        }
+        double saved = x[e];
+        x[e] = saved + FD_H;
+        double plus = loss(p, g);
+        x[e] = saved - FD_H;
+        double minus = loss(p, g);
+        x[e] = saved;
+        double fd = (plus - minus) / (2.0 * FD_H);
+        double err = fabs(fd - grad[e]) / fmax(1.0, fabs(grad[e]));
+        cr_expect(err <= FD_TOL, "%s[%ld]: analytic %.12g, finite difference %.12g", what,
+                  (long)e, grad[e], fd);
+        if (!(err <= worst))
+            worst = err;
+    }
+    return worst;
+}
+
+/* Runs the backward and checks every gradient; logs and returns the worst error. */
+static double check_gradients(const ref_params *p, grad_problem *g, const char *name)
+{
+    cr_assert_eq(backward(p, g), 0);
+    double worst = check_tensor(p, g, g->pr.qd, g->dqd, ref_numel(&g->pr.q), "dq");
+    worst = fmax(worst, check_tensor(p, g, g->pr.kd, g->dkd, ref_numel(&g->pr.k), "dk"));
+    worst = fmax(worst, check_tensor(p, g, g->pr.vd, g->dvd, ref_numel(&g->pr.v), "dv"));
+    if (p->bias)
+        worst = fmax(worst, check_tensor(p, g, g->biasd, g->dbiasd, ref_numel(&g->bias),
+                                         "dbias"));
+    cr_log_info("backward %s: worst finite-difference error %.3g", name, worst);
+    return worst;
+}
+
+/* One whole case: shape, params (bias_dims NULL: no bias), check. */
+static void grad_case(ref_params *p, grad_shape s, const int64_t *bias_dims, const char *name)
+{
+    grad_problem g = grad_problem_new(s, bias_dims);
+    if (bias_dims)
+        p->bias = &g.bias;
+    check_gradients(p, &g, name);
+    p->bias = NULL;
+    grad_problem_free(&g);
+}
+
+Test(reference, backward_fd_plain)
+{
+    ref_params p;
+    ref_params_init(&p);
+    grad_case(&p, (grad_shape){2, 2, 2, 3, 4}, NULL, "plain");
+    p.scale = 0.8;
+    grad_case(&p, (grad_shape){1, 2, 2, 5, 1}, NULL, "plain, scale 0.8, one key");
+}
+
+Test(reference, backward_fd_gqa)
+{
+    /* Hq = 2, Hkv = 1: dk, dv sum both query heads. */
+    ref_params p;
+    ref_params_init(&p);
+    grad_case(&p, (grad_shape){2, 2, 1, 4, 3}, NULL, "gqa");
+}
+
+Test(reference, backward_fd_causal_bottom_right)
+{
+    /* Sq = 5, Sk = 3, off = -2: rows 0, 1 see nothing (dq 0), row 2 sees key 0 only. */
+    ref_params p;
+    ref_params_init(&p);
+    p.causal = 1;
+    grad_case(&p, (grad_shape){1, 2, 1, 5, 3}, NULL, "causal bottom-right Sq > Sk");
+    grad_case(&p, (grad_shape){2, 2, 2, 2, 5}, NULL, "causal bottom-right Sq < Sk");
+}
+
+Test(reference, backward_fd_causal_top_left)
+{
+    ref_params p;
+    ref_params_init(&p);
+    p.causal = 1;
+    p.align = CLATTN_ALIGN_TOP_LEFT;
+    grad_case(&p, (grad_shape){1, 2, 2, 3, 5}, NULL, "causal top-left Sq < Sk");
+    grad_case(&p, (grad_shape){2, 2, 1, 5, 2}, NULL, "causal top-left Sq > Sk");
+}
+
+Test(reference, backward_fd_windows)
+{
+    ref_params p;
+    ref_params_init(&p);
+    p.window_left = 1;
+    p.window_right = 1;
+    grad_case(&p, (grad_shape){1, 2, 1, 5, 5}, NULL, "window (1, 1) bottom-right");
+    /* TOP_LEFT, window (0, 0), Sq = 4, Sk = 2: rows 2, 3 see nothing; each row one key. */
+    p.align = CLATTN_ALIGN_TOP_LEFT;
+    p.window_left = 0;
+    p.window_right = 0;
+    grad_case(&p, (grad_shape){1, 2, 2, 4, 2}, NULL, "window (0, 0) top-left");
+    /* causal with window_left 2, bottom-right, Sq = 3, Sk = 5. */
+    ref_params_init(&p);
+    p.causal = 1;
+    p.window_left = 2;
+    grad_case(&p, (grad_shape){2, 2, 1, 3, 5}, NULL, "causal window_left 2");
+}
+
+Test(reference, backward_fd_softcap)
+{
+    /* scale 1.3 makes |t| up to ~2.6, so tanh(t / 0.7) saturates for some pairs. */
+    ref_params p;
+    ref_params_init(&p);
+    p.scale = 1.3;
+    p.softcap = 0.7;
+    grad_case(&p, (grad_shape){1, 2, 2, 3, 4}, NULL, "softcap 0.7");
+    p.causal = 1;
+    grad_case(&p, (grad_shape){2, 2, 1, 4, 4}, NULL, "softcap 0.7 causal");
+}
+
+Test(reference, backward_fd_bias_broadcast)
+{
+    /* dbias is checked against differences in each element of the bias view, so the sum
+       over the broadcast dims is checked too. */
+    ref_params p;
+    ref_params_init(&p);
+    int64_t per_head[3] = {1, 2, 1}, per_batch_row[3] = {2, 1, 3}, full[3] = {2, 2, 3};
+    int64_t shared[3] = {1, 1, 1};
+    grad_case(&p, (grad_shape){2, 2, 1, 3, 4}, per_head, "bias [1,Hq,1,Sk]");
+    grad_case(&p, (grad_shape){2, 2, 1, 3, 4}, per_batch_row, "bias [B,1,Sq,Sk]");
+    grad_case(&p, (grad_shape){2, 2, 2, 3, 4}, full, "bias [B,Hq,Sq,Sk]");
+    p.causal = 1;
+    p.softcap = 0.9;
+    grad_case(&p, (grad_shape){2, 2, 1, 3, 4}, shared, "bias [1,1,1,Sk] causal softcap");
+}
+
+Test(reference, backward_fd_bias_minus_infinity)
+{
+    /* A -INFINITY bias entry takes its pair out (gradient 0 there, checked in check_tensor);
+       bias [1,1,Sq,Sk] with all of row 1 -INFINITY: that row contributes nothing. */
+    ref_params p;
+    ref_params_init(&p);
+    int64_t dims[3] = {1, 1, 3};
+    grad_problem g = grad_problem_new((grad_shape){1, 2, 1, 3, 4}, dims);
+    p.bias = &g.bias;
+    g.biasd[2] = -INFINITY;              /* row 0, key 2 */
+    for (int j = 0; j < 4; j++)
+        g.biasd[4 + j] = -INFINITY;      /* row 1 */
+    check_gradients(&p, &g, "bias with -inf");
+    for (int64_t h = 0; h < 2; h++)
+        for (int64_t d = 0; d < FD_D; d++)
+            cr_expect_eq(*ref_at(&g.dq, 0, h, 1, d), 0.0);
+    grad_problem_free(&g);
+}
+
+Test(reference, backward_fd_seqlens)
+{
+    /* batch 0: 3 of 4 rows, 4 of 5 keys; batch 1: 2 rows, 5 keys; with causal bottom-right
+       batch 1 row 0 sees keys 0..3. Padding rows and keys get gradient 0 (their inputs do not
+       change L). Then a batch with seqlens_q 0, and one with seqlens_k 0: all zero there. */
+    ref_params p;
+    ref_params_init(&p);
+    int32_t lq[2] = {3, 2}, lk[2] = {4, 5};
+    p.seqlens_q = lq;
+    p.seqlens_k = lk;
+    grad_case(&p, (grad_shape){2, 2, 1, 4, 5}, NULL, "seqlens");
+    p.causal = 1;
+    grad_case(&p, (grad_shape){2, 2, 2, 4, 5}, NULL, "seqlens causal");
+    lq[1] = 0;
+    grad_case(&p, (grad_shape){2, 2, 1, 4, 5}, NULL, "seqlens_q[1] = 0");
+    lq[1] = 2;
+    lk[0] = 0;
+    grad_case(&p, (grad_shape){2, 2, 1, 4, 5}, NULL, "seqlens_k[0] = 0");
+}
+
+Test(reference, backward_fd_dropout)
+{
+    /* p = 0.3, fixed seed and offset: the mask is a constant, so L is smooth in the inputs. */
+    ref_params p;
+    ref_params_init(&p);
+    p.dropout_p = 0.3;
+    p.dropout_seed = 0x0123456789abcdefull;
+    p.dropout_offset = 11;
+    int kept = 0;
+    for (int64_t b = 0; b < 2; b++)
+        for (int64_t h = 0; h < 2; h++)
+            for (int64_t i = 0; i < 4; i++)
+                for (int64_t j = 0; j < 5; j++)
+                    kept += ref_dropout_keep(p.dropout_seed, p.dropout_offset, b, h, 2, i, j,
+                                             p.dropout_p);
+    cr_assert(kept > 0 && kept < 80, "the mask should keep some pairs and drop some: %d", kept);
+    grad_case(&p, (grad_shape){2, 2, 1, 4, 5}, NULL, "dropout 0.3");
+    p.causal = 1;
+    p.softcap = 1.1;
+    int64_t dims[3] = {1, 2, 4};
+    grad_case(&p, (grad_shape){2, 2, 1, 4, 5}, dims, "dropout 0.3 causal softcap bias");
+}
+
+Test(reference, backward_one_key_by_hand)
+{
+    /* One key: P = 1 whatever q and k, out_i = v_0, so dq = 0, dk = 0 and dv = the sum of dout
+       over both query heads and both rows. dS = 1 * (dP - 1 * dP) is exactly 0. */
+    ref_params p;
+    ref_params_init(&p);
+    grad_problem g = grad_problem_new((grad_shape){1, 2, 1, 2, 1}, NULL);
+    cr_assert_eq(backward(&p, &g), 0);
+    for (int64_t e = 0; e < ref_numel(&g.dq); e++)
+        cr_expect_eq(g.dqd[e], 0.0, "dq[%ld] = %g", (long)e, g.dqd[e]);
+    for (int64_t e = 0; e < ref_numel(&g.dk); e++)
+        cr_expect_eq(g.dkd[e], 0.0, "dk[%ld] = %g", (long)e, g.dkd[e]);
+    for (int64_t d = 0; d < FD_DV; d++) {
+        double want = 0.0;
+        for (int64_t h = 0; h < 2; h++)
+            for (int64_t i = 0; i < 2; i++)
+                want += *ref_at(&g.dout, 0, h, i, d);
+        cr_expect_float_eq(g.dvd[d], want, EXACT, "dv[%ld] = %g, want %g", (long)d, g.dvd[d],
+                           want);
+    }
+    grad_problem_free(&g);
+}
+
+/* 1 if every element of batch b of t is NaN (want_nan) or finite (!want_nan). */
+static int batch_is(const ref_tensor *t, int64_t b, int want_nan)
+{
+    for (int64_t h = 0; h < t->dims[1]; h++)
+        for (int64_t s = 0; s < t->dims[2]; s++)
+            for (int64_t d = 0; d < t->dims[3]; d++)
+                if ((isnan(*ref_at(t, b, h, s, d)) != 0) != want_nan)
+                    return 0;
+    return 1;
+}
+
+Test(reference, backward_invalid_seqlens_batch_is_nan)
+{
+    /* seqlens_k[1] = 6 > Sk: batch 1's dq, dk, dv are NaN, batch 0's finite. */
+    ref_params p;
+    ref_params_init(&p);
+    int32_t lq[2] = {2, 3}, lk[2] = {3, 6};
+    p.seqlens_q = lq;
+    p.seqlens_k = lk;
+    grad_problem g = grad_problem_new((grad_shape){2, 2, 1, 3, 5}, NULL);
+    cr_assert_eq(backward(&p, &g), 0);
+    cr_expect(batch_is(&g.dq, 0, 0) && batch_is(&g.dk, 0, 0) && batch_is(&g.dv, 0, 0));
+    cr_expect(batch_is(&g.dq, 1, 1) && batch_is(&g.dk, 1, 1) && batch_is(&g.dv, 1, 1));
+    grad_problem_free(&g);
+}
+
+Test(reference, backward_shape_mismatch_is_refused)
+{
+    /* dk with Sk + 1 rows; and dbias without a bias: -1, nothing written (dq stays NaN). */
+    ref_params p;
+    ref_params_init(&p);
+    grad_problem g = grad_problem_new((grad_shape){1, 2, 1, 2, 3}, NULL);
+    ref_tensor dk = g.dk;
+    dk.dims[2] = 4;
+    cr_expect_eq(ref_attention_backward(&p, &g.pr.q, &g.pr.k, &g.pr.v, &g.dout, &g.dq, &dk,
+                                        &g.dv, NULL), -1);
+    cr_expect_eq(ref_attention_backward(&p, &g.pr.q, &g.pr.k, &g.pr.v, &g.dout, &g.dq, &g.dk,
+                                        &g.dv, &g.dq), -1);
+    cr_expect(isnan(g.dqd[0]));
+    grad_problem_free(&g);
+}

@@ -283,3 +283,217 @@ int ref_attention_forward(const ref_params *p, const ref_tensor *q, const ref_te
     free(job.acc);
     return 0;
 }
+
+/* ---- Backward ---- */
+
+/* Everything one backward row needs, fixed for the whole call. */
+typedef struct grad_job {
+    row_job fwd;            /* p, q, k, v, group, scale and scores (out, lse unused) */
+    const ref_tensor *dout, *dq, *dk, *dv, *dbias;
+    double *slope;          /* [Sk] d score / d (scale * q.k) */
+    double *prob;           /* [Sk] softmax before dropout */
+    double *keep;           /* [Sk] dropout weight: 1, 0 or 1 / (1 - p) */
+    double *dp;             /* [Sk] dP = keep * (dout_i . v_j) */
+} grad_job;
+
+static int same_dims(const ref_tensor *a, const ref_tensor *b)
+{
+    for (int d = 0; d < 4; d++)
+        if (a->dims[d] != b->dims[d])
+            return 0;
+    return 1;
+}
+
+/* bias [B|1, Hq|1, Sq|1, Sk] */
+static int bias_fits(const ref_tensor *bias, const ref_tensor *q, const ref_tensor *k)
+{
+    for (int d = 0; d < 3; d++)
+        if (bias->dims[d] != 1 && bias->dims[d] != q->dims[d])
+            return 0;
+    return bias->dims[3] == k->dims[2];
+}
+
+static int backward_shapes_fit(const ref_params *p, const ref_tensor *q, const ref_tensor *k,
+                               const ref_tensor *v, const ref_tensor *dout,
+                               const ref_tensor *dq, const ref_tensor *dk,
+                               const ref_tensor *dv, const ref_tensor *dbias)
+{
+    if (!shapes_fit(q, k, v, dout, NULL))
+        return 0;
+    if (!same_dims(dq, q) || !same_dims(dk, k) || !same_dims(dv, v))
+        return 0;
+    if (p->bias && !bias_fits(p->bias, q, k))
+        return 0;
+    return !dbias || (p->bias && same_dims(dbias, p->bias));
+}
+
+/* Sets every element of t, or only those of batch b when b >= 0, to value. */
+static void fill_view(const ref_tensor *t, int64_t b, double value)
+{
+    int64_t b0 = b < 0 ? 0 : b, b1 = b < 0 ? t->dims[0] : b + 1;
+    for (int64_t x = b0; x < b1; x++)
+        for (int64_t h = 0; h < t->dims[1]; h++)
+            for (int64_t s = 0; s < t->dims[2]; s++)
+                for (int64_t d = 0; d < t->dims[3]; d++)
+                    *ref_at(t, x, h, s, d) = value;
+}
+
+/* Adds value to the dbias element that score (b, h, i, j) reads, if dbias is wanted. */
+static void dbias_add(const grad_job *job, int64_t b, int64_t h, int64_t i, int64_t j,
+                      double value)
+{
+    const ref_tensor *g = job->dbias;
+    if (g)
+        *ref_at(g, g->dims[0] == 1 ? 0 : b, g->dims[1] == 1 ? 0 : h, g->dims[2] == 1 ? 0 : i,
+                j) += value;
+}
+
+/* Scores and slopes of row i's keys (-INFINITY: takes no part), and their max; returns how
+   many take part (NaN scores included, as in the forward). */
+static int64_t backward_scores(grad_job *job, int64_t b, int64_t h, int64_t i, int64_t sq_b,
+                               int64_t sk_b, double *max)
+{
+    const row_job *fwd = &job->fwd;
+    int64_t live = 0;
+    *max = -INFINITY;
+    for (int64_t j = 0; j < fwd->k->dims[2]; j++) {
+        double s = -INFINITY;
+        job->slope[j] = 0.0;
+        if (ref_key_visible(fwd->p, sq_b, sk_b, i, j))
+            s = score_slope(fwd, b, h, i, j, &job->slope[j]);
+        fwd->scores[j] = s;
+        live += s != -INFINITY;
+        if (s > *max)
+            *max = s;
+    }
+    return live;
+}
+
+static double keep_weight(const ref_params *p, int64_t b, int64_t h, int64_t heads_q,
+                          int64_t i, int64_t j)
+{
+    if (p->dropout_p == 0.0)
+        return 1.0;
+    if (!ref_dropout_keep(p->dropout_seed, p->dropout_offset, b, h, heads_q, i, j,
+                          p->dropout_p))
+        return 0.0;
+    return 1.0 / (1.0 - p->dropout_p);
+}
+
+/* prob, keep and dp of the keys that take part in row i; returns delta = sum_j P_ij dP_ij. */
+static double backward_probs(grad_job *job, int64_t b, int64_t h, int64_t i, double max)
+{
+    const row_job *fwd = &job->fwd;
+    int64_t sk = fwd->k->dims[2], kvh = h / fwd->group;
+    double sum = 0.0, delta = 0.0;
+    for (int64_t j = 0; j < sk; j++)
+        if (fwd->scores[j] != -INFINITY)
+            sum += exp(fwd->scores[j] - max);
+    for (int64_t j = 0; j < sk; j++) {
+        if (fwd->scores[j] == -INFINITY)
+            continue;
+        double dot = 0.0;
+        for (int64_t d = 0; d < fwd->v->dims[3]; d++)
+            dot += *ref_at(job->dout, b, h, i, d) * *ref_at(fwd->v, b, kvh, j, d);
+        job->prob[j] = exp(fwd->scores[j] - max) / sum;
+        job->keep[j] = keep_weight(fwd->p, b, h, fwd->q->dims[1], i, j);
+        job->dp[j] = job->keep[j] * dot;
+        delta += job->prob[j] * job->dp[j];
+    }
+    return delta;
+}
+
+/* The contributions of pair (i, j) with score gradient ds to dq_i, dk_j, dv_j and dbias. */
+static void backward_pair(const grad_job *job, int64_t b, int64_t h, int64_t i, int64_t j,
+                          double ds)
+{
+    const row_job *fwd = &job->fwd;
+    int64_t kvh = h / fwd->group;
+    double dqk = ds * job->slope[j] * fwd->scale, pv = job->prob[j] * job->keep[j];
+    dbias_add(job, b, h, i, j, ds);
+    for (int64_t d = 0; d < fwd->q->dims[3]; d++) {
+        *ref_at(job->dq, b, h, i, d) += dqk * *ref_at(fwd->k, b, kvh, j, d);
+        *ref_at(job->dk, b, kvh, j, d) += dqk * *ref_at(fwd->q, b, h, i, d);
+    }
+    for (int64_t d = 0; d < fwd->v->dims[3]; d++)
+        *ref_at(job->dv, b, kvh, j, d) += pv * *ref_at(job->dout, b, h, i, d);
+}
+
+/* One valid query row: recompute P, then dS_ij = P_ij (dP_ij - delta_i) for every key that
+   takes part. A row where no key takes part contributes nothing. */
+static void backward_row(grad_job *job, int64_t b, int64_t h, int64_t i, int64_t sq_b,
+                         int64_t sk_b)
+{
+    double max;
+    if (backward_scores(job, b, h, i, sq_b, sk_b, &max) == 0)
+        return;
+    double delta = backward_probs(job, b, h, i, max);
+    for (int64_t j = 0; j < job->fwd.k->dims[2]; j++)
+        if (job->fwd.scores[j] != -INFINITY)
+            backward_pair(job, b, h, i, j, job->prob[j] * (job->dp[j] - delta));
+}
+
+/* A batch with a seqlens entry outside [0, dim]: NaN gradients (its forward output is NaN). */
+static void backward_invalid_batch(const grad_job *job, int64_t b)
+{
+    fill_view(job->dq, b, NAN);
+    fill_view(job->dk, b, NAN);
+    fill_view(job->dv, b, NAN);
+    for (int64_t h = 0; h < job->fwd.q->dims[1]; h++)
+        for (int64_t i = 0; i < job->fwd.q->dims[2]; i++)
+            for (int64_t j = 0; j < job->fwd.k->dims[2]; j++)
+                dbias_add(job, b, h, i, j, NAN);
+}
+
+static void backward_all(grad_job *job)
+{
+    const ref_params *p = job->fwd.p;
+    int64_t batch = job->fwd.q->dims[0], sq = job->fwd.q->dims[2], sk = job->fwd.k->dims[2];
+    fill_view(job->dq, -1, 0.0);
+    fill_view(job->dk, -1, 0.0);
+    fill_view(job->dv, -1, 0.0);
+    if (job->dbias)
+        fill_view(job->dbias, -1, 0.0);
+    for (int64_t b = 0; b < batch; b++) {
+        if (!batch_lengths_valid(p, b, sq, sk)) {
+            backward_invalid_batch(job, b);
+            continue;
+        }
+        int64_t sq_b = ref_seq_q(p, b, sq), sk_b = ref_seq_k(p, b, sk);
+        for (int64_t h = 0; h < job->fwd.q->dims[1]; h++)
+            for (int64_t i = 0; i < sq_b; i++)
+                backward_row(job, b, h, i, sq_b, sk_b);
+    }
+}
+
+int ref_attention_backward(const ref_params *p, const ref_tensor *q, const ref_tensor *k,
+                           const ref_tensor *v, const ref_tensor *dout, const ref_tensor *dq,
+                           const ref_tensor *dk, const ref_tensor *dv,
+                           const ref_tensor *dbias)
+{
+    if (!backward_shapes_fit(p, q, k, v, dout, dq, dk, dv, dbias))
+        return -1;
+    size_t sk = (size_t)k->dims[2];
+    grad_job job = {
+        .fwd = {
+            .p = p, .q = q, .k = k, .v = v,
+            .group = q->dims[1] / k->dims[1],
+            .scale = p->scale != 0.0 ? p->scale : 1.0 / sqrt((double)q->dims[3]),
+            .scores = malloc(sk * sizeof(double)),
+        },
+        .dout = dout, .dq = dq, .dk = dk, .dv = dv, .dbias = dbias,
+        .slope = malloc(sk * sizeof(double)),
+        .prob = malloc(sk * sizeof(double)),
+        .keep = malloc(sk * sizeof(double)),
+        .dp = malloc(sk * sizeof(double)),
+    };
+    int ok = job.fwd.scores && job.slope && job.prob && job.keep && job.dp;
+    if (ok)
+        backward_all(&job);
+    free(job.fwd.scores);
+    free(job.slope);
+    free(job.prob);
+    free(job.keep);
+    free(job.dp);
+    return ok ? 0 : -1;
+}

@@ -1,5 +1,5 @@
 /*
- * The f64 CPU reference of clattn's attention forward: plain loops in double precision with a
+ * The f64 CPU reference of clattn's attention forward and backward: plain loops in double precision with a
  * max-subtracted softmax, written straight from the "Semantics" and "Precise rules" sections of
  * DESIGN.md. Tests compare the library against it; tests/test_reference.c checks it by hand.
  *
@@ -79,5 +79,35 @@ int ref_dropout_keep(uint64_t seed, uint64_t offset, int64_t b, int64_t h, int64
    never read. Returns 0, or -1 (writing nothing) when the shapes do not fit together. */
 int ref_attention_forward(const ref_params *p, const ref_tensor *q, const ref_tensor *k,
                           const ref_tensor *v, const ref_tensor *out, const ref_tensor *lse);
+
+/* The backward: the exact gradients, in double, of L = sum over b, h, i, d of
+   out[b,h,i,d] * dout[b,h,i,d], where out is ref_attention_forward's output for the same p, q,
+   k, v. Shapes: dout like out [B,Hq,Sq,Dv]; dq like q, dk like k, dv like v; dbias NULL or the
+   dims of p->bias (which must then be given). With s_ij the score of DESIGN.md
+   (t = scale * q_i . k_j, s = softcap * tanh(t / softcap) when softcap > 0, else t, plus bias),
+   P_ij the softmax of s over the keys that take part in row i (visible and s != -INFINITY),
+   before dropout, and w_ij = 1 without dropout, else ref_dropout_keep(...) / (1 - dropout_p)
+   (the mask is a constant of the call), so that out_i = sum_j P_ij w_ij v_j, it computes per
+   query head h and valid row i:
+     dP_ij    = w_ij * (dout_i . v_j)
+     delta_i  = sum_j P_ij dP_ij                       (= dout_i . out_i)
+     dS_ij    = P_ij * (dP_ij - delta_i)               (dL/ds_ij; dbias[ij] += dS_ij)
+     dT_ij    = dS_ij * (1 - tanh^2(t_ij / softcap))   (softcap; else dT = dS)
+     dq_i    += scale * dT_ij * k_j
+     dk_j    += scale * dT_ij * q_i                    (into kv head h / (Hq / Hkv))
+     dv_j    += P_ij * w_ij * dout_i                   (into kv head h / (Hq / Hkv))
+   So dk and dv sum over the query heads of each group, and dbias sums over its broadcast dims
+   (dim of 1): it is the gradient with respect to the elements of the bias view. Every element
+   of dq, dk, dv (and dbias) is written: 0 where nothing contributes, namely padding rows
+   i >= seqlens_q[b], keys j >= seqlens_k[b], invisible or -INFINITY-scored pairs, and rows with
+   no key taking part (their out is the constant 0). dout is read only for rows with a key
+   taking part; invisible keys are never read. A batch whose seqlens entry is outside [0, dim]
+   (forward output NaN) gets NaN in all of its dq, dk and dv, and adds NaN to every dbias
+   element it reads. NaN inputs propagate as the arithmetic does. Returns 0, or -1 (writing
+   nothing) when the shapes do not fit or memory runs out. */
+int ref_attention_backward(const ref_params *p, const ref_tensor *q, const ref_tensor *k,
+                           const ref_tensor *v, const ref_tensor *dout, const ref_tensor *dq,
+                           const ref_tensor *dk, const ref_tensor *dv,
+                           const ref_tensor *dbias);
 
 #endif
