@@ -340,17 +340,19 @@ static clattn_status check_merge_shapes(const clattn_merge_args *a)
     return CLATTN_SUCCESS;
 }
 
+static clattn_status check_present(const clattn_view *v)
+{
+    return v->t ? CLATTN_SUCCESS : clattn_fail(INVALID, "%s is NULL", v->name);
+}
+
 clattn_status clattn_validate_merge(const clattn_merge_args *a)
 {
     clattn_status s = clattn_check_wait_list(a->num_wait, a->wait_list);
-    for (size_t p = 0; p < 2 * a->n + 2 && s == CLATTN_SUCCESS; p++) {
-        const clattn_view *v = p < a->n ? &a->outs[p] : p < 2 * a->n ? &a->lses[p - a->n]
-                               : p == 2 * a->n ? &a->out : &a->lse;
-        if (!v->t)
-            s = clattn_fail(INVALID, "%s is NULL", v->name);
-    }
-    if (s != CLATTN_SUCCESS || (s = check_merge_shapes(a)) ||
-        (s = clattn_check_view(&a->out, a->context)) ||
+    for (size_t p = 0; p < a->n && s == CLATTN_SUCCESS; p++)
+        if ((s = check_present(&a->outs[p])) == CLATTN_SUCCESS)
+            s = check_present(&a->lses[p]);
+    if (s != CLATTN_SUCCESS || (s = check_present(&a->out)) || (s = check_present(&a->lse)) ||
+        (s = check_merge_shapes(a)) || (s = clattn_check_view(&a->out, a->context)) ||
         (s = clattn_check_view(&a->lse, a->context)))
         return s;
     for (size_t p = 0; p < a->n; p++) {

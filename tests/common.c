@@ -549,3 +549,62 @@ void cmp_merge(cmp_result *acc, const cmp_result *r)
     acc->hard = hard;
     acc->rows = rows;
 }
+
+/* ---- one whole forward -------------------------------------------------------------------- */
+
+static ref_params ref_params_of(const clattn_attention_desc *d)
+{
+    ref_params p;
+    ref_params_init(&p);
+    p.scale = d->scale;
+    p.causal = d->causal;
+    p.align = d->align;
+    p.window_left = d->window_left;
+    p.window_right = d->window_right;
+    p.softcap = d->softcap;
+    return p;
+}
+
+void test_forward_vs_reference(const clattn_attention_desc *desc, const int64_t qd[4],
+                               const int64_t kd[4], char *plan, size_t plan_size)
+{
+    clattn_attention_desc defaults;
+    clattn_attention_desc_init(&defaults);
+    if (!desc)
+        desc = &defaults;
+    test_tensor q, k, v, out;
+    test_rng rng;
+    rng_seed(&rng, 11);
+    tt_init(&q, CLATTN_F32, qd, &LAYOUT_BHSD);
+    tt_init(&k, CLATTN_F32, kd, &LAYOUT_BHSD);
+    tt_init(&v, CLATTN_F32, kd, &LAYOUT_BHSD);
+    tt_init(&out, CLATTN_F32, qd, &LAYOUT_BHSD);
+    test_tensor *all[] = {&q, &k, &v, &out};
+    for (int i = 0; i < 3; i++) {
+        /* v away from zero mean, so that rows do not cancel towards 0 */
+        tt_fill_random(all[i], &rng, -0.5, 1.5);
+        tt_upload(all[i], CL_MEM_READ_ONLY);
+    }
+    tt_upload(&out, CL_MEM_READ_WRITE);
+    if (plan)
+        TEST_CHECK_STATUS(clattn_attention_plan(test_ctx(), desc, &q.view, &k.view, &v.view,
+                                                plan, plan_size), "plan");
+    TEST_CHECK_STATUS(clattn_attention_forward(test_ctx(), desc, &q.view, &k.view, &v.view,
+                                               &out.view, NULL, 0, NULL, NULL), "forward");
+    tt_download(&out);
+
+    double *stores[3], *want = calloc((size_t)(qd[0] * qd[1] * qd[2] * qd[3]), sizeof(double));
+    ref_tensor rq = tt_to_ref(&q, &stores[0]), rk = tt_to_ref(&k, &stores[1]),
+               rv = tt_to_ref(&v, &stores[2]), ro = ref_tensor_dense(want, qd[0], qd[1], qd[2], qd[3]);
+    const ref_params p = ref_params_of(desc);
+    cr_assert_eq(ref_attention_forward(&p, &rq, &rk, &rv, &ro, NULL), 0);
+    cmp_result r = compare_out(&out, &ro);
+    char text[256];
+    cr_assert(r.worst <= TOL_F32_OUT && r.hard == 0, "out vs reference: %s",
+              cmp_describe(&r, text, sizeof text));
+    for (int i = 0; i < 3; i++)
+        free(stores[i]);
+    free(want);
+    for (int i = 0; i < 4; i++)
+        tt_free(all[i]);
+}

@@ -179,4 +179,12 @@ void cmp_merge(cmp_result *acc, const cmp_result *r);
 /* An empty result (worst 0). */
 cmp_result cmp_none(void);
 
+/* ---- one whole forward -------------------------------------------------------------------- */
+
+/* Run a dense f32 forward in the test context: q [qd] and k, v [kd] (Dv = D) with random
+   inputs, desc as given (NULL: defaults), and assert out matches the reference within
+   TOL_F32_OUT. Writes clattn_attention_plan's line to plan (if not NULL). */
+void test_forward_vs_reference(const clattn_attention_desc *desc, const int64_t qd[4],
+                               const int64_t kd[4], char *plan, size_t plan_size);
+
 #endif

@@ -70,52 +70,16 @@ static long file_size(const char *path)
 
 /* ---- one small forward, checked against the reference ----------------------------------- */
 
-/* Run a causal forward (B=1, Hq=2, Hkv=1, Sq=9, Sk=13, D=20) in a fresh context and assert it
-   matches the f64 reference; the context is released again so the next call starts cold in
-   memory and must go to the disk cache. */
+/* Run a causal forward (B=1, Hq=2, Hkv=1, Sq=9, Sk=13, D=20) checked against the reference,
+   then release the context so that the next call starts cold in memory and must go to the
+   disk cache. */
 static void forward_matches_reference(void)
 {
-    const int64_t qd[4] = {1, 2, 9, 20}, kd[4] = {1, 1, 13, 20}, od[4] = {1, 2, 9, 20};
-    test_tensor q, k, v, out;
-    test_rng rng;
-    rng_seed(&rng, 7);
-    tt_init(&q, CLATTN_F32, qd, &LAYOUT_BHSD);
-    tt_init(&k, CLATTN_F32, kd, &LAYOUT_BHSD);
-    tt_init(&v, CLATTN_F32, kd, &LAYOUT_BHSD);
-    tt_init(&out, CLATTN_F32, od, &LAYOUT_BHSD);
-    test_tensor *inputs[] = {&q, &k, &v};
-    for (int i = 0; i < 3; i++) {
-        tt_fill_random(inputs[i], &rng, -1.0, 1.0);
-        tt_upload(inputs[i], CL_MEM_READ_ONLY);
-    }
-    tt_upload(&out, CL_MEM_READ_WRITE);
-
+    static const int64_t qd[4] = {1, 2, 9, 20}, kd[4] = {1, 1, 13, 20};
     clattn_attention_desc desc;
     clattn_attention_desc_init(&desc);
     desc.causal = 1;
-    TEST_CHECK_STATUS(clattn_attention_forward(test_ctx(), &desc, &q.view, &k.view, &v.view,
-                                               &out.view, NULL, 0, NULL, NULL),
-                      "forward");
-    tt_download(&out);
-
-    double *stores[3], *want = calloc(1 * 2 * 9 * 20, sizeof(double));
-    ref_tensor rq = tt_to_ref(&q, &stores[0]), rk = tt_to_ref(&k, &stores[1]),
-               rv = tt_to_ref(&v, &stores[2]), ro = ref_tensor_dense(want, 1, 2, 9, 20);
-    ref_params p;
-    ref_params_init(&p);
-    p.causal = 1;
-    cr_assert_eq(ref_attention_forward(&p, &rq, &rk, &rv, &ro, NULL), 0);
-    cmp_result r = compare_out(&out, &ro);
-    char text[256];
-    cr_assert(r.worst <= TOL_F32_OUT && r.hard == 0, "out vs reference: %s",
-              cmp_describe(&r, text, sizeof text));
-    for (int i = 0; i < 3; i++)
-        free(stores[i]);
-    free(want);
-    tt_free(&q);
-    tt_free(&k);
-    tt_free(&v);
-    tt_free(&out);
+    test_forward_vs_reference(&desc, qd, kd, NULL, 0);
     test_ctx_release();
 }
 
