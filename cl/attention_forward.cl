@@ -4,7 +4,8 @@
  * For batch b, query head h (key/value head h / group) and query row i:
  *   out[b,h,i,:] = sum_j softmax_j(s(i, j)) v[j,:]   over the keys j visible to row i,
  *   lse[b,h,i]   = log(sum_j exp(s(i, j)))           (natural log),
- * with s(i, j) = q[i].k[j] * scale, then softcap, then + bias[b,h,i,j] (cl/common.cl). Rows with
+ * with s(i, j) = q[i].k[j] * scale, then softcap, then + bias[b,h,i,j] (cl/common.cl); with
+ * dropout each weight is multiplied by 0 or 1/(1-p) (common.cl), lse stays before dropout. Rows with
  * no visible key, or whose visible scores are all -inf, and padding rows (i >= seqlens_q[b]) get
  * out = 0 and lse = -inf; a batch with a seqlens entry outside [0, dim] gets NaN. Memory is
  * O(S): keys stream through local memory in tiles of BLOCK_N, never an Sq x Sk buffer.
@@ -105,7 +106,8 @@ void attention_forward(
     __global const int *seqlens_q, __global const int *seqlens_k,
     int seq_q, int seq_k, int head_dim, int head_dim_v, int group,
     float q_mult, float cap_mult, int flags, long window_left, long window_right,
-    int splits, int keys_per_split)
+    int splits, int keys_per_split, int heads_q, uint seed_lo, uint seed_hi, uint offset_lo,
+    uint drop_threshold, float keep_scale)
 {
     __local float kt[D_PAD * BLOCK_N];
     __local float vt[BLOCK_N * DV_PAD];
@@ -120,6 +122,7 @@ void attention_forward(
     const int split_lo = split * keys_per_split;
     const int split_hi = min(split_lo + keys_per_split, seq_k) - 1;
 
+    const dropout_params dp = {seed_lo, seed_hi, offset_lo, drop_threshold, keep_scale};
     mask_params mp;
     const int lengths_ok = batch_mask((flags & FORWARD_SEQLENS_Q) ? seqlens_q : 0,
                                       (flags & FORWARD_SEQLENS_K) ? seqlens_k : 0, b, seq_q, seq_k,
@@ -217,6 +220,11 @@ void attention_forward(
                 }
                 row_sum += HSUM(e);
                 VSTORE(e, c, p[r]);
+            }
+            if (flags & FORWARD_DROPOUT) { /* after the sum: lse is before dropout */
+                const long bh = b * heads_q + hkv * group + rho % group;
+                for (int n = 0; n < BLOCK_N; n++)
+                    p[r][n] *= dropout_factor(&dp, bh, rho / group, j0 + n);
             }
             m[r] = m_new;
             l[r] = l[r] * alpha + row_sum;

@@ -170,6 +170,40 @@ static int visible_hi(const mask_params *mp, long i)
     return (int)max(hi, -1L);
 }
 
+/* ---- dropout ----------------------------------------------------------------------------- */
+
+/* Dropout as DESIGN.md defines it: Philox4x32-10 (Salmon et al. 2011) with key (low, high 32
+   bits of the seed) and counter (j, i, b * Hq + h, low 32 bits of the offset); key j of query i
+   is kept iff the first output word >= threshold = ceil(p * 2^32) (computed by the host), and
+   kept weights are scaled by 1 / (1 - p). src/dropout.c computes the same on the host. */
+typedef struct dropout_params {
+    uint seed_lo, seed_hi, offset_lo, threshold;
+    float keep_scale;       /* 1 / (1 - p); 0 when dropout is off */
+} dropout_params;
+
+static uint philox4x32_10_x0(uint4 c, uint k0, uint k1)
+{
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        const uint hi0 = mul_hi(0xD2511F53u, c.x), lo0 = 0xD2511F53u * c.x;
+        const uint hi1 = mul_hi(0xCD9E8D57u, c.z), lo1 = 0xCD9E8D57u * c.z;
+        c = (uint4)(hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0);
+    }
+    return c.x;
+}
+
+/* The factor of key j's weight for query i of (batch b, head bh = b * Hq + h): 0 if dropped,
+   1 / (1 - p) if kept. */
+static float dropout_factor(const dropout_params *dp, long bh, long i, long j)
+{
+    const uint4 counter = (uint4)((uint)j, (uint)i, (uint)bh, dp->offset_lo);
+    return philox4x32_10_x0(counter, dp->seed_lo, dp->seed_hi) >= dp->threshold ? dp->keep_scale
+                                                                                : 0.0f;
+}
+
 /* ---- scores ------------------------------------------------------------------------------ */
 
 /* Scores are kept in base 2 (s * log2(e)) for exp2. The host folds the scale into q:

@@ -13,6 +13,7 @@
 #define FORWARD_SEQLENS_K    8
 #define FORWARD_CAUSAL       16
 #define FORWARD_BOTTOM_RIGHT 32
+#define FORWARD_DROPOUT      64
 
 /* merge_partials (cl/merge.cl) */
 #define MERGE_READ_STATE  1

@@ -160,7 +160,9 @@ static float exp_pass(__global float *s, int keys, int lo, int hi, float m, int 
     __global const int *seqlens_q, __global const int *seqlens_k,                               \
     long b, int h0, int r0, int rows,                                                           \
     int seq_q, int seq_k, int causal, int bottom_right, long window_left, long window_right,   \
-    float cap_mult, float bias_mult
+    float cap_mult, float bias_mult,                                                            \
+    int heads_q, uint seed_lo, uint seed_hi, uint offset_lo, uint drop_threshold,              \
+    float keep_scale
 
 /* One row of the chunk: its scores, visible columns [lo, hi] and bias row. */
 typedef struct softmax_row {
@@ -190,6 +192,22 @@ static softmax_row softmax_setup(int row, __global float *scores, long s_off, in
     return x;
 }
 
+/* Dropout (keep_scale > 0) on the row's weights after their sum: lse stays before dropout.
+   Same work split as exp_pass, so each work-item rescales what it wrote. */
+static void dropout_pass(__global float *s, int keys, const softmax_row *x, int k0, long b,
+                         int heads_q, const dropout_params *dp, int lid, int wg)
+{
+    const long bh = b * heads_q + x->h;
+    const int vectors = keys / VEC;
+    for (int t = lid; t < vectors; t += wg)
+        for (int c = t * VEC; c < t * VEC + VEC; c++)
+            if (c >= x->lo && c <= x->hi)
+                s[c] *= dropout_factor(dp, bh, x->i, k0 + c);
+    for (int c = vectors * VEC; lid == 0 && c < keys; c++)
+        if (c >= x->lo && c <= x->hi)
+            s[c] *= dropout_factor(dp, bh, x->i, k0 + c);
+}
+
 /* Row sum (NaN for an invalid batch) and lse; sum == 0 only when no key is visible (or every
    visible score is -inf). */
 static void softmax_finish(const softmax_row *x, int row, float m, float sum,
@@ -217,6 +235,9 @@ __kernel void unfused_softmax(SOFTMAX_PARAMS)
     const float m = group_reduce(red, scores_pass(x.s, x.lo, x.hi, lid, wg, cap_mult, bias,
                                                   x.bias_row, bias_mult), lid, wg, 1);
     const float sum = group_reduce(red, exp_pass(x.s, keys, x.lo, x.hi, m, lid, wg), lid, wg, 0);
+    const dropout_params dp = {seed_lo, seed_hi, offset_lo, drop_threshold, keep_scale};
+    if (keep_scale > 0.0f)
+        dropout_pass(x.s, keys, &x, k0, b, heads_q, &dp, lid, wg);
     if (lid == 0)
         softmax_finish(&x, row, m, sum, row_l, l_off, lse, e_off, e_sb, e_sh, e_ss, b);
 }
@@ -229,6 +250,9 @@ __kernel void unfused_softmax_rows(SOFTMAX_PARAMS)
     const softmax_row x = SOFTMAX_SETUP(row);
     const float m = scores_pass(x.s, x.lo, x.hi, 0, 1, cap_mult, bias, x.bias_row, bias_mult);
     const float sum = exp_pass(x.s, keys, x.lo, x.hi, m, 0, 1);
+    const dropout_params dp = {seed_lo, seed_hi, offset_lo, drop_threshold, keep_scale};
+    if (keep_scale > 0.0f)
+        dropout_pass(x.s, keys, &x, k0, b, heads_q, &dp, 0, 1);
     softmax_finish(&x, row, m, sum, row_l, l_off, lse, e_off, e_sb, e_sh, e_ss, b);
 }
 

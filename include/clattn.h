@@ -203,6 +203,8 @@ CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
    A row with no visible key (or whose visible scores are all -INFINITY) gets out = 0 and
    lse = -INFINITY. NaN in an input row gives NaN in that output row. q, k, v share one dtype
    (f32, f16 or bf16); out may be any dtype (stored round-to-nearest-even); arithmetic is f32.
+   dropout_p > 0: each weight is kept (scaled by 1/(1-p)) or dropped as clattn_dropout_keep
+   decides; lse is before dropout.
    The event (if event != NULL) completes when out and lse are written; on failure *event is
    NULL. Statuses: INVALID_ARGUMENT / BUFFER_TOO_SMALL for bad input (nothing is enqueued),
    UNSUPPORTED for a request this version cannot run yet (see README's feature table),

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "context.h"
+#include "dropout.h"
 #include "launch.h"
 #include "merge.h"
 #include "plan.h"
@@ -33,12 +34,9 @@ static const char *algo_name(clattn_algo a)
     return a == CLATTN_ALGO_SPLIT_KV ? "split_kv" : a == CLATTN_ALGO_UNFUSED ? "unfused" : "fused";
 }
 
-/* Valid requests this version cannot run; the README's feature table lists them. */
+/* Valid requests this version cannot run. */
 static clattn_status check_implemented(const clattn_forward_args *a)
 {
-    if (a->desc->dropout_p > 0.0f)
-        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "dropout: not implemented in clattn %s",
-                           clattn_version_string());
     if (a->q.t->dims[2] > INT32_MAX || a->k.t->dims[2] > INT32_MAX)
         return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "q.dims[2]=%lld, k.dims[2]=%lld: sequences "
                            "are limited to 2^31-1", (long long)a->q.t->dims[2],
@@ -150,11 +148,15 @@ static cl_int set_scalar_args(cl_kernel kernel, cl_uint index, const forward_cal
     const cl_int flags = (call->args.lse.t || call->plan.algo == CLATTN_ALGO_SPLIT_KV ? FORWARD_WRITE_LSE : 0) |
                          (d->bias ? FORWARD_BIAS : 0) | (d->seqlens_q ? FORWARD_SEQLENS_Q : 0) |
                          (d->seqlens_k ? FORWARD_SEQLENS_K : 0) | (d->causal ? FORWARD_CAUSAL : 0) |
-                         (d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? FORWARD_BOTTOM_RIGHT : 0);
+                         (d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? FORWARD_BOTTOM_RIGHT : 0) |
+                         (d->dropout_p > 0.0f ? FORWARD_DROPOUT : 0);
     const cl_int ints[] = {(cl_int)p->seq_q, (cl_int)p->seq_k, (cl_int)p->head_dim,
                            (cl_int)p->head_dim_v, (cl_int)(p->heads_q / p->heads_kv)};
     const cl_long windows[] = {d->window_left, d->window_right};
-    const cl_int split_ints[] = {call->plan.splits, call->plan.keys_per_split};
+    const cl_int split_ints[] = {call->plan.splits, call->plan.keys_per_split, (cl_int)p->heads_q};
+    cl_uint drop[4];
+    cl_float keep_scale;
+    clattn_dropout_args(d, drop, &keep_scale);
     cl_int err = CL_SUCCESS;
     for (size_t i = 0; i < 5 && err == CL_SUCCESS; i++)
         err = clSetKernelArg(kernel, index++, sizeof ints[i], &ints[i]);
@@ -165,6 +167,10 @@ static cl_int set_scalar_args(cl_kernel kernel, cl_uint index, const forward_cal
     err |= clSetKernelArg(kernel, index++, sizeof windows[1], &windows[1]);
     err |= clSetKernelArg(kernel, index++, sizeof split_ints[0], &split_ints[0]);
     err |= clSetKernelArg(kernel, index++, sizeof split_ints[1], &split_ints[1]);
+    err |= clSetKernelArg(kernel, index++, sizeof split_ints[2], &split_ints[2]);
+    for (size_t i = 0; i < 4; i++)
+        err |= clSetKernelArg(kernel, index++, sizeof drop[i], &drop[i]);
+    err |= clSetKernelArg(kernel, index++, sizeof keep_scale, &keep_scale);
     return err;
 }
 

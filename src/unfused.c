@@ -30,6 +30,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "dropout.h"
 #include "launch.h"
 #include "log.h"
 #include "plan.h"
@@ -509,6 +510,10 @@ static clattn_status softmax(unfused_run *run, const chunk *c)
                      (cl_int)c->rows, (cl_int)p->seq_q, (cl_int)p->seq_k, p->causal,
                      p->bottom_right};
     cl_float bias_mult = (cl_float)LOG2E;
+    const cl_int heads_q = (cl_int)p->heads_q;
+    cl_uint drop[4];
+    cl_float keep_scale;
+    clattn_dropout_args(d, drop, &keep_scale);
     const karg args[] = {
         {sizeof(cl_mem), &run->ws}, {8, &s_off}, {4, &ints[0]}, {4, &ints[1]},
         {sizeof(cl_mem), &run->ws}, {8, &l_off},
@@ -518,6 +523,7 @@ static clattn_status softmax(unfused_run *run, const chunk *c)
         {8, &b}, {4, &ints[2]}, {4, &ints[3]}, {4, &ints[4]},
         {4, &ints[5]}, {4, &ints[6]}, {4, &ints[7]}, {4, &ints[8]}, {8, &wl}, {8, &wr},
         {4, &run->cap_mult}, {4, &bias_mult},
+        {4, &heads_q}, {4, &drop[0]}, {4, &drop[1]}, {4, &drop[2]}, {4, &drop[3]}, {4, &keep_scale},
     };
     const size_t wg = run->softmax_wg, n = (size_t)(c->heads * c->rows);
     const size_t global[3] = {n * (wg ? wg : 1), 1, 1}, local[3] = {wg, 1, 1};
@@ -666,8 +672,6 @@ clattn_status clattn_unfused_forward(clattn_context *ctx, const clattn_forward_a
 {
     if (event)
         *event = NULL;
-    if (args->desc->dropout_p > 0.0f) /* the caller routes dropout elsewhere */
-        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "dropout: not on the unfused path");
     unfused_run run;
     run_init(&run, ctx, args);
     const unfused_plan *p = &run.plan;

@@ -562,6 +562,9 @@ static ref_params ref_params_of(const clattn_attention_desc *d)
     p.window_left = d->window_left;
     p.window_right = d->window_right;
     p.softcap = d->softcap;
+    p.dropout_p = d->dropout_p;
+    p.dropout_seed = d->dropout_seed;
+    p.dropout_offset = d->dropout_offset;
     return p;
 }
 

@@ -2,7 +2,7 @@
  * Small forward shapes that cover every branch of the fused and split-KV kernels: several query
  * blocks and key tiles, partial last tiles, causal with both alignments and Sq < Sk and Sq > Sk
  * (empty rows), windows, GQA/MQA, D != Dv, odd head dims, strided views with offsets, f16 and
- * bf16 storage, softcap, a broadcast bias with -inf entries, seqlens. Small enough to run
+ * bf16 storage, softcap, a broadcast bias with -inf entries, seqlens, dropout. Small enough to run
  * under oclgrind (tests/oclgrind.sh), which checks every memory access and looks for races; on
  * PoCL it is a fast smoke test of the same cases.
  */
@@ -23,9 +23,10 @@ typedef struct small_case {
     float softcap;
     int bias;                /* 0: none; 1: [1, Hq, Sq, Sk] with -inf entries */
     int seqlens;             /* 0: none; 1: seqlens_q = Sq - 3 and seqlens_k = Sk - 5 per batch */
+    float dropout_p;
 } small_case;
 
-#define F32 CLATTN_F32, CLATTN_ALGO_AUTO, 0.0f, 0, 0
+#define F32 CLATTN_F32, CLATTN_ALGO_AUTO, 0.0f, 0, 0, 0.0f
 
 static const small_case cases[] = {
     {1, 1, 1, 1, 1, 1, 1, 0, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD, F32},
@@ -36,11 +37,15 @@ static const small_case cases[] = {
     {1, 2, 1, 40, 40, 12, 12, 0, CLATTN_ALIGN_BOTTOM_RIGHT, 7, 3, &LAYOUT_BHSD, F32},
     {1, 2, 2, 30, 70, 33, 17, 1, CLATTN_ALIGN_TOP_LEFT, 10, -1, &LAYOUT_BSHD, F32},
     {2, 4, 2, 21, 37, 16, 16, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD_PADDED,
-     CLATTN_F16, CLATTN_ALGO_FUSED, 5.0f, 1, 1},
+     CLATTN_F16, CLATTN_ALGO_FUSED, 5.0f, 1, 1, 0.0f},
     {2, 2, 1, 3, 600, 24, 8, 0, CLATTN_ALIGN_BOTTOM_RIGHT, 300, -1, &LAYOUT_BSHD,
-     CLATTN_BF16, CLATTN_ALGO_SPLIT_KV, 0.0f, 1, 1},
+     CLATTN_BF16, CLATTN_ALGO_SPLIT_KV, 0.0f, 1, 1, 0.0f},
     {1, 4, 1, 2, 530, 8, 8, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD,
-     CLATTN_F32, CLATTN_ALGO_AUTO, 30.0f, 0, 0},
+     CLATTN_F32, CLATTN_ALGO_AUTO, 30.0f, 0, 0, 0.0f},
+    {2, 2, 2, 19, 23, 8, 8, 1, CLATTN_ALIGN_TOP_LEFT, -1, -1, &LAYOUT_BHSD,
+     CLATTN_F32, CLATTN_ALGO_AUTO, 0.0f, 0, 0, 0.25f},
+    {1, 4, 2, 2, 600, 8, 8, 0, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD,
+     CLATTN_F32, CLATTN_ALGO_SPLIT_KV, 0.0f, 0, 1, 0.5f},
 };
 
 /* bias [1, Hq, Sq, Sk] in dtype, every 7th entry -inf; its f64 copy in *store. */
@@ -91,6 +96,8 @@ static void run_case(const small_case *c, cmp_result *worst_out, cmp_result *wor
     desc.window_right = c->window_right;
     desc.algo = c->algo;
     desc.softcap = c->softcap;
+    desc.dropout_p = c->dropout_p;
+    desc.dropout_seed = 0x5eed0000beefull + (uint64_t)c->sk;
     if (c->bias) {
         make_bias(c, &bias, &rng);
         desc.bias = &bias.view;
@@ -127,6 +134,8 @@ static void run_case(const small_case *c, cmp_result *worst_out, cmp_result *wor
     p.window_left = c->window_left;
     p.window_right = c->window_right;
     p.softcap = c->softcap;
+    p.dropout_p = c->dropout_p;
+    p.dropout_seed = desc.dropout_seed;
     double *bias_store = NULL;
     ref_tensor rb;
     if (c->bias) {
