@@ -12,7 +12,7 @@
  *     65 ms); fewer when there are fewer rows (the next power of two >= Sq, so decode wastes
  *     nothing) or when that would leave under 4 work-groups per compute unit;
  *   - vec = the device's preferred float width (16 with AVX-512, 8 with AVX2), at least 4;
- *   - block_n = 2 * vec keys: rows * block_n / vec vector accumulators fit in registers;
+ *   - block_n = 2 * vec keys (with 32 rows, 16 and 64 were slower);
  *   - wg = 1: no barrier cost, and one work-group per rows x head is plenty of parallelism.
  * GPU and other devices (dedicated local memory, SIMT):
  *   - one row per work-item (registers are per lane), vec = 4;
@@ -22,6 +22,12 @@
  *     (two work-groups per compute unit), else the largest that fits at all.
  * Head dims are rounded up to a bucket (16, 32, 64, 128, 256) that sizes private arrays and
  * local tiles; the exact dims are runtime arguments, so one program serves a whole bucket.
+ * A tiling from the tuning database (tunedb.c) replaces the heuristic's when it fits.
+ *
+ * The algorithm (clattn_plan_call): UNFUSED when a head dim is over 256; SPLIT_KV when the rows
+ * alone give under 4 work-groups per compute unit and there are at least 2 *
+ * CLATTN_MIN_KEYS_PER_SPLIT keys, with enough key ranges for 4 work-groups per compute unit;
+ * FUSED otherwise.
  */
 #include "plan.h"
 
