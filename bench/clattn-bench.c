@@ -6,6 +6,8 @@
  *                [--algo auto|fused|split_kv|unfused] [--warmup N] [--iters N]
  *                [--peak] [--csv FILE] [--json FILE] [--no-peers]
  *                [--openblas-threading heads|blas]
+ *   clattn-bench --tune [--budget SECONDS] [--tune-file FILE] [--tune-progress FILE]
+ *                [--device SEL] [shape flags] [--algo auto|fused|split_kv] [--warmup N] [--iters N]
  *
  * Without shape flags it runs a preset list; with any of them, one shape (unset sizes default
  * to B=1, H=16, S=1024, D=64; hkv = hq, sk = sq, dv = d). Warm-up calls come first so that
@@ -36,6 +38,14 @@
  * (peak.c) and adds %peakF (GFLOP/s of peak) and %peakBW (KV GB/s of peak) to every row.
  * --csv FILE and --json FILE write one record per (shape, dtype, causal, algo) with every
  * column (report.c); bench/plot.sh turns the CSV into a PNG bar chart.
+ *
+ * --tune searches the fused kernel's tilings for the device over the shapes (tune.c): each
+ * candidate is checked against a double-precision reference, then timed like the bench (default
+ * 2 warm-up and 5 timed calls); the best per shape goes into the user tuning file that the
+ * library reads at context creation (--tune-file, default $CLATTN_TUNING_DB, else tuning.txt in
+ * the kernel cache directory). --budget (default 60 s) bounds the whole run; finished
+ * candidates go to a progress file (--tune-progress, default the tuning file + ".progress"), so
+ * an interrupted or budget-limited run resumes where it stopped.
  */
 #include <clattn.h>
 
@@ -45,8 +55,10 @@
 #include <time.h>
 
 #include "bench.h"
+#include "measure.h"
 #include "peak.h"
 #include "report.h"
+#include "tune.h"
 #ifdef CLATTN_BENCH_OPENBLAS
 #include "openblas_attention.h"
 #include "openblas_core.h"
@@ -63,6 +75,9 @@ typedef struct options {
     int peak, no_peers;
     int blas_in_blas;  /* --openblas-threading blas */
     const char *csv, *json;
+    int tune;          /* --tune */
+    double budget;     /* --budget, seconds */
+    const char *tune_file, *tune_progress;
 } options;
 
 static const shape presets[] = {
@@ -86,10 +101,19 @@ static void usage(FILE *f)
                "                    [--algo auto|fused|split_kv|unfused]\n"
                "                    [--peak] [--csv FILE] [--json FILE] [--no-peers]\n"
                "                    [--openblas-threading heads|blas]\n"
+               "       clattn-bench --tune [--budget SECONDS] [--tune-file FILE]\n"
+               "                    [--tune-progress FILE] [--device SEL] [shape flags]\n"
+               "                    [--algo auto|fused|split_kv] [--warmup N] [--iters N]\n"
                "Without shape flags, runs a preset list. --warmup is at least 1.\n"
                "Peers: clattn's unfused path, and OpenBLAS on CPU devices; x_<peer> is\n"
                "ours / peer in GFLOP/s (> 1: clattn faster). --peak adds %% of the device's\n"
-               "measured FMA rate and read bandwidth. bench/plot.sh FILE.csv OUT.png plots.\n");
+               "measured FMA rate and read bandwidth. bench/plot.sh FILE.csv OUT.png plots.\n"
+               "--tune searches tilings of the fused kernel for this device within --budget\n"
+               "seconds (default 60; 2 warm-up and 5 timed calls per candidate unless given),\n"
+               "checks each against a reference, and writes the best per shape to the user\n"
+               "tuning file (default $CLATTN_TUNING_DB, else tuning.txt in the kernel cache\n"
+               "directory). Finished candidates go to --tune-progress (default FILE.progress):\n"
+               "run the same command again to resume.\n");
 }
 
 static int parse_count(const char *flag, const char *text, int64_t *out)
@@ -158,6 +182,8 @@ static int parse_switch(const char *flag, options *o)
         return o->peak = 1, 1;
     if (strcmp(flag, "--no-peers") == 0)
         return o->no_peers = 1, 1;
+    if (strcmp(flag, "--tune") == 0)
+        return o->tune = 1, 1;
     return 0;
 }
 
@@ -170,6 +196,10 @@ static const char **text_field(options *o, const char *flag)
         return &o->csv;
     if (strcmp(flag, "--json") == 0)
         return &o->json;
+    if (strcmp(flag, "--tune-file") == 0)
+        return &o->tune_file;
+    if (strcmp(flag, "--tune-progress") == 0)
+        return &o->tune_progress;
     return NULL;
 }
 
@@ -183,6 +213,18 @@ static int *count_field(options *o, const char *flag)
     return NULL;
 }
 
+/* --budget SECONDS: a positive number. */
+static int parse_budget(const char *text, double *out)
+{
+    char *end = NULL;
+    double v = text ? strtod(text, &end) : 0;
+    if (!text || end == text || *end != '\0' || !(v > 0 && v < 1e9))
+        return fprintf(stderr, "clattn-bench: --budget needs a positive number of seconds, got "
+                               "\"%s\"\n", text ? text : ""), 0;
+    *out = v;
+    return 1;
+}
+
 /* Parses one flag at argv[*i] (and its value); 0 on a bad flag or value. */
 static int parse_flag(int argc, char **argv, int *i, options *o)
 {
@@ -194,6 +236,8 @@ static int parse_flag(int argc, char **argv, int *i, options *o)
     if (parse_switch(flag, o))
         return 1;
     (*i)++;
+    if (strcmp(flag, "--budget") == 0)
+        return parse_budget(value, &o->budget);
     if (field)
         return o->one_shape = 1, parse_count(flag, value, field);
     int e = parse_enum_flag(flag, value, o);
@@ -224,9 +268,8 @@ static void complete_shape(shape *s)
 
 static int parse_args(int argc, char **argv, options *o)
 {
-    memset(o, 0, sizeof *o);
-    o->warmup = 3;
-    o->iters = 20;
+    memset(o, 0, sizeof *o);   /* warmup, iters 0: not given */
+    o->budget = 60.0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -237,8 +280,11 @@ static int parse_args(int argc, char **argv, options *o)
             return 0;
         }
     }
-    o->warmup = o->warmup < 1 ? 1 : o->warmup;
+    o->warmup = o->warmup ? o->warmup : o->tune ? 2 : 3;
+    o->iters = o->iters ? o->iters : o->tune ? 5 : 20;
     complete_shape(&o->user);
+    if (o->tune && (o->csv || o->json || o->peak))
+        return fprintf(stderr, "clattn-bench: --tune does not take --csv, --json or --peak\n"), 0;
     return 1;
 }
 
@@ -265,194 +311,6 @@ static double count_pairs(const shape *s)
 static double gflops_at(const shape *s, double ms)
 {
     return ms > 0 ? 2.0 * count_pairs(s) * (double)(s->d + s->dv) / (ms * 1e-3) / 1e9 : 0.0;
-}
-
-static int fail(const char *what, clattn_status st)
-{
-    fprintf(stderr, "clattn-bench: %s: %s: %s\n", what, clattn_status_string(st),
-            clattn_last_error());
-    return 0;
-}
-
-static int cl_fail(const char *what, cl_int err)
-{
-    fprintf(stderr, "clattn-bench: %s: OpenCL error %d\n", what, (int)err);
-    return 0;
-}
-
-static size_t dtype_bytes(clattn_dtype t)
-{
-    return t == CLATTN_F32 ? 4 : 2;
-}
-
-/* x in [-1, 1) as f16 bits: 11 significant bits, rounded to nearest (ties away; fine here). */
-static uint16_t half_bits(float x)
-{
-    uint16_t sign = x < 0 ? 0x8000 : 0;
-    float a = x < 0 ? -x : x;
-    if (a < 6.1035156e-05f) /* below the smallest normal: flush (only exact 0 here) */
-        return sign;
-    int e = 0;
-    while (a >= 2.0f)
-        a *= 0.5f, e++;
-    while (a < 1.0f)
-        a *= 2.0f, e--;
-    uint16_t mant = (uint16_t)((a - 1.0f) * 1024.0f + 0.5f);
-    if (mant == 1024)
-        mant = 0, e++;
-    return (uint16_t)(sign | (uint16_t)((e + 15) << 10) | mant);
-}
-
-/* Element i of a buffer of dtype t holding x. */
-static void put(void *h, clattn_dtype t, size_t i, float x)
-{
-    if (t == CLATTN_F32) {
-        ((float *)h)[i] = x;
-    } else if (t == CLATTN_F16) {
-        ((uint16_t *)h)[i] = half_bits(x);
-    } else {
-        uint32_t bits;
-        memcpy(&bits, &x, 4);
-        ((uint16_t *)h)[i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-    }
-}
-
-/* n values of dtype t into h, uniform in [-1, 1) from a fixed xorshift stream: buffer `seed`
-   of every shape holds the same values for clattn and for the OpenBLAS peer. */
-static void fill_random(void *h, clattn_dtype t, size_t n, uint32_t seed)
-{
-    uint32_t x = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        put(h, t, i, (float)(x >> 8) / 8388608.0f - 1.0f);
-    }
-}
-
-static cl_mem random_buffer(cl_context c, size_t n, clattn_dtype t, uint32_t seed)
-{
-    void *h = malloc(n * dtype_bytes(t));
-    cl_int err = CL_OUT_OF_HOST_MEMORY;
-    cl_mem m = NULL;
-    if (h) {
-        fill_random(h, t, n, seed);
-        m = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n * dtype_bytes(t), h,
-                           &err);
-        free(h);
-    }
-    if (!m)
-        cl_fail("allocating a buffer", err);
-    return m;
-}
-
-/* Elements of q, k, v, out, lse. */
-static void operand_sizes(const shape *s, size_t n[5])
-{
-    n[0] = (size_t)(s->b * s->hq * s->sq * s->d);
-    n[1] = (size_t)(s->b * s->hkv * s->sk * s->d);
-    n[2] = (size_t)(s->b * s->hkv * s->sk * s->dv);
-    n[3] = (size_t)(s->b * s->hq * s->sq * s->dv);
-    n[4] = (size_t)(s->b * s->hq * s->sq);
-}
-
-typedef struct operands {
-    cl_mem mem[5];   /* q, k, v, out, lse */
-    clattn_tensor q, k, v, out, lse;
-} operands;
-
-static void release_operands(operands *op)
-{
-    for (int i = 0; i < 5; i++)
-        if (op->mem[i])
-            clReleaseMemObject(op->mem[i]);
-}
-
-static clattn_tensor view(const shape *s, cl_mem m, int64_t heads, int64_t seq, int64_t dim)
-{
-    return s->bshd ? clattn_tensor_bshd(m, s->dtype, s->b, seq, heads, dim)
-                   : clattn_tensor_bhsd(m, s->dtype, s->b, heads, seq, dim);
-}
-
-static int make_operands(cl_context c, const shape *s, operands *op)
-{
-    size_t n[5];
-    operand_sizes(s, n);
-    memset(op, 0, sizeof *op);
-    for (int i = 0; i < 5; i++)
-        if (!(op->mem[i] = random_buffer(c, n[i], i < 4 ? s->dtype : CLATTN_F32, (uint32_t)i + 1)))
-            return 0;
-    op->q = view(s, op->mem[0], s->hq, s->sq, s->d);
-    op->k = view(s, op->mem[1], s->hkv, s->sk, s->d);
-    op->v = view(s, op->mem[2], s->hkv, s->sk, s->dv);
-    op->out = view(s, op->mem[3], s->hq, s->sq, s->dv);
-    op->lse = clattn_tensor_bhsd(op->mem[4], CLATTN_F32, s->b, s->hq, s->sq, 1);
-    return 1;
-}
-
-static int forward(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
-                   cl_event *ev)
-{
-    clattn_status st = clattn_attention_forward(ctx, desc, &op->q, &op->k, &op->v, &op->out,
-                                                &op->lse, 0, NULL, ev);
-    return st == CLATTN_SUCCESS ? 1 : fail("clattn_attention_forward", st);
-}
-
-/* The time of `what` for ev in ns; 0 on failure (reported). */
-static int profile(cl_event ev, cl_profiling_info what, cl_ulong *ns)
-{
-    cl_int err = ev ? clGetEventProfilingInfo(ev, what, sizeof *ns, ns, NULL) : CL_INVALID_EVENT;
-    return err == CL_SUCCESS ? 1 : cl_fail("clGetEventProfilingInfo", err);
-}
-
-/* Enqueues iters (marker, call) pairs back to back, waits, and writes each call's ms. */
-static int timed_calls(clattn_context *ctx, const clattn_attention_desc *desc,
-                       const operands *op, int iters, double *ms)
-{
-    cl_command_queue q = clattn_context_queue(ctx);
-    cl_event *ev = calloc(2 * (size_t)iters, sizeof *ev);
-    int ok = ev != NULL, done = 0;
-    for (; ok && done < iters; done++) {
-        cl_int err = clEnqueueMarkerWithWaitList(q, 0, NULL, &ev[2 * done]);
-        ok = err == CL_SUCCESS ? forward(ctx, desc, op, &ev[2 * done + 1])
-                               : cl_fail("clEnqueueMarkerWithWaitList", err);
-    }
-    cl_int err = clFinish(q);
-    if (ok && err != CL_SUCCESS)
-        ok = cl_fail("clFinish", err);
-    for (int i = 0; ok && i < iters; i++) {
-        cl_ulong start = 0, end = 0;
-        ok = profile(ev[2 * i], CL_PROFILING_COMMAND_END, &start) &&
-             profile(ev[2 * i + 1], CL_PROFILING_COMMAND_END, &end);
-        ms[i] = end > start ? (double)(end - start) * 1e-6 : 0.0;
-    }
-    for (int i = 0; ev && i < 2 * iters; i++)
-        if (ev[i])
-            clReleaseEvent(ev[i]);
-    free(ev);
-    return ok;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Sorts ms[0, n) and writes its median and minimum. */
-static void summarize(double *ms, int n, double *median, double *min)
-{
-    qsort(ms, (size_t)n, sizeof *ms, cmp_double);
-    *min = ms[0];
-    *median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
-}
-
-static int warm_up(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
-                   int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!forward(ctx, desc, op, NULL))
-            return 0;
-    cl_int err = clFinish(clattn_context_queue(ctx));
-    return err == CL_SUCCESS ? 1 : cl_fail("clFinish", err);
 }
 
 /* Plan and workspace of the call; t->status says whether it can run (t->plan why not). */
@@ -636,7 +494,7 @@ static int bench_shape(clattn_context *ctx, const shape *s, const options *o, co
     x->pct_flops = x->pct_bw = -1.0;
     x->unfused.max_rel_err = x->blas.max_rel_err = -1.0;
     if (!measure(ctx, s, o->algo, o, &x->ours))
-        return x->ours.status == CLATTN_SUCCESS ? 0 : fail(x->ours.plan, x->ours.status);
+        return x->ours.status == CLATTN_SUCCESS ? 0 : bench_fail(x->ours.plan, x->ours.status);
     if (r->peak) {
         x->pct_flops = 100.0 * x->ours.gflops / r->peak_gflops;
         x->pct_bw = 100.0 * x->ours.gbps / r->peak_gbps;
@@ -749,6 +607,14 @@ static int close_outputs(outputs *out)
     return ok;
 }
 
+static int run_tune(const options *o)
+{
+    tune_options t = {o->device, o->algo, o->warmup, o->iters, o->budget, o->tune_file,
+                      o->tune_progress};
+    return o->one_shape ? tune_run(&t, &o->user, 1)
+                        : tune_run(&t, presets, sizeof presets / sizeof presets[0]);
+}
+
 int main(int argc, char **argv)
 {
     const char *blas_how = NULL;
@@ -757,12 +623,16 @@ int main(int argc, char **argv)
 #endif
     options o;
     outputs out;
-    if (!parse_args(argc, argv, &o) || !open_outputs(&o, &out))
+    if (!parse_args(argc, argv, &o))
+        return 2;
+    if (o.tune)
+        return run_tune(&o);
+    if (!open_outputs(&o, &out))
         return 2;
     clattn_context *ctx = NULL;
     clattn_status st = clattn_context_create(o.device, &ctx);
     if (st != CLATTN_SUCCESS)
-        return fail("clattn_context_create", st), 1;
+        return bench_fail("clattn_context_create", st), 1;
     run_info r = {clattn_context_device_name(ctx), 0, 0.0, 0.0, NULL, NULL, NULL};
     printf("device: %s\n", r.device);
     printf("clattn %s, %d warm-up and %d timed calls per shape\n", clattn_version_string(),

@@ -1,0 +1,189 @@
+/* Operands and event timing shared by clattn-bench and its tuner (measure.h). */
+#include "measure.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int bench_fail(const char *what, clattn_status st)
+{
+    fprintf(stderr, "clattn-bench: %s: %s: %s\n", what, clattn_status_string(st),
+            clattn_last_error());
+    return 0;
+}
+
+int bench_cl_fail(const char *what, cl_int err)
+{
+    fprintf(stderr, "clattn-bench: %s: OpenCL error %d\n", what, (int)err);
+    return 0;
+}
+
+size_t dtype_bytes(clattn_dtype t)
+{
+    return t == CLATTN_F32 ? 4 : 2;
+}
+
+/* x in [-1, 1) as f16 bits: 11 significant bits, rounded to nearest (ties away; fine here). */
+static uint16_t half_bits(float x)
+{
+    uint16_t sign = x < 0 ? 0x8000 : 0;
+    float a = x < 0 ? -x : x;
+    if (a < 6.1035156e-05f) /* below the smallest normal: flush (only exact 0 here) */
+        return sign;
+    int e = 0;
+    while (a >= 2.0f)
+        a *= 0.5f, e++;
+    while (a < 1.0f)
+        a *= 2.0f, e--;
+    uint16_t mant = (uint16_t)((a - 1.0f) * 1024.0f + 0.5f);
+    if (mant == 1024)
+        mant = 0, e++;
+    return (uint16_t)(sign | (uint16_t)((e + 15) << 10) | mant);
+}
+
+/* Element i of a buffer of dtype t holding x. */
+static void put(void *h, clattn_dtype t, size_t i, float x)
+{
+    if (t == CLATTN_F32) {
+        ((float *)h)[i] = x;
+    } else if (t == CLATTN_F16) {
+        ((uint16_t *)h)[i] = half_bits(x);
+    } else {
+        uint32_t bits;
+        memcpy(&bits, &x, 4);
+        ((uint16_t *)h)[i] = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+}
+
+/* n values of dtype t into h, uniform in [-1, 1) from a fixed xorshift stream: buffer `seed`
+   of every shape holds the same values for clattn and for the OpenBLAS peer. */
+void fill_random(void *h, clattn_dtype t, size_t n, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        put(h, t, i, (float)(x >> 8) / 8388608.0f - 1.0f);
+    }
+}
+
+static cl_mem random_buffer(cl_context c, size_t n, clattn_dtype t, uint32_t seed)
+{
+    void *h = malloc(n * dtype_bytes(t));
+    cl_int err = CL_OUT_OF_HOST_MEMORY;
+    cl_mem m = NULL;
+    if (h) {
+        fill_random(h, t, n, seed);
+        m = clCreateBuffer(c, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n * dtype_bytes(t), h,
+                           &err);
+        free(h);
+    }
+    if (!m)
+        bench_cl_fail("allocating a buffer", err);
+    return m;
+}
+
+/* Elements of q, k, v, out, lse. */
+void operand_sizes(const shape *s, size_t n[5])
+{
+    n[0] = (size_t)(s->b * s->hq * s->sq * s->d);
+    n[1] = (size_t)(s->b * s->hkv * s->sk * s->d);
+    n[2] = (size_t)(s->b * s->hkv * s->sk * s->dv);
+    n[3] = (size_t)(s->b * s->hq * s->sq * s->dv);
+    n[4] = (size_t)(s->b * s->hq * s->sq);
+}
+
+void release_operands(operands *op)
+{
+    for (int i = 0; i < 5; i++)
+        if (op->mem[i])
+            clReleaseMemObject(op->mem[i]);
+}
+
+static clattn_tensor view(const shape *s, cl_mem m, int64_t heads, int64_t seq, int64_t dim)
+{
+    return s->bshd ? clattn_tensor_bshd(m, s->dtype, s->b, seq, heads, dim)
+                   : clattn_tensor_bhsd(m, s->dtype, s->b, heads, seq, dim);
+}
+
+int make_operands(cl_context c, const shape *s, operands *op)
+{
+    size_t n[5];
+    operand_sizes(s, n);
+    memset(op, 0, sizeof *op);
+    for (int i = 0; i < 5; i++)
+        if (!(op->mem[i] = random_buffer(c, n[i], i < 4 ? s->dtype : CLATTN_F32, (uint32_t)i + 1)))
+            return 0;
+    op->q = view(s, op->mem[0], s->hq, s->sq, s->d);
+    op->k = view(s, op->mem[1], s->hkv, s->sk, s->d);
+    op->v = view(s, op->mem[2], s->hkv, s->sk, s->dv);
+    op->out = view(s, op->mem[3], s->hq, s->sq, s->dv);
+    op->lse = clattn_tensor_bhsd(op->mem[4], CLATTN_F32, s->b, s->hq, s->sq, 1);
+    return 1;
+}
+
+static int forward(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
+                   cl_event *ev)
+{
+    clattn_status st = clattn_attention_forward(ctx, desc, &op->q, &op->k, &op->v, &op->out,
+                                                &op->lse, 0, NULL, ev);
+    return st == CLATTN_SUCCESS ? 1 : bench_fail("clattn_attention_forward", st);
+}
+
+/* The time of `what` for ev in ns; 0 on failure (reported). */
+static int profile(cl_event ev, cl_profiling_info what, cl_ulong *ns)
+{
+    cl_int err = ev ? clGetEventProfilingInfo(ev, what, sizeof *ns, ns, NULL) : CL_INVALID_EVENT;
+    return err == CL_SUCCESS ? 1 : bench_cl_fail("clGetEventProfilingInfo", err);
+}
+
+/* Enqueues iters (marker, call) pairs back to back, waits, and writes each call's ms. */
+int timed_calls(clattn_context *ctx, const clattn_attention_desc *desc,
+                       const operands *op, int iters, double *ms)
+{
+    cl_command_queue q = clattn_context_queue(ctx);
+    cl_event *ev = calloc(2 * (size_t)iters, sizeof *ev);
+    int ok = ev != NULL, done = 0;
+    for (; ok && done < iters; done++) {
+        cl_int err = clEnqueueMarkerWithWaitList(q, 0, NULL, &ev[2 * done]);
+        ok = err == CL_SUCCESS ? forward(ctx, desc, op, &ev[2 * done + 1])
+                               : bench_cl_fail("clEnqueueMarkerWithWaitList", err);
+    }
+    cl_int err = clFinish(q);
+    if (ok && err != CL_SUCCESS)
+        ok = bench_cl_fail("clFinish", err);
+    for (int i = 0; ok && i < iters; i++) {
+        cl_ulong start = 0, end = 0;
+        ok = profile(ev[2 * i], CL_PROFILING_COMMAND_END, &start) &&
+             profile(ev[2 * i + 1], CL_PROFILING_COMMAND_END, &end);
+        ms[i] = end > start ? (double)(end - start) * 1e-6 : 0.0;
+    }
+    for (int i = 0; ev && i < 2 * iters; i++)
+        if (ev[i])
+            clReleaseEvent(ev[i]);
+    free(ev);
+    return ok;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts ms[0, n) and writes its median and minimum. */
+void summarize(double *ms, int n, double *median, double *min)
+{
+    qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+    *min = ms[0];
+    *median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+}
+
+int warm_up(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
+                   int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!forward(ctx, desc, op, NULL))
+            return 0;
+    cl_int err = clFinish(clattn_context_queue(ctx));
+    return err == CL_SUCCESS ? 1 : bench_cl_fail("clFinish", err);
+}
