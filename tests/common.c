@@ -550,6 +550,30 @@ void cmp_merge(cmp_result *acc, const cmp_result *r)
     acc->rows = rows;
 }
 
+/* ---- the reference of host tensors -------------------------------------------------------- */
+
+void test_reference_of(ref_params p, const test_tensor *q, const test_tensor *k,
+                       const test_tensor *v, const test_tensor *bias, double **out_data,
+                       ref_tensor *out, double **lse_data, ref_tensor *lse)
+{
+    const int64_t *qd = q->view.dims, dv = v->view.dims[3];
+    double *stores[4] = {NULL, NULL, NULL, NULL};
+    ref_tensor rq = tt_to_ref(q, &stores[0]), rk = tt_to_ref(k, &stores[1]),
+               rv = tt_to_ref(v, &stores[2]), rb;
+    if (bias) {
+        rb = tt_to_ref(bias, &stores[3]);
+        p.bias = &rb;
+    }
+    *out_data = malloc((size_t)(qd[0] * qd[1] * qd[2] * dv) * sizeof(double));
+    *lse_data = malloc((size_t)(qd[0] * qd[1] * qd[2]) * sizeof(double));
+    cr_assert(*out_data && *lse_data, "no host memory for the reference");
+    *out = ref_tensor_dense(*out_data, qd[0], qd[1], qd[2], dv);
+    *lse = ref_tensor_dense(*lse_data, qd[0], qd[1], qd[2], 1);
+    cr_assert_eq(ref_attention_forward(&p, &rq, &rk, &rv, out, lse), 0, "reference refused");
+    for (int i = 0; i < 4; i++)
+        free(stores[i]);
+}
+
 /* ---- one whole forward -------------------------------------------------------------------- */
 
 static ref_params ref_params_of(const clattn_attention_desc *d)
@@ -596,18 +620,15 @@ void test_forward_vs_reference(const clattn_attention_desc *desc, const int64_t 
                                                &out.view, NULL, 0, NULL, NULL), "forward");
     tt_download(&out);
 
-    double *stores[3], *want = calloc((size_t)(qd[0] * qd[1] * qd[2] * qd[3]), sizeof(double));
-    ref_tensor rq = tt_to_ref(&q, &stores[0]), rk = tt_to_ref(&k, &stores[1]),
-               rv = tt_to_ref(&v, &stores[2]), ro = ref_tensor_dense(want, qd[0], qd[1], qd[2], qd[3]);
-    const ref_params p = ref_params_of(desc);
-    cr_assert_eq(ref_attention_forward(&p, &rq, &rk, &rv, &ro, NULL), 0);
+    double *want_out, *want_lse;
+    ref_tensor ro, rl;
+    test_reference_of(ref_params_of(desc), &q, &k, &v, NULL, &want_out, &ro, &want_lse, &rl);
     cmp_result r = compare_out(&out, &ro);
     char text[256];
     cr_assert(r.worst <= TOL_F32_OUT && r.hard == 0, "out vs reference: %s",
               cmp_describe(&r, text, sizeof text));
-    for (int i = 0; i < 3; i++)
-        free(stores[i]);
-    free(want);
+    free(want_out);
+    free(want_lse);
     for (int i = 0; i < 4; i++)
         tt_free(all[i]);
 }

@@ -179,6 +179,15 @@ void cmp_merge(cmp_result *acc, const cmp_result *r);
 /* An empty result (worst 0). */
 cmp_result cmp_none(void);
 
+/* ---- the reference of host tensors -------------------------------------------------------- */
+
+/* The reference forward of host tensors q, k, v (bias, if not NULL, is set as p->bias) into
+   new dense arrays: *out_data [B,Hq,Sq,Dv] viewed by *out, *lse_data [B,Hq,Sq,1] by *lse
+   (the caller frees both arrays). Asserts the reference accepts the shapes. */
+void test_reference_of(ref_params p, const test_tensor *q, const test_tensor *k,
+                       const test_tensor *v, const test_tensor *bias, double **out_data,
+                       ref_tensor *out, double **lse_data, ref_tensor *lse);
+
 /* ---- one whole forward -------------------------------------------------------------------- */
 
 /* Run a dense f32 forward in the test context: q [qd] and k, v [kd] (Dv = D) with random

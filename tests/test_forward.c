@@ -179,18 +179,8 @@ static void fwd_reference(fwd_run *r, const fwd_case *c)
 {
     ref_params p;
     params_of(c, &p);
-    double *qs, *ks, *vs;
-    ref_tensor q = tt_to_ref(&r->q, &qs), k = tt_to_ref(&r->k, &ks), v = tt_to_ref(&r->v, &vs);
-    size_t n_out = (size_t)(c->B * c->Hq * c->Sq * c->Dv), n_lse = (size_t)(c->B * c->Hq * c->Sq);
-    r->ref_out_data = malloc(n_out * sizeof(double));
-    r->ref_lse_data = malloc(n_lse * sizeof(double));
-    cr_assert(r->ref_out_data && r->ref_lse_data);
-    r->ref_out = ref_tensor_dense(r->ref_out_data, c->B, c->Hq, c->Sq, c->Dv);
-    r->ref_lse = ref_tensor_dense(r->ref_lse_data, c->B, c->Hq, c->Sq, 1);
-    cr_assert_eq(ref_attention_forward(&p, &q, &k, &v, &r->ref_out, &r->ref_lse), 0);
-    free(qs);
-    free(ks);
-    free(vs);
+    test_reference_of(p, &r->q, &r->k, &r->v, NULL, &r->ref_out_data, &r->ref_out,
+                      &r->ref_lse_data, &r->ref_lse);
 }
 
 static void fwd_free(fwd_run *r)

@@ -120,13 +120,6 @@ static void run_case(const small_case *c, cmp_result *worst_out, cmp_result *wor
     tt_download(&out);
     tt_download(&lse);
 
-    double *stores[3];
-    double *want_out = calloc((size_t)(c->b * c->hq * c->sq * c->dv), sizeof(double));
-    double *want_lse = calloc((size_t)(c->b * c->hq * c->sq), sizeof(double));
-    ref_tensor rq = tt_to_ref(&q, &stores[0]), rk = tt_to_ref(&k, &stores[1]),
-               rv = tt_to_ref(&v, &stores[2]),
-               ro = ref_tensor_dense(want_out, c->b, c->hq, c->sq, c->dv),
-               rl = ref_tensor_dense(want_lse, c->b, c->hq, c->sq, 1);
     ref_params p;
     ref_params_init(&p);
     p.causal = c->causal;
@@ -136,17 +129,13 @@ static void run_case(const small_case *c, cmp_result *worst_out, cmp_result *wor
     p.softcap = c->softcap;
     p.dropout_p = c->dropout_p;
     p.dropout_seed = desc.dropout_seed;
-    double *bias_store = NULL;
-    ref_tensor rb;
-    if (c->bias) {
-        rb = tt_to_ref(&bias, &bias_store);
-        p.bias = &rb;
-    }
     if (c->seqlens) {
         p.seqlens_q = seqlens_q;
         p.seqlens_k = seqlens_k;
     }
-    cr_assert_eq(ref_attention_forward(&p, &rq, &rk, &rv, &ro, &rl), 0);
+    double *want_out, *want_lse;
+    ref_tensor ro, rl;
+    test_reference_of(p, &q, &k, &v, c->bias ? &bias : NULL, &want_out, &ro, &want_lse, &rl);
     cmp_result r_out = compare_out(&out, &ro), r_lse = compare_lse(&lse, &rl);
     /* 16-bit outputs: scale the error by the storage's relative precision to f32's tolerance */
     if (c->dtype != CLATTN_F32)
@@ -155,11 +144,8 @@ static void run_case(const small_case *c, cmp_result *worst_out, cmp_result *wor
     cmp_merge(worst_lse, &r_lse);
     cr_expect_eq(tt_outside_damage(&out, NULL), 0, "bytes outside the out view were written");
 
-    for (int i = 0; i < 3; i++)
-        free(stores[i]);
     free(want_out);
     free(want_lse);
-    free(bias_store);
     test_tensor *all[] = {&q, &k, &v, &out, &lse};
     for (int i = 0; i < 5; i++)
         tt_free(all[i]);
