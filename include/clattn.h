@@ -245,7 +245,9 @@ CLATTN_API int clattn_dropout_keep(uint64_t seed, uint64_t offset, int64_t b, in
 /* Bytes of scratch the call would need beyond its outputs: 0 for the fused path; split-KV
    partials (splits * B*Hq*Sq*(Dv+1) floats); the unfused path's chunks (at most 256 MiB unless
    one query row alone needs more). With desc->workspace (CL_MEM_READ_WRITE, not aliasing any
-   argument) at least this big the call allocates nothing; without, it allocates per call. */
+   argument) at least this big the call allocates nothing; without, the context allocates a
+   scratch buffer, keeps it for later calls (growing it when one needs more) and frees it in
+   clattn_context_release. */
 CLATTN_API clattn_status clattn_attention_workspace_size(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v, size_t *bytes);
