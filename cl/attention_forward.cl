@@ -24,76 +24,9 @@
  * element offset and the batch, head and seq strides of each (bias strides are 0 where it
  * broadcasts).
  *
- * Tunables (-D, made by src/plan.c clattn_tiling_build_options):
- *   D_PAD     bucket >= head_dim (private q rows, K^T tile)        required
- *   DV_PAD    bucket >= head_dim_v (accumulators, V tile)          required
- *   ROWS      rows per work-item                                    default 1
- *   WG        work-items per work-group                             default 64
- *   BLOCK_N   keys per tile; a multiple of VEC                      default 32
- *   plus VEC and the storage types of common.cl. The flag bits are in launch.h.
+ * The tiling (ROWS, WG, BLOCK_N, D_PAD, DV_PAD, VEC) is tiles.cl's; the flag bits are
+ * launch.h's ATTENTION_* and FORWARD_WRITE_LSE.
  */
-
-#ifndef D_PAD
-#error "D_PAD (head_dim bucket) is required"
-#endif
-#ifndef DV_PAD
-#error "DV_PAD (head_dim_v bucket) is required"
-#endif
-#ifndef ROWS
-#define ROWS 1
-#endif
-#ifndef WG
-#define WG 64
-#endif
-#ifndef BLOCK_N
-#define BLOCK_N 32
-#endif
-#define BLOCK_M (ROWS * WG)
-#define CHUNKS_N (BLOCK_N / VEC)
-#define CHUNKS_DV_MAX ((DV_PAD + VEC - 1) / VEC)
-
-#if BLOCK_N % VEC != 0
-#error "BLOCK_N must be a multiple of VEC"
-#endif
-
-/* Address of key/value row j: the one place that knows how K and V rows are laid out. */
-static __global const qkv_t *kv_row(__global const qkv_t *base, long seq_stride, int j)
-{
-    return base + (long)j * seq_stride;
-}
-
-/* Stage keys j0 .. j0+count-1 as a K^T tile [d][BLOCK_N] and a V tile [n][DV_PAD]. Slots past
-   count, and V columns past head_dim_v up to the last vector, are zero so that every vector the
-   kernel reads is initialised. */
-static void stage_tile(__local float *kt, __local float *vt,
-                       __global const qkv_t *k, long k_ss, int head_dim,
-                       __global const qkv_t *v, long v_ss, int head_dim_v,
-                       int j0, int count, int lid)
-{
-    const int dv_end = (head_dim_v + VEC - 1) / VEC * VEC;
-    for (int n = 0; n < BLOCK_N; n++) {
-        __global const qkv_t *krow = kv_row(k, k_ss, j0 + n);
-        __global const qkv_t *vrow = kv_row(v, v_ss, j0 + n);
-        for (int d = lid; d < head_dim; d += WG)
-            kt[d * BLOCK_N + n] = n < count ? LOAD_QKV(krow, d) : 0.0f;
-        for (int d = lid; d < dv_end; d += WG)
-            vt[n * DV_PAD + d] = (n < count && d < head_dim_v) ? LOAD_QKV(vrow, d) : 0.0f;
-    }
-}
-
-/* Add bias * log2(e) to the scores s of row i for keys j0 + c*VEC + lane. Keys at or past
-   seq_k are left alone (they are masked out anyway) and never read. */
-static floatv add_bias(floatv s, __global const bias_t *bias_row, int j0, int c, int seq_k)
-{
-    float lane[VEC];
-    VSTORE(s, 0, lane);
-    for (int e = 0; e < VEC; e++) {
-        const int j = j0 + c * VEC + e;
-        if (j < seq_k)
-            lane[e] += M_LOG2E_F * LOAD_BIAS(bias_row, j);
-    }
-    return VLOAD(0, lane);
-}
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_forward(
@@ -105,9 +38,9 @@ void attention_forward(
     __global const bias_t *bias, long bias_off, long bias_sb, long bias_sh, long bias_ss,
     __global const int *seqlens_q, __global const int *seqlens_k,
     int seq_q, int seq_k, int head_dim, int head_dim_v, int group,
-    float q_mult, float cap_mult, int flags, long window_left, long window_right,
-    int splits, int keys_per_split, int heads_q, uint seed_lo, uint seed_hi, uint offset_lo,
-    uint drop_threshold, float keep_scale)
+    float q_mult, float cap_mult, int flags, long window_left, long window_right, int heads_q,
+    uint seed_lo, uint seed_hi, uint offset_lo, uint drop_threshold, float keep_scale,
+    int splits, int keys_per_split)
 {
     __local float kt[D_PAD * BLOCK_N];
     __local float vt[BLOCK_N * DV_PAD];
@@ -124,9 +57,9 @@ void attention_forward(
 
     const dropout_params dp = {seed_lo, seed_hi, offset_lo, drop_threshold, keep_scale};
     mask_params mp;
-    const int lengths_ok = batch_mask((flags & FORWARD_SEQLENS_Q) ? seqlens_q : 0,
-                                      (flags & FORWARD_SEQLENS_K) ? seqlens_k : 0, b, seq_q, seq_k,
-                                      (flags & FORWARD_CAUSAL) != 0, (flags & FORWARD_BOTTOM_RIGHT) != 0,
+    const int lengths_ok = batch_mask((flags & ATTENTION_SEQLENS_Q) ? seqlens_q : 0,
+                                      (flags & ATTENTION_SEQLENS_K) ? seqlens_k : 0, b, seq_q, seq_k,
+                                      (flags & ATTENTION_CAUSAL) != 0, (flags & ATTENTION_BOTTOM_RIGHT) != 0,
                                       window_left, window_right, &mp);
     k += k_off + b * k_sb + hkv * k_sh;
     v += v_off + b * v_sb + hkv * v_sh;
@@ -136,7 +69,7 @@ void attention_forward(
 
     /* Private state of this work-item's rows; q is pre-multiplied by q_mult (common.cl). */
     float qr[ROWS][D_PAD];
-    floatv acc[ROWS][CHUNKS_DV_MAX];
+    floatv acc[ROWS][CHUNKS_DV];
     float m[ROWS], l[ROWS];
     int lo[ROWS], hi[ROWS], live[ROWS];
     int lo_max = 0, hi_min = seq_k;   /* over this work-item's live rows */
@@ -149,7 +82,7 @@ void attention_forward(
         __global const qkv_t *qrow = q + q_off + b * q_sb + h * q_sh + i * q_ss;
         for (int d = 0; d < D_PAD; d++)
             qr[r][d] = (live[r] && d < head_dim) ? LOAD_QKV(qrow, d) * q_mult : 0.0f;
-        for (int c = 0; c < CHUNKS_DV_MAX; c++)
+        for (int c = 0; c < CHUNKS_DV; c++)
             acc[r][c] = (floatv)(0.0f);
         m[r] = NEG_BIG;
         l[r] = 0.0f;
@@ -167,30 +100,22 @@ void attention_forward(
     const int i_last = min((min(rho0 + BLOCK_M, rho_end) - 1) / group, mp.seq_q - 1);
     const int keys_lo = max(visible_lo(&mp, i_first), split_lo);
     const int keys_hi = lengths_ok && i_last >= i_first ? min(visible_hi(&mp, i_last), split_hi) : -1;
-    const int chunks_dv = (head_dim_v + VEC - 1) / VEC;
+    const int chunks_dv = chunks_of(head_dim_v);
 
     for (int j0 = keys_lo; j0 <= keys_hi; j0 += BLOCK_N) {
         const int count = min(BLOCK_N, keys_hi - j0 + 1);
         barrier(CLK_LOCAL_MEM_FENCE);
-        stage_tile(kt, vt, k, k_ss, head_dim, v, v_ss, head_dim_v, j0, count, lid);
+        stage_transposed_qkv(kt, k, k_ss, head_dim, j0, count, 1.0f, lid);
+        stage_rows_qkv(vt, DV_PAD, v, v_ss, head_dim_v, j0, count, 1.0f, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* Scores of ROWS rows x BLOCK_N keys. */
         floatv s[ROWS][CHUNKS_N];
-        for (int r = 0; r < ROWS; r++)
-            for (int c = 0; c < CHUNKS_N; c++)
-                s[r][c] = (floatv)(0.0f);
-        for (int d = 0; d < head_dim; d++) {
-            for (int c = 0; c < CHUNKS_N; c++) {
-                const floatv kv = VLOAD(c, kt + d * BLOCK_N);
-                for (int r = 0; r < ROWS; r++)
-                    s[r][c] = fma((floatv)(qr[r][d]), kv, s[r][c]);
-            }
-        }
+        tile_scores(&qr[0][0], D_PAD, kt, head_dim, &s[0][0]);
 
         /* Every key of the tile visible to every live row: no masking needed (rows that are
            not live are never stored as computed). */
-        const int full = count == BLOCK_N && lo_max <= j0 && hi_min >= j0 + BLOCK_N - 1;
+        const int full = tile_all_visible(j0, count, lo_max, hi_min);
 
         /* Online softmax: p = exp2(s - m_new) for visible keys, exactly 0 for the others. */
         float p[ROWS][BLOCK_N];
@@ -201,8 +126,8 @@ void attention_forward(
             float tile_max = NEG_BIG;
             for (int c = 0; c < CHUNKS_N; c++) {
                 s[r][c] = SOFTCAP(s[r][c], cap_mult);
-                if ((flags & FORWARD_BIAS) && live[r])
-                    s[r][c] = add_bias(s[r][c], bias_row, j0, c, mp.seq_k);
+                if ((flags & ATTENTION_BIAS) && live[r])
+                    s[r][c] += bias_lanes(bias_row, 1, j0 + c * VEC, mp.seq_k);
                 if (!full) {
                     const intv j = (intv)(j0 + c * VEC) + IOTA;
                     s[r][c] = select((floatv)(NEG_BIG), s[r][c], j >= lo[r] && j <= hi[r]);
@@ -221,7 +146,7 @@ void attention_forward(
                 row_sum += HSUM(e);
                 VSTORE(e, c, p[r]);
             }
-            if (flags & FORWARD_DROPOUT) { /* after the sum: lse is before dropout */
+            if (flags & ATTENTION_DROPOUT) { /* after the sum: lse is before dropout */
                 const long bh = b * heads_q + hkv * group + rho % group;
                 for (int n = 0; n < BLOCK_N; n++)
                     p[r][n] *= dropout_factor(&dp, bh, rho / group, j0 + n);
@@ -233,15 +158,8 @@ void attention_forward(
         }
 
         /* acc += p v, skipping invisible keys so that whatever they hold cannot leak in. */
-        for (int c = 0; c < chunks_dv; c++) {
-            for (int n = 0; n < count; n++) {
-                const floatv vv = VLOAD(c, vt + n * DV_PAD);
-                const int j = j0 + n;
-                for (int r = 0; r < ROWS; r++)
-                    if (full || (j >= lo[r] && j <= hi[r]))
-                        acc[r][c] = fma((floatv)(p[r][n]), vv, acc[r][c]);
-            }
-        }
+        tile_update(&acc[0][0], CHUNKS_DV, chunks_dv, &p[0][0], vt, DV_PAD, j0, count, lo, hi,
+                    full);
     }
 
     for (int r = 0; r < ROWS; r++) {

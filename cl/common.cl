@@ -9,6 +9,7 @@
  *   QKV_TYPE    storage type of q, k, v: F32, F16 or BF16                  default F32
  *   OUT_TYPE    storage type of out: F32, F16 or BF16                      default F32
  *   BIAS_TYPE   storage type of the additive bias: F32, F16 or BF16        default F32
+ *   GRAD_TYPE   storage type of dq, dk, dv (backward): F32, F16 or BF16     default F32
  *   VEC         width of the floatv vector type: 1, 2, 4, 8 or 16         default 4
  */
 
@@ -46,13 +47,19 @@ static ushort float_to_bf16(float x)
 #ifndef BIAS_TYPE
 #define BIAS_TYPE F32
 #endif
+#ifndef GRAD_TYPE
+#define GRAD_TYPE F32
+#endif
 
 typedef CLATTN_CAT(STORAGE_, QKV_TYPE) qkv_t;
 typedef CLATTN_CAT(STORAGE_, OUT_TYPE) out_t;
 typedef CLATTN_CAT(STORAGE_, BIAS_TYPE) bias_t;
+typedef CLATTN_CAT(STORAGE_, GRAD_TYPE) grad_t;
 #define LOAD_QKV(p, i) CLATTN_CAT(LOAD_, QKV_TYPE)(p, i)
+#define LOAD_OUT(p, i) CLATTN_CAT(LOAD_, OUT_TYPE)(p, i)
 #define STORE_OUT(p, i, x) CLATTN_CAT(STORE_, OUT_TYPE)(p, i, x)
 #define LOAD_BIAS(p, i) CLATTN_CAT(LOAD_, BIAS_TYPE)(p, i)
+#define STORE_GRAD(p, i, x) CLATTN_CAT(STORE_, GRAD_TYPE)(p, i, x)
 
 /* Running maxima start at a large finite negative, not -INFINITY: exp2(-inf - -inf) is NaN and
    some compilers fold it wrongly. */
@@ -170,6 +177,28 @@ static int visible_hi(const mask_params *mp, long i)
     return (int)max(hi, -1L);
 }
 
+/* The same mask seen from key j (backward): the query rows that see key j form the interval
+   [seeing_lo(j), seeing_hi(j)], both ends non-decreasing in j. First one, clamped to
+   [0, seq_q]: */
+static int seeing_lo(const mask_params *mp, long j)
+{
+    long lo = 0;
+    if (mp->causal)
+        lo = max(lo, j - mp->off);
+    if (mp->window_right >= 0)
+        lo = max(lo, j - mp->off - mp->window_right);
+    return (int)min(lo, (long)mp->seq_q);
+}
+
+/* Last query row that sees key j, clamped to [-1, seq_q - 1]; -1 for keys j >= seq_k. */
+static int seeing_hi(const mask_params *mp, long j)
+{
+    long hi = j < mp->seq_k ? mp->seq_q - 1 : -1;
+    if (mp->window_left >= 0)
+        hi = min(hi, j - mp->off + mp->window_left);
+    return (int)max(hi, -1L);
+}
+
 /* ---- dropout ----------------------------------------------------------------------------- */
 
 /* Dropout as DESIGN.md defines it: Philox4x32-10 (Salmon et al. 2011) with key (low, high 32
@@ -202,6 +231,15 @@ static float dropout_factor(const dropout_params *dp, long bh, long i, long j)
     const uint4 counter = (uint4)((uint)j, (uint)i, (uint)bh, dp->offset_lo);
     return philox4x32_10_x0(counter, dp->seed_lo, dp->seed_hi) >= dp->threshold ? dp->keep_scale
                                                                                 : 0.0f;
+}
+
+/* dropout_factor of VEC pairs: lane e is query i + e * di, key j + e * dj. */
+static floatv dropout_lanes(const dropout_params *dp, long bh, long i, int di, long j, int dj)
+{
+    float lane[VEC];
+    for (int e = 0; e < VEC; e++)
+        lane[e] = dropout_factor(dp, bh, i + e * di, j + e * dj);
+    return VLOAD(0, lane);
 }
 
 /* ---- scores ------------------------------------------------------------------------------ */

@@ -215,8 +215,18 @@ CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
     const clattn_tensor *out, const clattn_tensor *lse,
     cl_uint num_wait, const cl_event *wait_list, cl_event *event);
 
-/* dq, dk, dv of a loss given dout, from the forward's out and lse. Deterministic.
-   This version returns CLATTN_ERROR_UNSUPPORTED after checking its arguments. */
+/* dq, dk, dv of a loss L given dout = dL/dout, from the forward's out and lse (natural log,
+   as the forward wrote it; required) and the same desc (scale, masks, softcap, bias, seqlens,
+   dropout seed and offset) as the forward call. Shapes: out and dout [B,Hq,Sq,Dv] sharing one
+   dtype (any); lse f32 [B,Hq,Sq,1]; dq like q, dk like k, dv like v, the three sharing one dtype
+   (any); arithmetic is f32. For GQA/MQA dk and dv sum over the query heads of each group. The
+   bias is a constant input (no gradient). Every element of dq, dk and dv is written: 0 for
+   padding rows, keys past seqlens_k and keys no query sees; NaN for a batch whose seqlens entry
+   is outside [0, dim]. dq, dk, dv may not alias each other or any input.
+   Deterministic (no atomics: the same inputs give the same bits) and O(S) memory: two kernels,
+   one over key blocks (dk, dv) and one over query blocks (dq), each recomputing the scores;
+   no workspace. algo AUTO and FUSED run head dims 1..256; larger head dims, UNFUSED and
+   SPLIT_KV give CLATTN_ERROR_UNSUPPORTED in this version. */
 CLATTN_API clattn_status clattn_attention_backward(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,

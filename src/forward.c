@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "context.h"
-#include "dropout.h"
+#include "kernel_args.h"
 #include "launch.h"
 #include "merge.h"
 #include "plan.h"
@@ -14,7 +14,8 @@
 #include "tensor.h"
 #include "unfused.h"
 
-static const char *const forward_files[] = {"launch.h", "common.cl", "attention_forward.cl", NULL};
+static const char *const forward_files[] = {"launch.h", "common.cl", "tiles.cl",
+                                            "attention_forward.cl", NULL};
 
 /* A validated forward call and how it will run. */
 typedef struct forward_call {
@@ -34,16 +35,6 @@ static const char *algo_name(clattn_algo a)
     return a == CLATTN_ALGO_SPLIT_KV ? "split_kv" : a == CLATTN_ALGO_UNFUSED ? "unfused" : "fused";
 }
 
-/* Valid requests this version cannot run. */
-static clattn_status check_implemented(const clattn_forward_args *a)
-{
-    if (a->q.t->dims[2] > INT32_MAX || a->k.t->dims[2] > INT32_MAX)
-        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "q.dims[2]=%lld, k.dims[2]=%lld: sequences "
-                           "are limited to 2^31-1", (long long)a->q.t->dims[2],
-                           (long long)a->k.t->dims[2]);
-    return CLATTN_SUCCESS;
-}
-
 /* Scratch of the chosen algorithm: split-KV partials (f32 out and lse per key range). */
 static size_t workspace_bytes(const forward_call *call)
 {
@@ -60,20 +51,15 @@ static clattn_status plan_call(clattn_context *ctx, forward_call *call)
 {
     const clattn_forward_args *a = &call->args;
     clattn_problem *p = &call->problem;
-    p->dtype = a->q.t->dtype;
-    p->batch = a->q.t->dims[0];
-    p->heads_q = a->q.t->dims[1];
-    p->heads_kv = a->k.t->dims[1];
-    p->seq_q = a->q.t->dims[2];
-    p->seq_k = a->k.t->dims[2];
-    p->head_dim = a->q.t->dims[3];
-    p->head_dim_v = a->v.t->dims[3];
-    p->causal = a->desc->causal;
+    *p = clattn_problem_of(a);
+    clattn_status s = clattn_check_kernel_limits(p);
+    if (s != CLATTN_SUCCESS)
+        return s;
     char why[256];
     const clattn_tune_key key = clattn_tune_key_of(ctx->tuning_key, p);
     const clattn_tune_entry *entry = clattn_tunedb_find(&ctx->tunedb, &key);
     const clattn_tiling tuned = entry ? clattn_tunedb_tiling(entry, p) : (clattn_tiling){0};
-    clattn_status s = clattn_plan_call(&ctx->probe, p, a->desc->algo, entry ? &tuned : NULL,
+    s = clattn_plan_call(&ctx->probe, p, a->desc->algo, entry ? &tuned : NULL,
                                        &call->plan, why, sizeof why);
     if (s != CLATTN_SUCCESS)
         return clattn_fail(s, "%s cannot run head_dim=%lld head_dim_v=%lld on %s: %s",
@@ -120,58 +106,7 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
     a->wait_list = wait_list;
     a->context = ctx->cl_ctx;
     clattn_status s = clattn_validate_forward(a);
-    if (s == CLATTN_SUCCESS)
-        s = check_implemented(a);
-    if (s == CLATTN_SUCCESS)
-        s = plan_call(ctx, call);
-    return s;
-}
-
-/* The view of bias the kernel reads: dims of 1 broadcast through stride 0. */
-static clattn_tensor broadcast_bias(const clattn_tensor *bias)
-{
-    clattn_tensor t = *bias;
-    for (int i = 0; i < 3; i++)
-        if (t.dims[i] == 1)
-            t.strides[i] = 0;
-    return t;
-}
-
-static cl_int set_scalar_args(cl_kernel kernel, cl_uint index, const forward_call *call)
-{
-    const clattn_problem *p = &call->problem;
-    const clattn_attention_desc *d = call->args.desc;
-    const double scale = d->scale != 0.0f ? d->scale : 1.0 / sqrt((double)p->head_dim);
-    const double log2e = 1.4426950408889634;
-    const cl_float q_mult = (cl_float)(d->softcap > 0.0f ? scale / d->softcap : scale * log2e);
-    const cl_float cap_mult = (cl_float)(d->softcap > 0.0f ? d->softcap * log2e : 0.0);
-    const cl_int flags = (call->args.lse.t || call->plan.algo == CLATTN_ALGO_SPLIT_KV ? FORWARD_WRITE_LSE : 0) |
-                         (d->bias ? FORWARD_BIAS : 0) | (d->seqlens_q ? FORWARD_SEQLENS_Q : 0) |
-                         (d->seqlens_k ? FORWARD_SEQLENS_K : 0) | (d->causal ? FORWARD_CAUSAL : 0) |
-                         (d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? FORWARD_BOTTOM_RIGHT : 0) |
-                         (d->dropout_p > 0.0f ? FORWARD_DROPOUT : 0);
-    const cl_int ints[] = {(cl_int)p->seq_q, (cl_int)p->seq_k, (cl_int)p->head_dim,
-                           (cl_int)p->head_dim_v, (cl_int)(p->heads_q / p->heads_kv)};
-    const cl_long windows[] = {d->window_left, d->window_right};
-    const cl_int split_ints[] = {call->plan.splits, call->plan.keys_per_split, (cl_int)p->heads_q};
-    cl_uint drop[4];
-    cl_float keep_scale;
-    clattn_dropout_args(d, drop, &keep_scale);
-    cl_int err = CL_SUCCESS;
-    for (size_t i = 0; i < 5 && err == CL_SUCCESS; i++)
-        err = clSetKernelArg(kernel, index++, sizeof ints[i], &ints[i]);
-    err |= clSetKernelArg(kernel, index++, sizeof q_mult, &q_mult);
-    err |= clSetKernelArg(kernel, index++, sizeof cap_mult, &cap_mult);
-    err |= clSetKernelArg(kernel, index++, sizeof flags, &flags);
-    err |= clSetKernelArg(kernel, index++, sizeof windows[0], &windows[0]);
-    err |= clSetKernelArg(kernel, index++, sizeof windows[1], &windows[1]);
-    err |= clSetKernelArg(kernel, index++, sizeof split_ints[0], &split_ints[0]);
-    err |= clSetKernelArg(kernel, index++, sizeof split_ints[1], &split_ints[1]);
-    err |= clSetKernelArg(kernel, index++, sizeof split_ints[2], &split_ints[2]);
-    for (size_t i = 0; i < 4; i++)
-        err |= clSetKernelArg(kernel, index++, sizeof drop[i], &drop[i]);
-    err |= clSetKernelArg(kernel, index++, sizeof keep_scale, &keep_scale);
-    return err;
+    return s == CLATTN_SUCCESS ? plan_call(ctx, call) : s;
 }
 
 /* out and lse as the kernel writes them, with the element strides between key ranges. */
@@ -183,7 +118,6 @@ typedef struct kernel_outputs {
 static cl_int set_forward_args(cl_kernel kernel, const forward_call *call, const kernel_outputs *o)
 {
     const clattn_forward_args *a = &call->args;
-    const clattn_tensor bias = a->bias.t ? broadcast_bias(a->bias.t) : (clattn_tensor){0};
     cl_uint index = 0;
     cl_int err = clattn_set_view_args(kernel, &index, a->q.t);
     err |= clattn_set_view_args(kernel, &index, a->k.t);
@@ -192,11 +126,14 @@ static cl_int set_forward_args(cl_kernel kernel, const forward_call *call, const
     err |= clSetKernelArg(kernel, index++, sizeof o->out_split, &o->out_split);
     err |= clattn_set_view_args(kernel, &index, o->lse);
     err |= clSetKernelArg(kernel, index++, sizeof o->lse_split, &o->lse_split);
-    err |= clattn_set_view_args(kernel, &index, a->bias.t ? &bias : NULL);
-    cl_mem seqlens[2] = {a->desc->seqlens_q, a->desc->seqlens_k};
-    err |= clSetKernelArg(kernel, index++, sizeof seqlens[0], &seqlens[0]);
-    err |= clSetKernelArg(kernel, index++, sizeof seqlens[1], &seqlens[1]);
-    return err | set_scalar_args(kernel, index, call);
+    err |= clattn_set_mask_args(kernel, &index, a);
+    const cl_int write_lse = call->args.lse.t || call->plan.algo == CLATTN_ALGO_SPLIT_KV
+                                 ? FORWARD_WRITE_LSE : 0;
+    err |= clattn_set_scalar_args(kernel, &index, a->desc, &call->problem, write_lse);
+    const cl_int splits[] = {call->plan.splits, call->plan.keys_per_split};
+    err |= clSetKernelArg(kernel, index++, sizeof splits[0], &splits[0]);
+    err |= clSetKernelArg(kernel, index++, sizeof splits[1], &splits[1]);
+    return err;
 }
 
 static clattn_status enqueue_fused(clattn_context *ctx, const forward_call *call,
@@ -205,7 +142,8 @@ static clattn_status enqueue_fused(clattn_context *ctx, const forward_call *call
     const clattn_tiling *t = &call->plan.tiling;
     const clattn_problem *p = &call->problem;
     const clattn_storage storage = {p->dtype, o->out->dtype,
-                                    call->args.bias.t ? call->args.bias.t->dtype : CLATTN_F32};
+                                    call->args.bias.t ? call->args.bias.t->dtype : CLATTN_F32,
+                                    CLATTN_F32};
     char options[256];
     clattn_tiling_build_options(t, &storage, options, sizeof options);
     const int64_t rows = p->seq_q * (p->heads_q / p->heads_kv);

@@ -40,7 +40,7 @@ static cl_int set_merge_args(cl_kernel kernel, const clattn_merge_launch *m)
 clattn_status clattn_enqueue_merge(clattn_context *ctx, const clattn_merge_launch *m,
                                    cl_uint num_wait, const cl_event *wait_list, cl_event *event)
 {
-    const clattn_storage storage = {m->parts->dtype, m->out->dtype, CLATTN_F32};
+    const clattn_storage storage = {m->parts->dtype, m->out->dtype, CLATTN_F32, CLATTN_F32};
     char options[128];
     clattn_storage_build_options(&storage, options, sizeof options);
     size_t global[3] = {(size_t)m->out->dims[2], (size_t)m->out->dims[1], (size_t)m->out->dims[0]};

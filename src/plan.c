@@ -24,6 +24,11 @@
  * local tiles; the exact dims are runtime arguments, so one program serves a whole bucket.
  * A tiling from the tuning database (tunedb.c) replaces the heuristic's when it fits.
  *
+ * The backward (clattn_plan_backward) uses the same rules for its two kernels, whose rows are
+ * the (query, head) rows of a kv head (dq) and its keys (dk, dv): rows from the larger of the
+ * two, parallelism from the smaller, and block_n from its larger tiles (q and dout, each
+ * transposed and row-major).
+ *
  * The algorithm (clattn_plan_call): UNFUSED when a head dim is over 256; SPLIT_KV when the rows
  * alone give under 4 work-groups per compute unit and there are at least 2 *
  * CLATTN_MIN_KEYS_PER_SPLIT keys, with enough key ranges for 4 work-groups per compute unit;
@@ -77,23 +82,22 @@ static int64_t rows_per_kv_head(const clattn_problem *problem)
     return problem->seq_q * (problem->heads_q / problem->heads_kv);
 }
 
-static void plan_cpu(const clattn_device_probe *probe, const clattn_problem *problem,
+/* rows and total_rows: the rows of one (batch, kv head) and of the whole launch. */
+static void plan_cpu(const clattn_device_probe *probe, int64_t rows, int64_t total_rows,
                      clattn_tiling *t)
 {
     cl_uint width = probe->preferred_vector_width_float;
     t->vec = width >= 16 ? 16 : width >= 8 ? 8 : 4;
-    t->rows = pow2_at_least(rows_per_kv_head(problem), 32);
-    const int64_t total_rows = problem->seq_q * problem->heads_q * problem->batch;
+    t->rows = pow2_at_least(rows, 32);
     while (t->rows > 4 && total_rows / t->rows < 4 * (int64_t)probe->compute_units)
         t->rows /= 2;
     t->wg = 1;
     t->block_n = 2 * t->vec;
 }
 
-static size_t gpu_work_group(const clattn_device_probe *probe, const clattn_problem *problem)
+static size_t gpu_work_group(const clattn_device_probe *probe, int64_t rows)
 {
     size_t multiple = probe->work_group_multiple ? probe->work_group_multiple : 32;
-    const int64_t rows = rows_per_kv_head(problem);
     size_t wg = rows <= (int64_t)multiple ? multiple : 2 * multiple;
     if (wg < 64 && rows > (int64_t)multiple)
         wg = 64;
@@ -103,23 +107,37 @@ static size_t gpu_work_group(const clattn_device_probe *probe, const clattn_prob
     return wg <= limit ? wg : (size_t)pow2_at_most(limit);
 }
 
-static int gpu_block_n(const clattn_device_probe *probe, clattn_tiling *t)
+static int gpu_block_n(const clattn_device_probe *probe, clattn_tiling *t,
+                       size_t (*local_bytes)(const clattn_tiling *))
 {
     static const int choices[] = {64, 32, 16, 8, 4};
     for (int pass = 0; pass < 2; pass++) {
         cl_ulong budget = pass == 0 ? probe->local_mem_size / 2 : probe->local_mem_size;
         for (size_t c = 0; c < sizeof choices / sizeof choices[0]; c++) {
             t->block_n = choices[c];
-            if (clattn_tiling_local_bytes(t) <= budget)
+            if (local_bytes(t) <= budget)
                 return 1;
         }
     }
     return 0;
 }
 
-clattn_status clattn_plan_forward(const clattn_device_probe *probe,
-                                  const clattn_problem *problem,
-                                  clattn_tiling *t, char *why, size_t why_size)
+size_t clattn_backward_local_bytes(const clattn_tiling *t)
+{
+    return (2 * (size_t)t->d_pad + 2 * (size_t)t->dv_pad + 2) * (size_t)t->block_n * sizeof(float);
+}
+
+static int is_cpu_like(const clattn_device_probe *probe)
+{
+    return probe->device_class == CLATTN_DEVICE_CLASS_CPU || !probe->local_mem_dedicated;
+}
+
+/* The rules of the file header for rows (rows of one (batch, kv head); total_rows of the
+   launch) and a kernel whose tiles take local_bytes. */
+static clattn_status plan_tiling(const clattn_device_probe *probe, const clattn_problem *problem,
+                                 int64_t rows, int64_t total_rows,
+                                 size_t (*local_bytes)(const clattn_tiling *), clattn_tiling *t,
+                                 char *why, size_t why_size)
 {
     memset(t, 0, sizeof *t);
     t->d_pad = clattn_head_dim_bucket(problem->head_dim);
@@ -128,24 +146,62 @@ clattn_status clattn_plan_forward(const clattn_device_probe *probe,
         say(why, why_size, "the fused kernel takes head dims 1..256");
         return CLATTN_ERROR_UNSUPPORTED;
     }
-    if (probe->device_class == CLATTN_DEVICE_CLASS_CPU || !probe->local_mem_dedicated) {
-        plan_cpu(probe, problem, t);
+    if (is_cpu_like(probe)) {
+        plan_cpu(probe, rows, total_rows, t);
     } else {
         t->vec = 4;
         t->rows = 1;
-        t->wg = (int)gpu_work_group(probe, problem);
-        if (!gpu_block_n(probe, t)) {
-            say(why, why_size, "the K and V tiles do not fit the device's local memory");
+        t->wg = (int)gpu_work_group(probe, rows);
+        if (!gpu_block_n(probe, t, local_bytes)) {
+            say(why, why_size, "the tiles do not fit the device's local memory");
             return CLATTN_ERROR_UNSUPPORTED;
         }
     }
     t->block_m = t->rows * t->wg;
-    t->local_bytes = clattn_tiling_local_bytes(t);
-    if (!clattn_tiling_fits(probe, t, why, why_size))
+    t->local_bytes = local_bytes(t);
+    say(why, why_size, is_cpu_like(probe) ? "host-memory device: register blocking, wide vectors"
+                                          : "dedicated local memory: staged tiles, one row per work-item");
+    return CLATTN_SUCCESS;
+}
+
+clattn_status clattn_plan_forward(const clattn_device_probe *probe,
+                                  const clattn_problem *problem,
+                                  clattn_tiling *t, char *why, size_t why_size)
+{
+    char reason[128];
+    clattn_status s = plan_tiling(probe, problem, rows_per_kv_head(problem),
+                                  problem->seq_q * problem->heads_q * problem->batch,
+                                  clattn_tiling_local_bytes, t, reason, sizeof reason);
+    if (s == CLATTN_SUCCESS && !clattn_tiling_fits(probe, t, why, why_size))
         return CLATTN_ERROR_UNSUPPORTED;
-    say(why, why_size, probe->device_class == CLATTN_DEVICE_CLASS_CPU || !probe->local_mem_dedicated
-                           ? "host-memory device: register blocking, wide vectors"
-                           : "dedicated local memory: staged tiles, one row per work-item");
+    say(why, why_size, reason);
+    return s;
+}
+
+clattn_status clattn_plan_backward(const clattn_device_probe *probe, const clattn_problem *problem,
+                                   clattn_algo requested, clattn_tiling *t, char *why,
+                                   size_t why_size)
+{
+    memset(t, 0, sizeof *t);
+    if (requested == CLATTN_ALGO_SPLIT_KV || requested == CLATTN_ALGO_UNFUSED) {
+        say(why, why_size, requested == CLATTN_ALGO_SPLIT_KV
+                               ? "the backward has no split-KV algorithm"
+                               : "this version has no unfused backward");
+        return CLATTN_ERROR_UNSUPPORTED;
+    }
+    /* dq's rows are the (query, head) pairs of a kv head, dk/dv's its keys */
+    const int64_t rows = rows_per_kv_head(problem) > problem->seq_k ? rows_per_kv_head(problem)
+                                                                     : problem->seq_k;
+    const int64_t dq_rows = problem->seq_q * problem->heads_q * problem->batch;
+    const int64_t dkdv_rows = problem->seq_k * problem->heads_kv * problem->batch;
+    clattn_status s = plan_tiling(probe, problem, rows, dq_rows < dkdv_rows ? dq_rows : dkdv_rows,
+                                  clattn_backward_local_bytes, t, why, why_size);
+    if (s != CLATTN_SUCCESS)
+        return s;
+    if (t->local_bytes > probe->local_mem_size) {
+        say(why, why_size, "the backward's tiles do not fit the device's local memory");
+        return CLATTN_ERROR_UNSUPPORTED;
+    }
     return CLATTN_SUCCESS;
 }
 
@@ -269,7 +325,11 @@ size_t clattn_storage_build_options(const clattn_storage *storage, char *buf, si
     int n = snprintf(buf, buf_size, "-DQKV_TYPE=%s -DOUT_TYPE=%s -DBIAS_TYPE=%s",
                      storage_name(storage->qkv), storage_name(storage->out),
                      storage_name(storage->bias));
-    return written(n, buf_size);
+    size_t used = written(n, buf_size);
+    if (storage->grad != CLATTN_F32)
+        used += written(snprintf(buf + used, buf_size - used, " -DGRAD_TYPE=%s",
+                                 storage_name(storage->grad)), buf_size - used);
+    return used;
 }
 
 size_t clattn_tiling_build_options(const clattn_tiling *t, const clattn_storage *storage,

@@ -14,7 +14,7 @@ typedef struct clattn_problem {
     int     causal;
 } clattn_problem;
 
-/* One launch configuration of cl/attention_forward.cl. */
+/* One launch configuration of the fused kernels (cl/tiles.cl): the forward's, or the backward's. */
 typedef struct clattn_tiling {
     int    d_pad;        /* compile-time bucket >= head_dim (16, 32, 64, 128, 256) */
     int    dv_pad;       /* compile-time bucket >= head_dim_v */
@@ -53,6 +53,19 @@ typedef struct clattn_plan {
 
 #define CLATTN_MIN_KEYS_PER_SPLIT 256
 
+/* Local memory of the backward kernels (cl/attention_backward.cl) for a tiling: tiles of
+   block_n query rows of q (transposed and row-major), dout (both) and two floats per row. */
+size_t clattn_backward_local_bytes(const clattn_tiling *t);
+
+/* The tiling of the backward kernels: the forward's rules (clattn_plan_forward) with block_n
+   sized for the backward's tiles (clattn_backward_local_bytes) and, on CPUs, the rows of both
+   kernels (the (query, head) rows of dq and the keys of dk/dv) counted. AUTO and FUSED run
+   head dims 1..256; SPLIT_KV, UNFUSED and larger head dims are CLATTN_ERROR_UNSUPPORTED with
+   the reason in why. */
+clattn_status clattn_plan_backward(const clattn_device_probe *probe, const clattn_problem *problem,
+                                   clattn_algo requested, clattn_tiling *tiling, char *why,
+                                   size_t why_size);
+
 /* Choose the algorithm and its parameters for a request. AUTO: UNFUSED when a head dim is over
    256; SPLIT_KV when the query rows alone give under 4 work-groups per compute unit and there
    are at least 2 * CLATTN_MIN_KEYS_PER_SPLIT keys (decode); FUSED otherwise. A forced FUSED or
@@ -67,13 +80,15 @@ clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_pr
 int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *tiling,
                        char *why, size_t why_size);
 
-/* Storage types of one call: q/k/v, out, bias (F32 when there is no bias). */
+/* Storage types of one call: q/k/v, out (and dout), bias (F32 when there is no bias), and the
+   gradients dq/dk/dv of a backward call (F32 otherwise). */
 typedef struct clattn_storage {
-    clattn_dtype qkv, out, bias;
+    clattn_dtype qkv, out, bias, grad;
 } clattn_storage;
 
 /* The -D options that select storage types in cl/common.cl ("-DQKV_TYPE=F16 -DOUT_TYPE=F32
-   -DBIAS_TYPE=F32"), for kernels without a tiling. Returns the length written. */
+   -DBIAS_TYPE=F32", then " -DGRAD_TYPE=F16" when grad is not the default F32), for kernels
+   without a tiling. Returns the length written. */
 size_t clattn_storage_build_options(const clattn_storage *storage, char *buf, size_t buf_size);
 
 /* The -D option string that compiles cl/attention_forward.cl for tiling and storage types:

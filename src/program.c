@@ -13,7 +13,8 @@
 #define CACHE_KEY_FORMAT "clattn kernel cache 1"
 
 typedef struct clattn_program_entry {
-    char       *key;       /* files, options and kernel name */
+    char       *key;       /* program key (options and files), then the kernel name */
+    size_t      program_key_length;
     cl_program  program;
     cl_kernel   kernel;
     struct clattn_program_entry *next;
@@ -182,20 +183,36 @@ static clattn_status get_program(clattn_context *ctx, const text *source, const 
     return s;
 }
 
+/* The program of another kernel of the same files and options, retained; or NULL. */
+static cl_program program_in_memory(clattn_context *ctx, const char *entry_key,
+                                    size_t program_key_length)
+{
+    for (program_entry *e = ctx->programs; e; e = e->next) {
+        if (e->program_key_length == program_key_length &&
+            memcmp(e->key, entry_key, program_key_length) == 0) {
+            clRetainProgram(e->program);
+            return e->program;
+        }
+    }
+    return NULL;
+}
+
 static clattn_status new_entry(clattn_context *ctx, const char *const *files, const char *options,
                                const char *kernel_name, const char *entry_key,
-                               program_entry **out)
+                               size_t program_key_length, program_entry **out)
 {
-    text source = {0};
     clattn_status s = CLATTN_SUCCESS;
-    for (size_t i = 0; files[i] && s == CLATTN_SUCCESS; i++)
-        s = append_source(&source, files[i]);
-    cl_program program = NULL;
-    if (s == CLATTN_SUCCESS)
-        s = get_program(ctx, &source, options, &program);
-    free(source.data);
-    if (s != CLATTN_SUCCESS)
-        return s;
+    cl_program program = program_in_memory(ctx, entry_key, program_key_length);
+    if (!program) {
+        text source = {0};
+        for (size_t i = 0; files[i] && s == CLATTN_SUCCESS; i++)
+            s = append_source(&source, files[i]);
+        if (s == CLATTN_SUCCESS)
+            s = get_program(ctx, &source, options, &program);
+        free(source.data);
+        if (s != CLATTN_SUCCESS)
+            return s;
+    }
     cl_int err = CL_SUCCESS;
     cl_kernel kernel = clCreateKernel(program, kernel_name, &err);
     program_entry *e = calloc(1, sizeof *e);
@@ -211,6 +228,7 @@ static clattn_status new_entry(clattn_context *ctx, const char *const *files, co
         return s;
     }
     e->key = key;
+    e->program_key_length = program_key_length;
     e->program = program;
     e->kernel = kernel;
     *out = e;
@@ -222,9 +240,14 @@ clattn_status clattn_program_kernel(clattn_context *ctx, const char *const *file
                                     cl_kernel *kernel)
 {
     char entry_key[1024];
-    int n = snprintf(entry_key, sizeof entry_key, "%s|%s|", kernel_name, options);
+    int n = snprintf(entry_key, sizeof entry_key, "%s|", options);
     for (size_t i = 0; files[i] && n > 0 && (size_t)n < sizeof entry_key; i++)
         n += snprintf(entry_key + n, sizeof entry_key - (size_t)n, "%s,", files[i]);
+    const size_t program_key_length = n > 0 && (size_t)n < sizeof entry_key ? (size_t)n : 0;
+    if (program_key_length)
+        snprintf(entry_key + n, sizeof entry_key - (size_t)n, "|%s", kernel_name);
+    else
+        return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "kernel options too long: %s", options);
     for (program_entry *e = ctx->programs; e; e = e->next) {
         if (strcmp(e->key, entry_key) == 0) {
             *kernel = e->kernel;
@@ -232,7 +255,7 @@ clattn_status clattn_program_kernel(clattn_context *ctx, const char *const *file
         }
     }
     program_entry *e = NULL;
-    clattn_status s = new_entry(ctx, files, options, kernel_name, entry_key, &e);
+    clattn_status s = new_entry(ctx, files, options, kernel_name, entry_key, program_key_length, &e);
     if (s != CLATTN_SUCCESS)
         return s;
     e->next = ctx->programs;

@@ -635,7 +635,7 @@ static void run_init(unfused_run *run, clattn_context *ctx, const clattn_forward
     run->alpha = (cl_float)(d->softcap > 0.0f ? scale / d->softcap : scale * LOG2E);
     run->cap_mult = (cl_float)(d->softcap > 0.0f ? d->softcap * LOG2E : 0.0);
     clattn_storage storage = {args->q.t->dtype, args->out.t->dtype,
-                              d->bias ? d->bias->dtype : CLATTN_F32};
+                              d->bias ? d->bias->dtype : CLATTN_F32, CLATTN_F32};
     clattn_storage_build_options(&storage, run->options, sizeof run->options);
 }
 

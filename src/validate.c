@@ -279,6 +279,17 @@ static clattn_status check_desc_buffers(const clattn_forward_args *a)
     return check_workspace(a);
 }
 
+/* dims of view must equal those of ref. */
+static clattn_status check_same_dims(const clattn_view *view, const clattn_view *ref)
+{
+    for (int i = 0; i < 4; i++)
+        if (view->t->dims[i] != ref->t->dims[i])
+            return clattn_fail(INVALID, "%s.dims[%d]=%lld does not match %s.dims[%d]=%lld",
+                               view->name, i, (long long)view->t->dims[i], ref->name, i,
+                               (long long)ref->t->dims[i]);
+    return CLATTN_SUCCESS;
+}
+
 clattn_status clattn_validate_forward(const clattn_forward_args *a)
 {
     clattn_status s;
@@ -302,16 +313,40 @@ clattn_status clattn_validate_forward(const clattn_forward_args *a)
     return clattn_check_aliasing(all, 6);
 }
 
-/* dims of view must equal those of ref. */
-static clattn_status check_same_dims(const clattn_view *view, const clattn_view *ref)
+/* A gradient view: present, with the dims of the tensor it is the gradient of. */
+static clattn_status check_gradient_dims(const clattn_view *grad, const clattn_view *of)
 {
-    for (int i = 0; i < 4; i++)
-        if (view->t->dims[i] != ref->t->dims[i])
-            return clattn_fail(INVALID, "%s.dims[%d]=%lld does not match %s.dims[%d]=%lld",
-                               view->name, i, (long long)view->t->dims[i], ref->name, i,
-                               (long long)ref->t->dims[i]);
-    return CLATTN_SUCCESS;
+    return grad->t ? check_same_dims(grad, of) : clattn_fail(INVALID, "%s is NULL", grad->name);
 }
+
+clattn_status clattn_validate_backward(const clattn_backward_args *a)
+{
+    const clattn_forward_args *f = &a->forward;
+    clattn_status s = clattn_validate_forward(f);
+    if (s != CLATTN_SUCCESS)
+        return s;
+    if (!f->lse.t)
+        return clattn_fail(INVALID, "lse is NULL: the backward needs the forward's lse");
+    if (!a->dout.t)
+        return clattn_fail(INVALID, "dout is NULL");
+    if ((s = check_same_dims(&a->dout, &f->out)) || (s = check_gradient_dims(&a->dq, &f->q)) ||
+        (s = check_gradient_dims(&a->dk, &f->k)) || (s = check_gradient_dims(&a->dv, &f->v)))
+        return s;
+    const clattn_view *grads[] = {&a->dout, &a->dq, &a->dk, &a->dv};
+    for (size_t i = 0; i < 4; i++)
+        if ((s = clattn_check_view(grads[i], f->context)))
+            return s;
+    if (a->dout.t->dtype != f->out.t->dtype)
+        return clattn_fail(INVALID, "dout.dtype=%d differs from out.dtype=%d: they share one dtype",
+                           (int)a->dout.t->dtype, (int)f->out.t->dtype);
+    if (a->dk.t->dtype != a->dq.t->dtype || a->dv.t->dtype != a->dq.t->dtype)
+        return clattn_fail(INVALID, "dq.dtype=%d, dk.dtype=%d, dv.dtype=%d: the gradients share "
+                           "one dtype", (int)a->dq.t->dtype, (int)a->dk.t->dtype, (int)a->dv.t->dtype);
+    const clattn_view *all[] = {&f->q, &f->k, &f->v, &f->bias, &f->out, &f->lse,
+                                &a->dout, &a->dq, &a->dk, &a->dv};
+    return clattn_check_aliasing(all, 10);
+}
+
 
 /* An lse view for rows shaped like out: f32 [B, Hq, Sq, 1]. */
 static clattn_status check_lse_dims(const clattn_view *lse, const clattn_view *out)

@@ -57,6 +57,17 @@ clattn_status clattn_check_wait_list(cl_uint num_wait, const cl_event *wait_list
    the seqlens buffers and the workspace buffer. */
 clattn_status clattn_validate_forward(const clattn_forward_args *args);
 
+/* The arguments of a backward call: the forward's (out and lse as inputs) and the new ones. */
+typedef struct clattn_backward_args {
+    clattn_forward_args forward;     /* out, lse: inputs here */
+    clattn_view dout, dq, dk, dv;
+} clattn_backward_args;
+
+/* The forward's checks for q, k, v, desc, out and lse (required), then dout (out's dims and
+   dtype), dq/dk/dv (the dims of q/k/v, one dtype), their views, and that no gradient aliases
+   any other view. */
+clattn_status clattn_validate_backward(const clattn_backward_args *args);
+
 /* The arguments of a merge call: n parts outs[p] and lses[p] (named "outs[p]", "lses[p]"). */
 typedef struct clattn_merge_args {
     size_t            n;

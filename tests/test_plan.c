@@ -511,7 +511,7 @@ static int has_define(const char *opts, const char *name, int value)
 /* Options for q/k/v and out in dtype dt, no bias. */
 static void options_of(const clattn_tiling *t, clattn_dtype dt, char *buf, size_t n)
 {
-    const clattn_storage storage = {dt, dt, CLATTN_F32};
+    const clattn_storage storage = {dt, dt, CLATTN_F32, CLATTN_F32};
     size_t len = clattn_tiling_build_options(t, &storage, buf, n);
     cr_assert_eq(len, strlen(buf), "returned length %zu, string length %zu", len, strlen(buf));
     cr_assert_lt(len, n - 1, "options fill the whole buffer: \"%s\"", buf);
@@ -560,7 +560,7 @@ Test(plan, build_options_carry_the_dtype)
 
 Test(plan, storage_options_name_each_type)
 {
-    const clattn_storage mixed = {CLATTN_BF16, CLATTN_F16, CLATTN_F32};
+    const clattn_storage mixed = {CLATTN_BF16, CLATTN_F16, CLATTN_F32, CLATTN_F32};
     char buf[256];
     size_t len = clattn_storage_build_options(&mixed, buf, sizeof buf);
     cr_expect_eq(len, strlen(buf));
@@ -594,7 +594,7 @@ Test(plan, build_options_truncate_with_nul)
     char full[1024], small[8];
     memset(small, 'x', sizeof small);
     options_of(&t, CLATTN_F32, full, sizeof full);
-    const clattn_storage f32 = {CLATTN_F32, CLATTN_F32, CLATTN_F32};
+    const clattn_storage f32 = {CLATTN_F32, CLATTN_F32, CLATTN_F32, CLATTN_F32};
     clattn_tiling_build_options(&t, &f32, small, sizeof small);
     cr_expect_lt(strnlen(small, sizeof small), sizeof small, "not NUL-terminated");
     cr_expect_eq(strncmp(full, small, strlen(small)), 0, "\"%s\" not a prefix of \"%s\"",
