@@ -1,5 +1,6 @@
-/* Types that clattn-bench's files share: a shape, the record of one timed shape, and the facts
-   of the run that every record repeats in machine-readable output. */
+/* Types that clattn-bench's files share: a shape, the pass that is timed, the record of one
+   timed (shape, pass), and the facts of the run that every record repeats in machine-readable
+   output. */
 #ifndef CLATTN_BENCH_BENCH_H
 #define CLATTN_BENCH_BENCH_H
 
@@ -12,10 +13,16 @@ typedef struct shape {
     clattn_dtype dtype;
 } shape;
 
+/* What a timed call computes: clattn_attention_forward, or clattn_attention_backward on the
+   out and lse of one untimed forward call. */
+typedef enum bench_pass { PASS_FWD = 0, PASS_BWD = 1 } bench_pass;
+
 /* One clattn configuration, timed by OpenCL events. */
 typedef struct timing {
-    clattn_status status;   /* of clattn_attention_plan; plan then says why it cannot run */
+    clattn_status status;   /* of clattn_attention_plan, or of the first backward call; not
+                               SUCCESS: plan says why it cannot run, and nothing was timed */
     double median_ms, min_ms, gflops, gbps;
+    int has_workspace;      /* workspace was queried (the forward: the backward has no query) */
     size_t workspace;
     char plan[256];
 } timing;
@@ -31,9 +38,12 @@ typedef struct peer {
 typedef struct record {
     shape s;
     clattn_algo algo;         /* as asked for (--algo) */
+    bench_pass pass;
     timing ours;
     double pct_flops, pct_bw; /* of the --peak figures; < 0: not measured */
-    peer unfused, blas;
+    double bwd_fwd;           /* backward rows: our backward GFLOP/s / our forward GFLOP/s of the
+                                 same shape in this run; < 0: not measured */
+    peer unfused, blas;       /* forward rows only */
 } record;
 
 typedef struct run_info {

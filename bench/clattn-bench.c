@@ -1,10 +1,11 @@
 /*
- * clattn-bench — time clattn_attention_forward on one device, next to its peers.
+ * clattn-bench — time clattn_attention_forward and clattn_attention_backward on one device,
+ * the forward next to its peers.
  *
  *   clattn-bench [--device SEL] [-b B] [--hq H] [--hkv H] [--sq S] [--sk S] [-d D] [--dv DV]
  *                [--causal] [--layout bhsd|bshd] [--dtype f32|f16|bf16]
- *                [--algo auto|fused|split_kv|unfused] [--warmup N] [--iters N]
- *                [--peak] [--csv FILE] [--json FILE] [--no-peers]
+ *                [--algo auto|fused|split_kv|unfused] [--pass fwd|bwd|both]
+ *                [--warmup N] [--iters N] [--peak] [--csv FILE] [--json FILE] [--no-peers]
  *                [--openblas-threading heads|blas]
  *   clattn-bench --tune [--budget SECONDS] [--tune-file FILE] [--tune-progress FILE]
  *                [--device SEL] [shape flags] [--algo auto|fused|split_kv] [--warmup N] [--iters N]
@@ -14,10 +15,19 @@
  * kernel builds and PoCL's first-launch compilation are not timed. Each timed call is bracketed
  * by OpenCL profiling events: a marker enqueued just before it and the call's own event, so a
  * call that enqueues several commands is timed whole. FLOPs follow DESIGN.md: forward
- * 2 * pairs * (D + Dv), pairs = visible (query, key) pairs summed over batch and query heads.
- * GB/s counts the K and V bytes a call must read once: B * Hkv * Sk * (D + Dv) * element size
- * (the figure that bounds decode). --dtype sets q, k, v and out; --algo forces an algorithm.
- * scratch_MiB is the call's workspace (clattn_attention_workspace_size) beyond its tensors.
+ * 2 * pairs * (D + Dv), backward 2 * pairs * (3D + 2Dv), pairs = visible (query, key) pairs
+ * summed over batch and query heads. GB/s counts the K and V bytes a call must read once:
+ * B * Hkv * Sk * (D + Dv) * element size (the figure that bounds decode). --dtype sets q, k, v,
+ * out and, for the backward, dout, dq, dk and dv; --algo forces an algorithm (for both passes).
+ * scratch_MiB is the forward's workspace (clattn_attention_workspace_size) beyond its tensors;
+ * the backward has no such query ("-").
+ *
+ * --pass (default both; the forward alone for Sq=1) picks what is timed: a "fwd" row per
+ * shape, a "bwd" row, or both, the bwd row after the fwd row. The backward is timed like the forward, on the out and lse of one
+ * untimed forward call made first and a random dout; its row's bwd/fwd column is its GFLOP/s
+ * over the fwd row's (both counted as above; "-" without a fwd row). A shape whose backward
+ * clattn cannot run (CLATTN_ERROR_UNSUPPORTED, e.g. --algo split_kv) gets a bwd row of "-"
+ * with the reason in its plan column; the run goes on. Peers time the forward only.
  *
  * Peers, timed in the same run for each shape (--no-peers skips them):
  *  - unfused: the same clattn call with desc.algo = CLATTN_ALGO_UNFUSED (the CLBlast path),
@@ -36,10 +46,10 @@
  *
  * --peak measures the device's f32 FMA rate and read bandwidth with two calibration kernels
  * (peak.c) and adds %peakF (GFLOP/s of peak) and %peakBW (KV GB/s of peak) to every row.
- * --csv FILE and --json FILE write one record per (shape, dtype, causal, algo) with every
- * column (report.c); bench/plot.sh turns the CSV into a PNG bar chart.
+ * --csv FILE and --json FILE write one record per (shape, dtype, causal, algo, pass) with
+ * every column (report.c); bench/plot.sh turns the CSV into a PNG bar chart.
  *
- * --tune searches the fused kernel's tilings for the device over the shapes (tune.c): each
+ * --tune searches the forward fused kernel's tilings for the device over the shapes (tune.c): each
  * candidate is checked against a double-precision reference, then timed like the bench (default
  * 2 warm-up and 5 timed calls); the best per shape goes into the user tuning file that the
  * library reads at context creation (--tune-file, default $CLATTN_TUNING_DB, else tuning.txt in
@@ -66,9 +76,13 @@
 
 #define PEER_TOLERANCE 1e-4   /* worst |out - ref| / max |ref| the OpenBLAS peer may show */
 
+/* --pass: a set of bits 1 << PASS_FWD, 1 << PASS_BWD. */
+enum { PASSES_BOTH = (1 << PASS_FWD) | (1 << PASS_BWD) };
+
 typedef struct options {
     const char *device;
     clattn_algo algo;
+    int passes;        /* PASSES_*; 0: --pass not given (shape_passes) */
     int warmup, iters;
     int one_shape;     /* a shape flag was given: run `user` only */
     shape user;
@@ -98,20 +112,23 @@ static void usage(FILE *f)
     fprintf(f, "usage: clattn-bench [--device SEL] [-b B] [--hq H] [--hkv H] [--sq S] [--sk S]\n"
                "                    [-d D] [--dv DV] [--causal] [--warmup N] [--iters N]\n"
                "                    [--layout bhsd|bshd] [--dtype f32|f16|bf16]\n"
-               "                    [--algo auto|fused|split_kv|unfused]\n"
+               "                    [--algo auto|fused|split_kv|unfused] [--pass fwd|bwd|both]\n"
                "                    [--peak] [--csv FILE] [--json FILE] [--no-peers]\n"
                "                    [--openblas-threading heads|blas]\n"
                "       clattn-bench --tune [--budget SECONDS] [--tune-file FILE]\n"
                "                    [--tune-progress FILE] [--device SEL] [shape flags]\n"
                "                    [--algo auto|fused|split_kv] [--warmup N] [--iters N]\n"
                "Without shape flags, runs a preset list. --warmup is at least 1.\n"
-               "Peers: clattn's unfused path, and OpenBLAS on CPU devices; x_<peer> is\n"
-               "ours / peer in GFLOP/s (> 1: clattn faster). --peak adds %% of the device's\n"
-               "measured FMA rate and read bandwidth. bench/plot.sh FILE.csv OUT.png plots.\n"
-               "--tune searches tilings of the fused kernel for this device within --budget\n"
-               "seconds (default 60; 2 warm-up and 5 timed calls per candidate unless given),\n"
-               "checks each against a reference, and writes the best per shape to the user\n"
-               "tuning file (default $CLATTN_TUNING_DB, else tuning.txt in the kernel cache\n"
+               "--pass (default both; fwd alone for Sq=1): a fwd and/or a bwd row per shape; bwd/fwd is the\n"
+               "backward's GFLOP/s over the forward's (FLOPs as DESIGN.md counts them).\n"
+               "Peers (forward only): clattn's unfused path, and OpenBLAS on CPU devices;\n"
+               "x_<peer> is ours / peer in GFLOP/s (> 1: clattn faster). --peak adds %% of the\n"
+               "device's measured FMA rate and read bandwidth. bench/plot.sh FILE.csv OUT.png\n"
+               "plots.\n"
+               "--tune searches tilings of the forward's fused kernel for this device within\n"
+               "--budget seconds (default 60; 2 warm-up and 5 timed calls per candidate unless\n"
+               "given), checks each against a reference, and writes the best per shape to the\n"
+               "user tuning file (default $CLATTN_TUNING_DB, else tuning.txt in the kernel cache\n"
                "directory). Finished candidates go to --tune-progress (default FILE.progress):\n"
                "run the same command again to resume.\n");
 }
@@ -153,9 +170,11 @@ static int parse_choice(const char *flag, const char *text, const char *const *n
     return -1;
 }
 
-/* --dtype, --algo, --layout, --openblas-threading; 0 on a bad value, -1 for another flag. */
+/* --dtype, --algo, --layout, --pass, --openblas-threading; 0 on a bad value, -1 for another
+   flag. */
 static int parse_enum_flag(const char *flag, const char *value, options *o)
 {
+    static const char *const passes[] = {"fwd", "bwd", "both"};
     static const char *const dtypes[] = {"f32", "f16", "bf16"};
     static const char *const algos[] = {"auto", "fused", "split_kv", "unfused"};
     static const char *const layouts[] = {"bhsd", "bshd"};
@@ -167,6 +186,8 @@ static int parse_enum_flag(const char *flag, const char *value, options *o)
         o->algo = (clattn_algo)i;
     else if (strcmp(flag, "--layout") == 0 && (i = parse_choice(flag, value, layouts, 2)) >= 0)
         o->user.bshd = i, o->one_shape = 1;
+    else if (strcmp(flag, "--pass") == 0 && (i = parse_choice(flag, value, passes, 3)) >= 0)
+        o->passes = i == 2 ? PASSES_BOTH : 1 << i;
     else if (strcmp(flag, "--openblas-threading") == 0 &&
              (i = parse_choice(flag, value, threadings, 2)) >= 0)
         o->blas_in_blas = i;
@@ -283,8 +304,9 @@ static int parse_args(int argc, char **argv, options *o)
     o->warmup = o->warmup ? o->warmup : o->tune ? 2 : 3;
     o->iters = o->iters ? o->iters : o->tune ? 5 : 20;
     complete_shape(&o->user);
-    if (o->tune && (o->csv || o->json || o->peak))
-        return fprintf(stderr, "clattn-bench: --tune does not take --csv, --json or --peak\n"), 0;
+    if (o->tune && (o->csv || o->json || o->peak || o->passes))
+        return fprintf(stderr, "clattn-bench: --tune does not take --csv, --json, --peak or "
+                               "--pass (it tunes the forward)\n"), 0;
     return 1;
 }
 
@@ -308,24 +330,51 @@ static double count_pairs(const shape *s)
     return per_head * (double)s->b * (double)s->hq;
 }
 
-static double gflops_at(const shape *s, double ms)
+/* DESIGN.md's FLOPs per visible pair: forward 2 (D + Dv), backward 2 (3D + 2Dv). */
+static double flops_per_pair(const shape *s, bench_pass pass)
 {
-    return ms > 0 ? 2.0 * count_pairs(s) * (double)(s->d + s->dv) / (ms * 1e-3) / 1e9 : 0.0;
+    return pass == PASS_FWD ? 2.0 * (double)(s->d + s->dv) : 2.0 * (double)(3 * s->d + 2 * s->dv);
 }
 
-/* Plan and workspace of the call; t->status says whether it can run (t->plan why not). */
+static double gflops_at(const shape *s, bench_pass pass, double ms)
+{
+    return ms > 0 ? count_pairs(s) * flops_per_pair(s, pass) / (ms * 1e-3) / 1e9 : 0.0;
+}
+
+/* The forward's plan (the backward, too, needs it: its out and lse come from the forward) and,
+   for the forward, its workspace; t->status says whether it can run (t->plan why not). */
 static void plan_call(clattn_context *ctx, const clattn_attention_desc *desc,
-                      const operands *op, timing *t)
+                      const operands *op, bench_pass pass, timing *t)
 {
     t->status = clattn_attention_plan(ctx, desc, &op->q, &op->k, &op->v, t->plan, sizeof t->plan);
-    if (t->status == CLATTN_SUCCESS)
+    if (t->status == CLATTN_SUCCESS && pass == PASS_FWD) {
         t->status = clattn_attention_workspace_size(ctx, desc, &op->q, &op->k, &op->v,
                                                     &t->workspace);
+        t->has_workspace = 1;
+    }
 }
 
-/* Times shape s under algo. 0 when it cannot run (t->status) or failed (printed). */
-static int measure(clattn_context *ctx, const shape *s, clattn_algo algo, const options *o,
-                   timing *t)
+/* n untimed calls of pass. 0 when clattn cannot run it (t->status, t->plan says why) or it
+   failed (printed). */
+static int warm_up(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
+                   bench_pass pass, int n, timing *t)
+{
+    static const char *const names[] = {"clattn_attention_forward", "clattn_attention_backward"};
+    clattn_status st = untimed_calls(ctx, desc, op, pass, n);
+    if (st == CLATTN_ERROR_UNSUPPORTED)
+        return t->status = st, snprintf(t->plan, sizeof t->plan, "%s: %.200s",
+                                        clattn_status_string(st), clattn_last_error()), 0;
+    if (st != CLATTN_SUCCESS)
+        return bench_fail(names[pass], st);
+    if (pass == PASS_BWD)
+        snprintf(t->plan, sizeof t->plan, "backward");
+    return 1;
+}
+
+/* Times pass of shape s under algo. 0 when clattn cannot run it (t->status, t->plan says why)
+   or it failed (printed). */
+static int measure(clattn_context *ctx, const shape *s, clattn_algo algo, bench_pass pass,
+                   const options *o, timing *t)
 {
     operands op;
     clattn_attention_desc desc;
@@ -333,18 +382,19 @@ static int measure(clattn_context *ctx, const shape *s, clattn_algo algo, const 
     desc.causal = s->causal;
     desc.algo = algo;
     memset(t, 0, sizeof *t);
+    cl_context cl = clattn_context_cl_context(ctx);
     double *ms = calloc((size_t)o->iters, sizeof *ms);
-    int ok = ms && make_operands(clattn_context_cl_context(ctx), s, &op);
+    int ok = ms && make_operands(cl, s, &op) && (pass == PASS_FWD || make_gradients(cl, s, &op));
     if (ok)
-        plan_call(ctx, &desc, &op, t);
+        plan_call(ctx, &desc, &op, pass, t);
     ok = ok && t->status == CLATTN_SUCCESS;
-    ok = ok && warm_up(ctx, &desc, &op, o->warmup);
-    ok = ok && timed_calls(ctx, &desc, &op, o->iters, ms);
+    ok = ok && warm_up(ctx, &desc, &op, pass, o->warmup, t);
+    ok = ok && timed_calls(ctx, &desc, &op, pass, o->iters, ms);
     if (ok) {
         summarize(ms, o->iters, &t->median_ms, &t->min_ms);
         double kv_bytes = (double)(s->b * s->hkv * s->sk * (s->d + s->dv) *
                                    (int64_t)dtype_bytes(s->dtype));
-        t->gflops = gflops_at(s, t->median_ms);
+        t->gflops = gflops_at(s, pass, t->median_ms);
         t->gbps = t->median_ms > 0 ? kv_bytes / (t->median_ms * 1e-3) / 1e9 : 0.0;
     }
     if (ms)
@@ -370,7 +420,7 @@ static void run_unfused_peer(clattn_context *ctx, const shape *s, const options 
         snprintf(p->note, sizeof p->note, "not run: --algo unfused makes it ours");
         return;
     }
-    p->ran = measure(ctx, s, CLATTN_ALGO_UNFUSED, o, &t);
+    p->ran = measure(ctx, s, CLATTN_ALGO_UNFUSED, PASS_FWD, o, &t);
     if (p->ran) {
         p->median_ms = t.median_ms, p->min_ms = t.min_ms, p->gflops = t.gflops;
         return;
@@ -457,7 +507,7 @@ static void run_blas_peer(const shape *s, const options *o, peer *p)
         snprintf(p->note, sizeof p->note, "not run: out of host memory");
     } else if ((p->ran = blas_timed(s, o, &h, ms, p))) {
         summarize(ms, o->iters, &p->median_ms, &p->min_ms);
-        p->gflops = gflops_at(s, p->median_ms);
+        p->gflops = gflops_at(s, PASS_FWD, p->median_ms);
         if (s->dtype != CLATTN_F32)
             snprintf(p->note, sizeof p->note, "f32 copies of the %s inputs",
                      s->dtype == CLATTN_F16 ? "f16" : "bf16");
@@ -484,22 +534,27 @@ static int device_is_cpu(clattn_context *ctx)
 /* Run                                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Ours and the peers of shape s into x; 0 when ours fails (printed). */
-static int bench_shape(clattn_context *ctx, const shape *s, const options *o, const run_info *r,
-                       record *x)
+/* Pass of shape s, ours and (forward) its peers, into x; 0 when ours fails (printed) or the
+   forward cannot run. A backward that clattn cannot run is a record (x->ours.status). */
+static int bench_shape(clattn_context *ctx, const shape *s, bench_pass pass, const options *o,
+                       const run_info *r, record *x)
 {
     memset(x, 0, sizeof *x);
     x->s = *s;
     x->algo = o->algo;
-    x->pct_flops = x->pct_bw = -1.0;
+    x->pass = pass;
+    x->pct_flops = x->pct_bw = x->bwd_fwd = -1.0;
     x->unfused.max_rel_err = x->blas.max_rel_err = -1.0;
-    if (!measure(ctx, s, o->algo, o, &x->ours))
-        return x->ours.status == CLATTN_SUCCESS ? 0 : bench_fail(x->ours.plan, x->ours.status);
+    if (!measure(ctx, s, o->algo, pass, o, &x->ours)) {
+        if (x->ours.status == CLATTN_SUCCESS)
+            return 0;
+        return pass == PASS_BWD ? 1 : bench_fail(x->ours.plan, x->ours.status);
+    }
     if (r->peak) {
         x->pct_flops = 100.0 * x->ours.gflops / r->peak_gflops;
         x->pct_bw = 100.0 * x->ours.gbps / r->peak_gbps;
     }
-    if (o->no_peers)
+    if (o->no_peers || pass == PASS_BWD)
         return 1;
     run_unfused_peer(ctx, s, o, &x->unfused);
     set_ratio(&x->unfused, x->ours.gflops);
@@ -517,20 +572,43 @@ typedef struct outputs {
     int records;
 } outputs;
 
+static void write_record(const run_info *r, const record *x, outputs *out)
+{
+    report_table_row(r, x);
+    if (out->csv)
+        report_csv(out->csv, r, x, out->records == 0);
+    if (out->json)
+        report_json(out->json, r, x, out->records == 0);
+    out->records++;
+}
+
+/* What --pass asks for, and without it: both passes, except the forward alone for decode
+   shapes (one query row: nobody trains on that shape, and its backward has 1 row to share
+   every key block). */
+static int shape_passes(const options *o, const shape *s)
+{
+    return o->passes ? o->passes : s->sq > 1 ? PASSES_BOTH : 1 << PASS_FWD;
+}
+
+/* The passes of o for each shape, the backward's bwd/fwd from the forward's row before it. */
 static int run_shapes(clattn_context *ctx, const shape *shapes, size_t n, const options *o,
                       const run_info *r, outputs *out)
 {
     report_table_header(r);
     for (size_t i = 0; i < n; i++) {
-        record x;
-        if (!bench_shape(ctx, &shapes[i], o, r, &x))
-            return 0;
-        report_table_row(r, &x);
-        if (out->csv)
-            report_csv(out->csv, r, &x, out->records == 0);
-        if (out->json)
-            report_json(out->json, r, &x, out->records == 0);
-        out->records++;
+        double fwd_gflops = 0.0;
+        for (int p = PASS_FWD; p <= PASS_BWD; p++) {
+            record x;
+            if (!(shape_passes(o, &shapes[i]) & (1 << p)))
+                continue;
+            if (!bench_shape(ctx, &shapes[i], (bench_pass)p, o, r, &x))
+                return 0;
+            if (p == PASS_FWD)
+                fwd_gflops = x.ours.gflops;
+            else if (x.ours.status == CLATTN_SUCCESS && fwd_gflops > 0)
+                x.bwd_fwd = x.ours.gflops / fwd_gflops;
+            write_record(r, &x, out);
+        }
     }
     return 1;
 }
@@ -550,7 +628,7 @@ static int measure_peak(clattn_context *ctx, run_info *r)
 /* Decides whether the OpenBLAS peer runs and prints the lines that say so. */
 static void describe_peers(clattn_context *ctx, const options *o, run_info *r, const char *how)
 {
-    printf("peers: %s; x_<peer> = our GFLOP/s / the peer's (> 1: clattn faster)\n",
+    printf("peers (forward only): %s; x_<peer> = our GFLOP/s / the peer's (> 1: clattn faster)\n",
            o->no_peers ? "none (--no-peers)" : "clattn unfused (CLBlast)");
 #ifdef CLATTN_BENCH_OPENBLAS
     r->blas_how = how;

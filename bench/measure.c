@@ -94,7 +94,7 @@ void operand_sizes(const shape *s, size_t n[5])
 
 void release_operands(operands *op)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < OPERANDS; i++)
         if (op->mem[i])
             clReleaseMemObject(op->mem[i]);
 }
@@ -105,28 +105,67 @@ static clattn_tensor view(const shape *s, cl_mem m, int64_t heads, int64_t seq, 
                    : clattn_tensor_bhsd(m, s->dtype, s->b, heads, seq, dim);
 }
 
-int make_operands(cl_context c, const shape *s, operands *op)
+/* count buffers into mem, shaped like q, k, v, out, lse in turn (lse f32, the others of the
+   shape's dtype), filled from seeds first_seed, first_seed + 1, ... */
+static int random_buffers(cl_context c, const shape *s, int count, uint32_t first_seed,
+                          cl_mem *mem)
 {
     size_t n[5];
     operand_sizes(s, n);
-    memset(op, 0, sizeof *op);
-    for (int i = 0; i < 5; i++)
-        if (!(op->mem[i] = random_buffer(c, n[i], i < 4 ? s->dtype : CLATTN_F32, (uint32_t)i + 1)))
+    for (int i = 0; i < count; i++)
+        if (!(mem[i] = random_buffer(c, n[i], i < 4 ? s->dtype : CLATTN_F32,
+                                     first_seed + (uint32_t)i)))
             return 0;
-    op->q = view(s, op->mem[0], s->hq, s->sq, s->d);
-    op->k = view(s, op->mem[1], s->hkv, s->sk, s->d);
-    op->v = view(s, op->mem[2], s->hkv, s->sk, s->dv);
-    op->out = view(s, op->mem[3], s->hq, s->sq, s->dv);
+    return 1;
+}
+
+/* Views of the buffers m shaped like q, k, v and out. */
+static void qkvo_views(const shape *s, const cl_mem m[4], clattn_tensor *q, clattn_tensor *k,
+                       clattn_tensor *v, clattn_tensor *out)
+{
+    *q = view(s, m[0], s->hq, s->sq, s->d);
+    *k = view(s, m[1], s->hkv, s->sk, s->d);
+    *v = view(s, m[2], s->hkv, s->sk, s->dv);
+    *out = view(s, m[3], s->hq, s->sq, s->dv);
+}
+
+int make_operands(cl_context c, const shape *s, operands *op)
+{
+    memset(op, 0, sizeof *op);
+    if (!random_buffers(c, s, 5, 1, op->mem))
+        return 0;
+    qkvo_views(s, op->mem, &op->q, &op->k, &op->v, &op->out);
     op->lse = clattn_tensor_bhsd(op->mem[4], CLATTN_F32, s->b, s->hq, s->sq, 1);
     return 1;
 }
 
-static int forward(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
-                   cl_event *ev)
+int make_gradients(cl_context c, const shape *s, operands *op)
 {
-    clattn_status st = clattn_attention_forward(ctx, desc, &op->q, &op->k, &op->v, &op->out,
-                                                &op->lse, 0, NULL, ev);
-    return st == CLATTN_SUCCESS ? 1 : bench_fail("clattn_attention_forward", st);
+    if (!random_buffers(c, s, 4, 6, op->mem + 5))
+        return 0;
+    qkvo_views(s, op->mem + 5, &op->dq, &op->dk, &op->dv, &op->dout);
+    return 1;
+}
+
+static clattn_status call(clattn_context *ctx, const clattn_attention_desc *desc,
+                          const operands *op, bench_pass pass, cl_event *ev)
+{
+    if (pass == PASS_FWD)
+        return clattn_attention_forward(ctx, desc, &op->q, &op->k, &op->v, &op->out, &op->lse,
+                                        0, NULL, ev);
+    return clattn_attention_backward(ctx, desc, &op->q, &op->k, &op->v, &op->out, &op->dout,
+                                     &op->lse, &op->dq, &op->dk, &op->dv, 0, NULL, ev);
+}
+
+clattn_status untimed_calls(clattn_context *ctx, const clattn_attention_desc *desc,
+                            const operands *op, bench_pass pass, int n)
+{
+    clattn_status st = pass == PASS_BWD ? call(ctx, desc, op, PASS_FWD, NULL) : CLATTN_SUCCESS;
+    for (int i = 0; st == CLATTN_SUCCESS && i < n; i++)
+        st = call(ctx, desc, op, pass, NULL);
+    if (clFinish(clattn_context_queue(ctx)) != CL_SUCCESS && st == CLATTN_SUCCESS)
+        st = CLATTN_ERROR_OPENCL;
+    return st;
 }
 
 /* The time of `what` for ev in ns; 0 on failure (reported). */
@@ -137,16 +176,20 @@ static int profile(cl_event ev, cl_profiling_info what, cl_ulong *ns)
 }
 
 /* Enqueues iters (marker, call) pairs back to back, waits, and writes each call's ms. */
-int timed_calls(clattn_context *ctx, const clattn_attention_desc *desc,
-                       const operands *op, int iters, double *ms)
+int timed_calls(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
+                bench_pass pass, int iters, double *ms)
 {
+    static const char *const names[] = {"clattn_attention_forward", "clattn_attention_backward"};
     cl_command_queue q = clattn_context_queue(ctx);
     cl_event *ev = calloc(2 * (size_t)iters, sizeof *ev);
     int ok = ev != NULL, done = 0;
     for (; ok && done < iters; done++) {
         cl_int err = clEnqueueMarkerWithWaitList(q, 0, NULL, &ev[2 * done]);
-        ok = err == CL_SUCCESS ? forward(ctx, desc, op, &ev[2 * done + 1])
-                               : bench_cl_fail("clEnqueueMarkerWithWaitList", err);
+        clattn_status st;
+        if (err != CL_SUCCESS)
+            ok = bench_cl_fail("clEnqueueMarkerWithWaitList", err);
+        else if ((st = call(ctx, desc, op, pass, &ev[2 * done + 1])) != CLATTN_SUCCESS)
+            ok = bench_fail(names[pass], st);
     }
     cl_int err = clFinish(q);
     if (ok && err != CL_SUCCESS)
@@ -176,14 +219,4 @@ void summarize(double *ms, int n, double *median, double *min)
     qsort(ms, (size_t)n, sizeof *ms, cmp_double);
     *min = ms[0];
     *median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
-}
-
-int warm_up(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
-                   int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!forward(ctx, desc, op, NULL))
-            return 0;
-    cl_int err = clFinish(clattn_context_queue(ctx));
-    return err == CL_SUCCESS ? 1 : bench_cl_fail("clFinish", err);
 }

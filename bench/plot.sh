@@ -1,14 +1,16 @@
 #!/bin/sh
 # plot.sh — a PNG bar chart of a clattn-bench CSV: GFLOP/s of clattn and of its peers, one
-# cluster of bars per record (shape, dtype, causal, algo).
+# cluster of bars per record (shape, dtype, causal, algo, pass).
 #
 #   clattn-bench --csv results.csv [other flags]
 #   bench/plot.sh results.csv results.png ["title"]
 #
 # Bars: clattn (column gflops), the unfused CLBlast path (unfused_gflops), the OpenBLAS CPU
-# peer (openblas_gflops). A peer that did not run leaves a gap; when one ran for no record at
-# all, gnuplot warns "Skipping data file with no valid points" and still writes the PNG.
-# Labels under each cluster give the shape; the title defaults to the device name in the
+# peer (openblas_gflops). A peer that did not run (on backward records peers never run) leaves
+# a gap, and so does a backward that clattn could not run; when a column has no value in any
+# record, gnuplot warns "Skipping data file with no valid points" and still writes the PNG.
+# Labels under each cluster give the pass (bwd; fwd is unmarked) and the shape (CSVs from
+# before the pass column plot as forward); the title defaults to the device name in the
 # first record. Needs gnuplot 5 (Debian: apt-get install gnuplot-nox) with the pngcairo
 # terminal, else png. Columns are found by name, so CSVs with more columns still plot.
 set -eu
@@ -30,6 +32,11 @@ if [ -z "$title" ]; then   # the device: first field of the first record, unquot
     title=$(sed -n '2{s/^"\([^"]*\)".*/\1/;p;q}' "$csv")
 fi
 records=$(($(wc -l < "$csv") - 1))
+if head -n 1 "$csv" | tr ',' '\n' | grep -qx pass; then
+    pass="strcol('pass') eq 'bwd' ? 'bwd ' : ''"
+else
+    pass="''"
+fi
 width=$((400 + 110 * records))
 if echo 'set terminal' | gnuplot 2>&1 | grep -q pngcairo; then
     terminal="pngcairo size $width,700 noenhanced font ',10'"
@@ -54,7 +61,7 @@ set yrange [0:*]
 set xtics rotate by -35 left font ',8'
 set bmargin 9
 n(c) = int(column(c))
-label(i) = sprintf('%s%s b%d h%d/%d s%d/%d d%d', strcol('dtype'), \
+label(i) = sprintf('%s%s%s b%d h%d/%d s%d/%d d%d', $pass, strcol('dtype'), \
     n('causal') ? ' causal' : '', n('b'), n('hq'), n('hkv'), n('sq'), n('sk'), n('d'))
 plot '$csv' using (column('gflops')):xtic(label(0)) title 'clattn' lc rgb '#1f77b4', \
      '' using (column('unfused_gflops')) title 'unfused (CLBlast)' lc rgb '#ff7f0e', \

@@ -1,5 +1,7 @@
-/* clattn-bench's table, CSV and JSON. The CSV and JSON columns come from one list of fields per
-   record (record_fields), so the two formats always carry the same columns in the same order. */
+/* clattn-bench's table, CSV and JSON. The table's numeric columns come from one list (columns);
+   the CSV and JSON columns come from one list of fields per record (record_fields), so the two
+   formats always carry the same columns in the same order. A value that was not measured is
+   "-" in the table, empty in the CSV and null in the JSON. */
 #include "report.h"
 
 #include <math.h>
@@ -7,6 +9,7 @@
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 static const char *const algo_names[] = {"auto", "fused", "split_kv", "unfused"};
+static const char *const pass_names[] = {"fwd", "bwd"};
 
 /* ---------------------------------------------------------------------------------------- */
 /* Table                                                                                     */
@@ -19,21 +22,33 @@ static void shape_name(const shape *s, char *buf, size_t size)
              (long long)s->sk, (long long)s->d, (long long)s->dv, s->bshd ? "bshd" : "bhsd");
 }
 
-/* x with `decimals` in a column of `width`, or "-" when absent. */
-static void cell(char *buf, size_t size, int width, int decimals, double x, int present)
+/* The numeric columns between the shape's words and the plan, in order. A column is as wide
+   as its width or its name, whichever is wider. */
+typedef struct column {
+    const char *name;
+    int width, decimals;
+} column;
+
+static const column columns[] = {
+    {"median_ms", 10, 3}, {"min_ms", 10, 3}, {"GFLOP/s", 10, 1}, {"bwd/fwd", 7, 2},
+    {"KV_GB/s", 8, 2}, {"scratch_MiB", 11, 1}, {"%peakF", 6, 1}, {"%peakBW", 7, 1},
+    {"unfused_GF", 10, 1}, {"x_unfused", 9, 2}, {"openblas_GF", 11, 1}, {"x_openblas", 10, 2},
+};
+#define COLUMNS (sizeof columns / sizeof columns[0])
+
+static int column_width(const column *c)
 {
-    if (present)
-        snprintf(buf, size, "%*.*f", width, decimals, x);
-    else
-        snprintf(buf, size, "%*s", width, "-");
+    int n = (int)strlen(c->name);
+    return c->width > n ? c->width : n;
 }
 
 void report_table_header(const run_info *r)
 {
     (void)r;
-    printf("%-44s %-5s %-6s %10s %10s %10s %8s %11s %6s %7s %10s %9s %10s %9s  %s\n", "shape",
-           "dtype", "causal", "median_ms", "min_ms", "GFLOP/s", "KV_GB/s", "scratch_MiB",
-           "%peakF", "%peakBW", "unfused_GF", "x_unfused", "openblas_GF", "x_openblas", "plan");
+    printf("%-44s %-5s %-6s %-4s", "shape", "dtype", "causal", "pass");
+    for (size_t i = 0; i < COLUMNS; i++)
+        printf(" %*s", column_width(&columns[i]), columns[i].name);
+    printf("  %s\n", "plan");
 }
 
 static void print_peer_note(const char *name, const peer *p)
@@ -44,19 +59,30 @@ static void print_peer_note(const char *name, const peer *p)
 
 void report_table_row(const run_info *r, const record *x)
 {
-    char name[128], c[6][32];
     const timing *t = &x->ours;
+    int ran = t->status == CLATTN_SUCCESS;
+    const struct {
+        double x;
+        int present;
+    } cells[COLUMNS] = {
+        {t->median_ms, ran}, {t->min_ms, ran}, {t->gflops, ran}, {x->bwd_fwd, x->bwd_fwd >= 0},
+        {t->gbps, ran}, {(double)t->workspace / (1 << 20), ran && t->has_workspace},
+        {x->pct_flops, r->peak && x->pct_flops >= 0}, {x->pct_bw, r->peak && x->pct_bw >= 0},
+        {x->unfused.gflops, x->unfused.ran}, {x->unfused.ratio, x->unfused.ran},
+        {x->blas.gflops, x->blas.ran}, {x->blas.ratio, x->blas.ran},
+    };
+    char name[128];
     shape_name(&x->s, name, sizeof name);
-    cell(c[0], sizeof c[0], 6, 1, x->pct_flops, r->peak);
-    cell(c[1], sizeof c[1], 7, 1, x->pct_bw, r->peak);
-    cell(c[2], sizeof c[2], 10, 1, x->unfused.gflops, x->unfused.ran);
-    cell(c[3], sizeof c[3], 9, 2, x->unfused.ratio, x->unfused.ran);
-    cell(c[4], sizeof c[4], 10, 1, x->blas.gflops, x->blas.ran);
-    cell(c[5], sizeof c[5], 9, 2, x->blas.ratio, x->blas.ran);
-    printf("%-44s %-5s %-6s %10.3f %10.3f %10.1f %8.2f %11.1f %s %s %s %s %s %s  %s\n", name,
-           dtype_names[x->s.dtype], x->s.causal ? "yes" : "no", t->median_ms, t->min_ms,
-           t->gflops, t->gbps, (double)t->workspace / (1 << 20), c[0], c[1], c[2], c[3], c[4],
-           c[5], t->plan);
+    printf("%-44s %-5s %-6s %-4s", name, dtype_names[x->s.dtype], x->s.causal ? "yes" : "no",
+           pass_names[x->pass]);
+    for (size_t i = 0; i < COLUMNS; i++) {
+        int width = column_width(&columns[i]);
+        if (cells[i].present)
+            printf(" %*.*f", width, columns[i].decimals, cells[i].x);
+        else
+            printf(" %*s", width, "-");
+    }
+    printf("  %s\n", t->plan);
     print_peer_note("unfused", &x->unfused);
     print_peer_note("openblas", &x->blas);
     fflush(stdout);
@@ -121,21 +147,25 @@ static void shape_fields(field_list *l, const run_info *r, const record *x)
     add_text(l, "dtype", dtype_names[s->dtype]);
     add_integer(l, "causal", s->causal);
     add_text(l, "algo", algo_names[x->algo]);
+    add_text(l, "pass", pass_names[x->pass]);
 }
 
 static void timing_fields(field_list *l, const run_info *r, const record *x)
 {
     const timing *t = &x->ours;
+    int ran = t->status == CLATTN_SUCCESS;
     add_text(l, "plan", t->plan);
-    add_number(l, "median_ms", t->median_ms, 1);
-    add_number(l, "min_ms", t->min_ms, 1);
-    add_number(l, "gflops", t->gflops, 1);
-    add_number(l, "kv_gbps", t->gbps, 1);
-    add_integer(l, "scratch_bytes", (double)t->workspace);
+    add_number(l, "median_ms", t->median_ms, ran);
+    add_number(l, "min_ms", t->min_ms, ran);
+    add_number(l, "gflops", t->gflops, ran);
+    add_number(l, "ratio_bwd_fwd", x->bwd_fwd, x->bwd_fwd >= 0);
+    add_number(l, "kv_gbps", t->gbps, ran);
+    add(l, "scratch_bytes", ran && t->has_workspace ? FIELD_INTEGER : FIELD_MISSING, NULL,
+        (double)t->workspace);
     add_number(l, "peak_gflops", r->peak_gflops, r->peak);
     add_number(l, "peak_gbps", r->peak_gbps, r->peak);
-    add_number(l, "pct_peak_flops", x->pct_flops, r->peak);
-    add_number(l, "pct_peak_bw", x->pct_bw, r->peak);
+    add_number(l, "pct_peak_flops", x->pct_flops, r->peak && x->pct_flops >= 0);
+    add_number(l, "pct_peak_bw", x->pct_bw, r->peak && x->pct_bw >= 0);
 }
 
 /* names: median_ms, min_ms, gflops, ratio, note of this peer. */

@@ -1,5 +1,5 @@
-/* clattn-bench's output: the table on stdout (one line per shape) and the --csv / --json
-   records, one per (shape, dtype, causal, algo), with the same columns in both. */
+/* clattn-bench's output: the table on stdout (one line per shape and pass) and the --csv /
+   --json records, one per (shape, dtype, causal, algo, pass), with the same columns in both. */
 #ifndef CLATTN_BENCH_REPORT_H
 #define CLATTN_BENCH_REPORT_H
 
@@ -9,7 +9,9 @@
 
 void report_table_header(const run_info *r);
 
-/* The shape's line, then one "  # ..." line per peer that was meant to run and did not. */
+/* The line of x's shape and pass, then one "  # ..." line per peer that was meant to run and
+   did not. A record whose status is not SUCCESS shows "-" for its numbers and the reason in
+   its plan column. */
 void report_table_row(const run_info *r, const record *x);
 
 /* One CSV line for x, after the header line when `first`. Strings are always quoted. */

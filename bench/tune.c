@@ -182,19 +182,6 @@ static int poison_out(cl_command_queue q, const shape *s, const operands *op)
     return err == CL_SUCCESS ? 1 : bench_cl_fail("clEnqueueFillBuffer", err);
 }
 
-/* Untimed calls (the first one builds the kernel): their status. */
-static clattn_status untimed_calls(clattn_context *ctx, const clattn_attention_desc *desc,
-                                   const operands *op, int n)
-{
-    clattn_status st = CLATTN_SUCCESS;
-    for (int i = 0; st == CLATTN_SUCCESS && i < n; i++)
-        st = clattn_attention_forward(ctx, desc, &op->q, &op->k, &op->v, &op->out, &op->lse, 0,
-                                      NULL, NULL);
-    if (clFinish(clattn_context_queue(ctx)) != CL_SUCCESS && st == CLATTN_SUCCESS)
-        st = CLATTN_ERROR_OPENCL;
-    return st;
-}
-
 /* The plan of ctx for the run's shape; with t, 0 unless the library took t. */
 static int check_plan(clattn_context *ctx, const clattn_attention_desc *desc, shape_run *run,
                       const tiling *t, result *x, char *note, size_t size)
@@ -228,10 +215,11 @@ static void measure_on(const session *ss, clattn_context *ctx, shape_run *run, c
         free(ms);
         return;
     }
-    if ((st = untimed_calls(ctx, &desc, &run->op, o->warmup > 1 ? o->warmup - 1 : 1))) {
+    if ((st = untimed_calls(ctx, &desc, &run->op, PASS_FWD,
+                            o->warmup > 1 ? o->warmup - 1 : 1))) {
         x->o = st == CLATTN_ERROR_BUILD_FAILED ? OUTCOME_BUILD_FAILED : OUTCOME_ERROR;
         status_note("clattn_attention_forward", st, note, size);
-    } else if (!timed_calls(ctx, &desc, &run->op, 1, &pilot) ||
+    } else if (!timed_calls(ctx, &desc, &run->op, PASS_FWD, 1, &pilot) ||
                !reference_check(clattn_context_queue(ctx), &run->op, run->s, &run->ref, &worst)) {
         snprintf(note, size, "failed (see above)");
     } else if (!(worst <= reference_tolerance(run->s->dtype))) {
@@ -240,7 +228,7 @@ static void measure_on(const session *ss, clattn_context *ctx, shape_run *run, c
                  reference_tolerance(run->s->dtype));
     } else if (!run->confirming && run->have_best && pilot > SLOW_FACTOR * run->best.ms) {
         x->o = OUTCOME_SLOW, x->ms = pilot;
-    } else if (timed_calls(ctx, &desc, &run->op, o->iters, ms)) {
+    } else if (timed_calls(ctx, &desc, &run->op, PASS_FWD, o->iters, ms)) {
         double min = 0;
         summarize(ms, o->iters, &x->ms, &min);
         x->o = OUTCOME_OK;
