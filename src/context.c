@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fault.h"
 #include "log.h"
 #include "program.h"
 #include "scratch.h"
@@ -43,8 +44,8 @@ static clattn_status append_platform_devices(device_list *list, cl_uint pi, cl_p
     cl_uint n = 0;
     if (clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 0, NULL, &n) != CL_SUCCESS || n == 0)
         return CLATTN_SUCCESS; /* a platform without devices is skipped, not fatal */
-    cl_device_id *ids = calloc(n, sizeof *ids);
-    device_entry *grown = realloc(list->items, (list->count + n) * sizeof *grown);
+    cl_device_id *ids = clattn_calloc(n, sizeof *ids);
+    device_entry *grown = clattn_realloc(list->items, (list->count + n) * sizeof *grown);
     if (!ids || !grown) {
         free(ids);
         if (grown)
@@ -80,7 +81,7 @@ static clattn_status list_devices(device_list *list)
     if (err != CL_SUCCESS || n == 0)
         return clattn_fail(CLATTN_ERROR_DEVICE_NOT_FOUND, "no OpenCL platform is installed (%s)",
                            clattn_cl_error_name(err));
-    cl_platform_id *platforms = calloc(n, sizeof *platforms);
+    cl_platform_id *platforms = clattn_calloc(n, sizeof *platforms);
     if (!platforms)
         return clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "no host memory for the platform list");
     clGetPlatformIDs(n, platforms, NULL);
@@ -186,7 +187,7 @@ static int init_recursive_mutex(pthread_mutex_t *m)
 static clattn_status wrap(cl_platform_id platform, cl_device_id device, cl_context cl_ctx,
                           cl_command_queue queue, clattn_context **out)
 {
-    clattn_context *ctx = calloc(1, sizeof *ctx);
+    clattn_context *ctx = clattn_calloc(1, sizeof *ctx);
     clattn_status s = ctx ? CLATTN_SUCCESS
                           : clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "no host memory for a context");
     if (s == CLATTN_SUCCESS) {

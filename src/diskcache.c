@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "log.h"
 
 #define CACHE_MAGIC "CLATTNK"
@@ -103,7 +104,7 @@ int clattn_diskcache_load(const char *path, const char *key, size_t key_len,
         return reject(path, "entry is for another device, source or options", f, NULL);
     if (h.length == 0 || (uint64_t)st.st_size != sizeof h + h.length)
         return reject(path, "length does not match the file size", f, NULL);
-    unsigned char *payload = malloc(h.length);
+    unsigned char *payload = clattn_malloc(h.length);
     if (!payload)
         return reject(path, "no host memory to read it", f, NULL);
     if (fread(payload, 1, h.length, f) != h.length)

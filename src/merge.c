@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fault.h"
 #include "launch.h"
 #include "plan.h"
 #include "scratch.h"
@@ -96,8 +97,8 @@ CLATTN_API clattn_status clattn_attention_merge(clattn_context *ctx, size_t n,
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "n=0: merge needs at least one part");
     if (!outs || !lses)
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "%s is NULL", outs ? "lses" : "outs");
-    clattn_view *views = calloc(2 * n, sizeof *views);
-    char (*names)[32] = calloc(2 * n, sizeof *names);
+    clattn_view *views = clattn_calloc(2 * n, sizeof *views);
+    char (*names)[32] = clattn_calloc(2 * n, sizeof *names);
     if (!views || !names) {
         free(views);
         free(names);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "status.h"
 
 static clattn_status query(cl_device_id device, cl_device_info what, size_t size, void *value)
@@ -41,7 +42,7 @@ static clattn_status read_extensions(clattn_device_probe *probe, cl_device_id de
     cl_int err = clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &size);
     if (err != CL_SUCCESS)
         return clattn_fail_cl(err, "clGetDeviceInfo(CL_DEVICE_EXTENSIONS)");
-    char *extensions = calloc(size + 1, 1);
+    char *extensions = clattn_calloc(size + 1, 1);
     if (!extensions)
         return clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "no host memory for %zu bytes", size);
     clattn_status s = query(device, CL_DEVICE_EXTENSIONS, size, extensions);

@@ -7,6 +7,7 @@
 
 #include "context.h"
 #include "diskcache.h"
+#include "fault.h"
 #include "log.h"
 #include "status.h"
 
@@ -30,7 +31,7 @@ static int text_append(text *t, const char *data, size_t length)
 {
     if (t->length + length + 1 > t->capacity) {
         size_t capacity = (t->length + length + 1) * 2;
-        char *grown = realloc(t->data, capacity);
+        char *grown = clattn_realloc(t->data, capacity);
         if (!grown)
             return -1;
         t->data = grown;
@@ -94,10 +95,11 @@ static clattn_status build_from_source(clattn_context *ctx, const text *source,
 {
     cl_int err = CL_SUCCESS;
     const char *src = source->data;
-    cl_program program = clCreateProgramWithSource(ctx->cl_ctx, 1, &src, &source->length, &err);
+    cl_program program =
+        clattn_create_program_with_source(ctx->cl_ctx, 1, &src, &source->length, &err);
     if (!program)
         return clattn_fail_cl(err, "clCreateProgramWithSource");
-    err = clBuildProgram(program, 1, &ctx->device, options, NULL, NULL);
+    err = clattn_build_program(program, ctx->device, options);
     if (err != CL_SUCCESS) {
         clattn_status s = err == CL_BUILD_PROGRAM_FAILURE || err == CL_INVALID_BUILD_OPTIONS
                               ? fail_build(ctx, program, err, options)
@@ -113,12 +115,12 @@ static cl_program build_from_binary(clattn_context *ctx, const unsigned char *bi
                                     const char *options)
 {
     cl_int err = CL_SUCCESS, binary_status = CL_SUCCESS;
-    cl_program program = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &size, &binary,
-                                                   &binary_status, &err);
+    cl_program program = clattn_create_program_with_binary(ctx->cl_ctx, 1, &ctx->device, &size,
+                                                           &binary, &binary_status, &err);
     if (!program)
         return NULL;
     if (binary_status != CL_SUCCESS ||
-        clBuildProgram(program, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+        clattn_build_program(program, ctx->device, options) != CL_SUCCESS) {
         clReleaseProgram(program);
         return NULL;
     }
@@ -131,10 +133,13 @@ static void store_binary(cl_program program, const char *path, const text *key)
     if (clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS ||
         size == 0)
         return;
-    unsigned char *binary = malloc(size);
+    unsigned char *binary = clattn_malloc(size);
     if (binary && clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof binary, &binary, NULL) ==
                       CL_SUCCESS)
         clattn_diskcache_store(path, key->data, key->length, binary, size);
+    else
+        clattn_log(CLATTN_LOG_DEBUG, "kernel cache: cannot store %s: %s", path,
+                   binary ? "the runtime gave no binary" : "no host memory for the binary");
     free(binary);
 }
 
@@ -156,9 +161,11 @@ static clattn_status get_program(clattn_context *ctx, const text *source, const 
 {
     char dir[4096], path[4300];
     text key = {0};
-    if (!clattn_diskcache_dir(dir, sizeof dir) || make_key(ctx, source, options, &key)) {
+    const int cache_on = clattn_diskcache_dir(dir, sizeof dir);
+    if (!cache_on || make_key(ctx, source, options, &key)) {
         free(key.data);
-        clattn_log(CLATTN_LOG_DEBUG, "kernel cache: off; building (%s)", options);
+        clattn_log(CLATTN_LOG_DEBUG, "kernel cache: %s; building (%s)",
+                   cache_on ? "no host memory for the key, not used" : "off", options);
         return build_from_source(ctx, source, options, out);
     }
     clattn_diskcache_path(dir, key.data, key.length, path, sizeof path);
@@ -214,9 +221,9 @@ static clattn_status new_entry(clattn_context *ctx, const char *const *files, co
             return s;
     }
     cl_int err = CL_SUCCESS;
-    cl_kernel kernel = clCreateKernel(program, kernel_name, &err);
-    program_entry *e = calloc(1, sizeof *e);
-    char *key = strdup(entry_key);
+    cl_kernel kernel = clattn_create_kernel(program, kernel_name, &err);
+    program_entry *e = clattn_calloc(1, sizeof *e);
+    char *key = clattn_strdup(entry_key);
     if (!kernel || !e || !key) {
         s = kernel ? clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "no host memory for a program")
                    : clattn_fail_cl(err, "clCreateKernel");

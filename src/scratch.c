@@ -1,6 +1,7 @@
 /* The context's scratch buffer, kept across calls and grown on demand. */
 #include "scratch.h"
 
+#include "fault.h"
 #include "log.h"
 #include "status.h"
 
@@ -12,7 +13,7 @@ clattn_status clattn_scratch_get(clattn_context *ctx, cl_mem workspace, size_t b
         return CLATTN_SUCCESS;
     if (ctx->scratch_size < bytes) {
         cl_int err = CL_SUCCESS;
-        cl_mem grown = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        cl_mem grown = clattn_create_buffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
         if (!grown)
             return clattn_fail_cl(err, "clCreateBuffer(scratch)");
         /* earlier commands may still use the old buffer: OpenCL frees it after them */

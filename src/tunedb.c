@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "diskcache.h"
+#include "fault.h"
 #include "log.h"
 
 /* Entries measured on the machines named in their device keys (by hand with clattn-bench:
@@ -127,7 +128,7 @@ static int put_entry(clattn_tunedb *db, const clattn_tune_entry *e)
     for (size_t i = 0; i < db->count; i++)
         if (same_key(&db->entries[i].key, &e->key))
             return db->entries[i] = *e, 0;
-    clattn_tune_entry *grown = realloc(db->entries, (db->count + 1) * sizeof *grown);
+    clattn_tune_entry *grown = clattn_realloc(db->entries, (db->count + 1) * sizeof *grown);
     if (!grown)
         return -1;
     db->entries = grown;
@@ -154,6 +155,8 @@ int clattn_tunedb_add_text(clattn_tunedb *db, const char *text, const char *orig
                        origin, number);
             bad++;
         } else if (parsed > 0 && put_entry(db, &e) != 0) {
+            clattn_log(CLATTN_LOG_DEBUG, "tuning database %s: no host memory; line %d and the "
+                       "rest are dropped", origin, number);
             return -1;
         }
     }
@@ -206,7 +209,8 @@ static char *read_text(const char *path)
     char *text = NULL;
     long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
     if (size >= 0 && size < (1 << 24) && fseek(f, 0, SEEK_SET) == 0 &&
-        (text = malloc((size_t)size + 1)) && fread(text, 1, (size_t)size, f) == (size_t)size) {
+        (text = clattn_malloc((size_t)size + 1)) &&
+        fread(text, 1, (size_t)size, f) == (size_t)size) {
         text[size] = '\0';
     } else {
         free(text);

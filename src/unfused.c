@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "dropout.h"
+#include "fault.h"
 #include "launch.h"
 #include "log.h"
 #include "plan.h"
@@ -660,7 +661,8 @@ static clattn_status scratch(unfused_run *run, cl_mem workspace, int *owned)
                            "scratch; the device allocates at most %llu", (unsigned long long)need,
                            (unsigned long long)run->ctx->probe.max_mem_alloc_size);
     cl_int err = CL_SUCCESS;
-    run->ws = clCreateBuffer(run->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)need, NULL, &err);
+    run->ws = clattn_create_buffer(run->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)need, NULL,
+                                   &err);
     if (!run->ws)
         return clattn_fail_cl(err, "clCreateBuffer(unfused scratch)");
     *owned = 1;
