@@ -241,10 +241,10 @@ static clattn_status check_seqlens(const char *name, cl_mem mem, const clattn_me
         return clattn_fail(INVALID, "%s belongs to another cl_context", name);
     if (info->flags & CL_MEM_WRITE_ONLY)
         return clattn_fail(INVALID, "%s is CL_MEM_WRITE_ONLY but is read", name);
-    if ((uint64_t)info->size < (uint64_t)batch * 4)
+    if ((uint64_t)batch > info->size / 4)
         return clattn_fail(CLATTN_ERROR_BUFFER_TOO_SMALL,
-                           "%s holds %zu bytes; int32[%lld] needs %lld", name, info->size,
-                           (long long)batch, (long long)batch * 4);
+                           "%s holds %zu bytes; int32[%lld] needs 4 x %lld", name, info->size,
+                           (long long)batch, (long long)batch);
     return CLATTN_SUCCESS;
 }
 
@@ -279,6 +279,39 @@ static clattn_status check_desc_buffers(const clattn_forward_args *a)
     return check_workspace(a);
 }
 
+/* The byte ranges the call reads or writes in the desc's buffers, as views for
+   clattn_check_aliasing: the seqlens entries (int32[batch], read) and the workspace
+   (workspace_size bytes, written). Absent buffers give absent views. */
+typedef struct desc_buffer_views {
+    clattn_tensor seqlens_q, seqlens_k, workspace;
+    clattn_view   views[3];
+} desc_buffer_views;
+
+static clattn_view buffer_view(const char *name, cl_mem mem, const clattn_mem_info *info,
+                               uint64_t bytes, int output, clattn_tensor *t)
+{
+    clattn_view v = {name, NULL, *info, output};
+    if (!mem || bytes == 0)
+        return v;
+    /* f32 elements covering the bytes (the checks above bound bytes by the buffer's size) */
+    const int64_t words = (int64_t)((bytes + 3) / 4);
+    *t = (clattn_tensor){mem, 0, CLATTN_F32, {1, 1, 1, words}, {words, words, words, 1}};
+    v.t = t;
+    return v;
+}
+
+static void desc_buffers_of(const clattn_forward_args *a, desc_buffer_views *out)
+{
+    const clattn_attention_desc *d = a->desc;
+    const uint64_t seqlens_bytes = 4 * (uint64_t)a->q.t->dims[0];
+    out->views[0] = buffer_view("desc->seqlens_q", d->seqlens_q, &a->seqlens_q, seqlens_bytes, 0,
+                                &out->seqlens_q);
+    out->views[1] = buffer_view("desc->seqlens_k", d->seqlens_k, &a->seqlens_k, seqlens_bytes, 0,
+                                &out->seqlens_k);
+    out->views[2] = buffer_view("desc->workspace", d->workspace, &a->workspace, d->workspace_size,
+                                1, &out->workspace);
+}
+
 /* dims of view must equal those of ref. */
 static clattn_status check_same_dims(const clattn_view *view, const clattn_view *ref)
 {
@@ -309,8 +342,11 @@ clattn_status clattn_validate_forward(const clattn_forward_args *a)
     if ((s = check_output_shapes(a)) || (s = clattn_check_view(&a->out, a->context)) ||
         (a->lse.t && (s = clattn_check_view(&a->lse, a->context))))
         return s;
-    const clattn_view *all[] = {&a->q, &a->k, &a->v, &a->bias, &a->out, &a->lse};
-    return clattn_check_aliasing(all, 6);
+    desc_buffer_views desc_views;
+    desc_buffers_of(a, &desc_views);
+    const clattn_view *all[] = {&a->q, &a->k, &a->v, &a->bias, &a->out, &a->lse,
+                                &desc_views.views[0], &desc_views.views[1], &desc_views.views[2]};
+    return clattn_check_aliasing(all, 9);
 }
 
 /* A gradient view: present, with the dims of the tensor it is the gradient of. */
@@ -342,9 +378,12 @@ clattn_status clattn_validate_backward(const clattn_backward_args *a)
     if (a->dk.t->dtype != a->dq.t->dtype || a->dv.t->dtype != a->dq.t->dtype)
         return clattn_fail(INVALID, "dq.dtype=%d, dk.dtype=%d, dv.dtype=%d: the gradients share "
                            "one dtype", (int)a->dq.t->dtype, (int)a->dk.t->dtype, (int)a->dv.t->dtype);
+    desc_buffer_views desc_views;
+    desc_buffers_of(f, &desc_views);
     const clattn_view *all[] = {&f->q, &f->k, &f->v, &f->bias, &f->out, &f->lse,
-                                &a->dout, &a->dq, &a->dk, &a->dv};
-    return clattn_check_aliasing(all, 10);
+                                &a->dout, &a->dq, &a->dk, &a->dv,
+                                &desc_views.views[0], &desc_views.views[1], &desc_views.views[2]};
+    return clattn_check_aliasing(all, 13);
 }
 
 
