@@ -632,3 +632,155 @@ void test_forward_vs_reference(const clattn_attention_desc *desc, const int64_t 
     for (int i = 0; i < 4; i++)
         tt_free(all[i]);
 }
+
+/* ---- the backward ------------------------------------------------------------------------- */
+
+double test_grad_tolerance(clattn_dtype grad_dtype, clattn_dtype out_dtype)
+{
+    double tol = TOL_F32_GRAD;
+    if (grad_dtype == CLATTN_F16)
+        tol += TOL_GRAD_STORE_F16;
+    else if (grad_dtype == CLATTN_BF16)
+        tol += TOL_GRAD_STORE_BF16;
+    if (out_dtype == CLATTN_F16)
+        tol += TOL_GRAD_OUT_F16;
+    else if (out_dtype == CLATTN_BF16)
+        tol += TOL_GRAD_OUT_BF16;
+    return tol;
+}
+
+ref_params test_ref_params_of(const clattn_attention_desc *d)
+{
+    return ref_params_of(d);
+}
+
+static double *dense_of(const test_tensor *like, int64_t d3, ref_tensor *view)
+{
+    const int64_t *n = like->view.dims;
+    size_t count = (size_t)(n[0] * n[1] * n[2] * d3);
+    double *data = malloc((count ? count : 1) * sizeof(double));
+    cr_assert_not_null(data, "no host memory for the reference");
+    *view = ref_tensor_dense(data, n[0], n[1], n[2], d3);
+    return data;
+}
+
+void test_reference_backward_of(ref_params p, const test_tensor *q, const test_tensor *k,
+                                const test_tensor *v, const test_tensor *dout,
+                                const test_tensor *bias, test_grads *g)
+{
+    double *stores[5] = {NULL, NULL, NULL, NULL, NULL};
+    ref_tensor rq = tt_to_ref(q, &stores[0]), rk = tt_to_ref(k, &stores[1]),
+               rv = tt_to_ref(v, &stores[2]), rd = tt_to_ref(dout, &stores[3]), rb;
+    if (bias) {
+        rb = tt_to_ref(bias, &stores[4]);
+        p.bias = &rb;
+    }
+    memset(g, 0, sizeof *g);
+    g->dq_data = dense_of(q, q->view.dims[3], &g->dq);
+    g->dk_data = dense_of(k, k->view.dims[3], &g->dk);
+    g->dv_data = dense_of(v, v->view.dims[3], &g->dv);
+    cr_assert_eq(ref_attention_backward(&p, &rq, &rk, &rv, &rd, &g->dq, &g->dk, &g->dv, NULL),
+                 0, "reference backward refused");
+    for (int i = 0; i < 5; i++)
+        free(stores[i]);
+}
+
+void test_grads_free(test_grads *g)
+{
+    free(g->dq_data);
+    free(g->dk_data);
+    free(g->dv_data);
+    memset(g, 0, sizeof *g);
+}
+
+void test_grad_zero_rows(const ref_params *p, int64_t B, int64_t Hq, int64_t Hkv, int64_t Sq,
+                         int64_t Sk, unsigned char **q_rows, unsigned char **kv_rows)
+{
+    unsigned char *qr = malloc((size_t)(B * Hq * Sq) + 1), *kr = malloc((size_t)(B * Hkv * Sk) + 1);
+    cr_assert(qr && kr);
+    memset(qr, 1, (size_t)(B * Hq * Sq));
+    memset(kr, 1, (size_t)(B * Hkv * Sk));
+    const ref_tensor *bias = p->bias;
+    int64_t group = Hq / Hkv;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t sq_b = ref_seq_q(p, b, Sq), sk_b = ref_seq_k(p, b, Sk);
+        if (sq_b < 0 || sq_b > Sq || sk_b < 0 || sk_b > Sk) {
+            memset(qr + b * Hq * Sq, 0, (size_t)(Hq * Sq));
+            memset(kr + b * Hkv * Sk, 0, (size_t)(Hkv * Sk));
+            continue;
+        }
+        for (int64_t h = 0; h < Hq; h++)
+            for (int64_t i = 0; i < sq_b; i++)
+                for (int64_t j = 0; j < sk_b; j++) {
+                    if (!ref_key_visible(p, sq_b, sk_b, i, j))
+                        continue;
+                    if (bias && *ref_at(bias, bias->dims[0] == 1 ? 0 : b,
+                                        bias->dims[1] == 1 ? 0 : h,
+                                        bias->dims[2] == 1 ? 0 : i, j) == -INFINITY)
+                        continue;
+                    qr[(b * Hq + h) * Sq + i] = 0;
+                    kr[(b * Hkv + h / group) * Sk + j] = 0;
+                }
+    }
+    *q_rows = qr;
+    *kv_rows = kr;
+}
+
+cmp_result compare_grad(const test_tensor *got, const ref_tensor *want,
+                        const unsigned char *zero_rows)
+{
+    cmp_result r = cmp_none();
+    const int64_t *n = want->dims;
+    for (int a = 0; a < 4; a++)
+        cr_assert_eq(got->view.dims[a], n[a], "compare_grad: dims[%d] differ", a);
+    double scale = 0.0;
+    for (int64_t b = 0; b < n[0]; b++)
+        for (int64_t h = 0; h < n[1]; h++)
+            for (int64_t s = 0; s < n[2]; s++)
+                for (int64_t d = 0; d < n[3]; d++) {
+                    double w = *ref_at(want, b, h, s, d);
+                    if (isfinite(w) && fabs(w) > scale)
+                        scale = fabs(w);
+                }
+    if (scale < TOL_ROW_FLOOR)
+        scale = TOL_ROW_FLOOR;
+    for (int64_t b = 0; b < n[0]; b++)
+        for (int64_t h = 0; h < n[1]; h++)
+            for (int64_t s = 0; s < n[2]; s++) {
+                int zero = zero_rows && zero_rows[(b * n[1] + h) * n[2] + s];
+                for (int64_t d = 0; d < n[3]; d++) {
+                    double w = *ref_at(want, b, h, s, d), g = tt_get(got, b, h, s, d);
+                    int hard = 0;
+                    double err = 0.0;
+                    if (zero) {
+                        cr_assert_eq(w, 0.0, "compare_grad: the reference is %g at [%ld,%ld,"
+                                     "%ld,%ld], a row the contract says is 0", w, (long)b,
+                                     (long)h, (long)s, (long)d);
+                        hard = g != 0.0;
+                    } else if (isnan(w) || isnan(g))
+                        hard = !(isnan(w) && isnan(g));
+                    else if (isinf(w) || isinf(g))
+                        hard = g != w;
+                    else
+                        err = fabs(g - w) / scale;
+                    note(&r, err, hard, b, h, s, d, g, w);
+                }
+                r.rows++;
+            }
+    return r;
+}
+
+void tt_fill_outside(test_tensor *t, double x)
+{
+    unsigned char *mask = tt_view_mask(t);
+    size_t es = dtype_size(t->view.dtype);
+    size_t start = t->view.offset % es;
+    for (size_t e = start; e + es <= t->bytes; e += es) {
+        int inside = 0;
+        for (size_t i = 0; i < es; i++)
+            inside |= mask[e + i];
+        if (!inside)
+            store_element(t->host + e, t->view.dtype, x);
+    }
+    free(mask);
+}

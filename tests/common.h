@@ -196,4 +196,60 @@ void test_reference_of(ref_params p, const test_tensor *q, const test_tensor *k,
 void test_forward_vs_reference(const clattn_attention_desc *desc, const int64_t qd[4],
                                const int64_t kd[4], char *plan, size_t plan_size);
 
+/* ---- the backward ------------------------------------------------------------------------- */
+
+/* Gradients: max |got - ref| over the whole tensor / max(max |ref| over its finite elements,
+   TOL_ROW_FLOOR). f32 gradients from f32 out/dout (q, k, v in any dtype: the reference reads
+   the same rounded inputs). The forward's out tolerance: the backward forms delta = dout . out
+   from the forward's out (and P from its lse), so it cannot be held tighter than the forward;
+   on PoCL the worst measured is 1.6e-6 (S=300), about 12x under it. */
+#define TOL_F32_GRAD 2e-5
+/* A gradient stored in 16 bits adds its rounding: half an ulp of the largest element
+   (f16 2^-11 = 4.9e-4, bf16 2^-8 = 3.9e-3), with margin. */
+#define TOL_GRAD_STORE_F16 1e-3
+#define TOL_GRAD_STORE_BF16 8e-3
+/* out (and dout) stored in 16 bits: delta_i = dout_i . out_i is formed from the rounded out,
+   and its rounding error (relative 2^-11 / 2^-8 of |dout| |out|) moves every dS_ij of the row
+   by P_ij times it. */
+#define TOL_GRAD_OUT_F16 1e-3
+#define TOL_GRAD_OUT_BF16 8e-3
+
+/* The tolerance of a gradient stored in grad_dtype, computed from out/dout in out_dtype. */
+double test_grad_tolerance(clattn_dtype grad_dtype, clattn_dtype out_dtype);
+
+/* The reference parameters of a desc: scale, masks, softcap, dropout (not bias or seqlens,
+   which live on the device: set p.bias / p.seqlens_q / p.seqlens_k yourself). */
+ref_params test_ref_params_of(const clattn_attention_desc *d);
+
+/* The reference gradients of host tensors, dense arrays viewed by dq, dk, dv. */
+typedef struct test_grads {
+    double *dq_data, *dk_data, *dv_data;
+    ref_tensor dq, dk, dv;
+} test_grads;
+
+/* ref_attention_backward of host tensors q, k, v, dout (bias, if not NULL, is set as p.bias)
+   into g (free with test_grads_free). Asserts the reference accepts the shapes. */
+void test_reference_backward_of(ref_params p, const test_tensor *q, const test_tensor *k,
+                                const test_tensor *v, const test_tensor *dout,
+                                const test_tensor *bias, test_grads *g);
+void test_grads_free(test_grads *g);
+
+/* Which gradient rows the contract says are exactly 0: q_rows[(b*Hq + h)*Sq + i] = 1 when no
+   key takes part in query row i (padding row, no visible key, or every visible key -INFINITY
+   in p->bias); kv_rows[(b*Hkv + g)*Sk + j] = 1 when key j takes part in no row of the heads of
+   group g. Batches whose seqlens entry is outside [0, dim] get 0 (they are NaN instead).
+   The caller frees both. */
+void test_grad_zero_rows(const ref_params *p, int64_t B, int64_t Hq, int64_t Hkv, int64_t Sq,
+                         int64_t Sk, unsigned char **q_rows, unsigned char **kv_rows);
+
+/* A gradient (host copy) against its reference: |got - ref| / max(max |ref| over the tensor's
+   finite elements, TOL_ROW_FLOOR); NaN exactly where the reference has NaN; Inf is a hard
+   mismatch unless equal; rows with zero_rows[(b*H + h)*S + s] (NULL: none) must be exactly 0. */
+cmp_result compare_grad(const test_tensor *got, const ref_tensor *want,
+                        const unsigned char *zero_rows);
+
+/* Every element slot outside the view (element-aligned, not in the view) gets x stored in the
+   tensor's dtype; bytes of a partial slot at the end stay canary. */
+void tt_fill_outside(test_tensor *t, double x);
+
 #endif

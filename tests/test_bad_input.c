@@ -3,7 +3,9 @@
    a non-empty clattn_last_error() naming the argument, *event == NULL, no byte of any buffer
    changed (after clFinish), and a valid call on the same context still succeeds, matches the
    reference and leaves clattn_last_error() == "".
-   Also the pointer and n checks of clattn_attention_backward and clattn_attention_merge. */
+   Also the pointer and n checks of clattn_attention_backward (then a valid backward that
+   matches the reference; the backward's other checks are in test_backward.c) and
+   clattn_attention_merge. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
@@ -534,6 +536,9 @@ Test(bad_input, backward_pointers)
     int64_t qd[4] = {B, HQ, SQ, D}, kd[4] = {B, HKV, SK, D}, vd[4] = {B, HKV, SK, DV};
     int64_t od[4] = {B, HQ, SQ, DV};
     tt_init(&dout, CLATTN_F32, od, &LAYOUT_BHSD);
+    test_rng rng;
+    rng_seed(&rng, 515);
+    tt_fill_random(&dout, &rng, -1, 1);
     tt_init(&dq, CLATTN_F32, qd, &LAYOUT_BHSD);
     tt_init(&dk, CLATTN_F32, kd, &LAYOUT_BHSD);
     tt_init(&dv, CLATTN_F32, vd, &LAYOUT_BHSD);
@@ -553,11 +558,11 @@ Test(bad_input, backward_pointers)
         {"k", offsetof(bwd_args, k), "k"},
         {"v", offsetof(bwd_args, v), "v"},
         {"out", offsetof(bwd_args, out), "out"},
-        {"dout", offsetof(bwd_args, dout), NULL},
+        {"dout", offsetof(bwd_args, dout), "dout"},
         {"lse", offsetof(bwd_args, lse), "lse"},
-        {"dq", offsetof(bwd_args, dq), NULL},
-        {"dk", offsetof(bwd_args, dk), NULL},
-        {"dv", offsetof(bwd_args, dv), NULL},
+        {"dq", offsetof(bwd_args, dq), "dq"},
+        {"dk", offsetof(bwd_args, dk), "dk"},
+        {"dv", offsetof(bwd_args, dv), "dv"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bwd_args a = valid;
@@ -583,20 +588,42 @@ Test(bad_input, backward_pointers)
                                                  valid.dq, valid.dk, valid.dv, 1, NULL, &ev);
     expect_rejected(&f, "backward num_wait 1, wait_list NULL", st, ev,
                     CLATTN_ERROR_INVALID_ARGUMENT, -1, "wait_list");
-    /* all valid: not an argument error (UNSUPPORTED until backward exists) */
+    /* all valid, with out and lse from the forward: succeeds, returns an event, clears the
+       last error and writes the reference's gradients */
+    call a;
+    call_init(&a, &f);
+    TEST_CHECK_STATUS(call_run(&a, NULL), "the forward before the valid backward");
     ev = NULL;
     st = clattn_attention_backward(valid.ctx, valid.desc, valid.q, valid.k, valid.v, valid.out,
                                    valid.dout, valid.lse, valid.dq, valid.dk, valid.dv, 0, NULL,
                                    &ev);
     cr_log_info("backward with valid arguments: %s: %s", clattn_status_string(st),
                 clattn_last_error());
-    cr_expect(st == CLATTN_SUCCESS || st == CLATTN_ERROR_UNSUPPORTED,
-              "backward with valid arguments: %s (%s)", clattn_status_string(st),
-              clattn_last_error());
-    if (ev) {
-        clWaitForEvents(1, &ev);
-        clReleaseEvent(ev);
+    cr_assert_eq(st, CLATTN_SUCCESS, "backward with valid arguments: %s (%s)",
+                 clattn_status_string(st), clattn_last_error());
+    cr_expect_str_empty(clattn_last_error(), "after a success: \"%s\"", clattn_last_error());
+    cr_assert_not_null(ev, "backward with valid arguments: no event");
+    cr_assert_eq(clWaitForEvents(1, &ev), CL_SUCCESS);
+    clReleaseEvent(ev);
+    tt_download(&dq);
+    tt_download(&dk);
+    tt_download(&dv);
+    ref_params p;
+    ref_params_init(&p);
+    test_grads want;
+    test_reference_backward_of(p, &f.q, &f.k, &f.v, &dout, NULL, &want);
+    const test_tensor *got[3] = {&dq, &dk, &dv};
+    const ref_tensor *ref[3] = {&want.dq, &want.dk, &want.dv};
+    const char *names[3] = {"dq", "dk", "dv"};
+    for (int g = 0; g < 3; g++) {
+        char buf[200];
+        cmp_result r = compare_grad(got[g], ref[g], NULL);
+        cr_log_info("backward with valid arguments: %s %s", names[g],
+                    cmp_describe(&r, buf, sizeof buf));
+        cr_expect(r.worst <= TOL_F32_GRAD && r.hard == 0, "backward with valid arguments: %s %s",
+                  names[g], buf);
     }
+    test_grads_free(&want);
     tt_free(&dout);
     tt_free(&dq);
     tt_free(&dk);

@@ -1,6 +1,7 @@
 /* The f32 forward against the f64 reference: shapes, head dims, layouts, scale, causal masks,
-   GQA/MQA, windows, lse, rows without keys, NaN rules, canaries around outputs, events; and
-   the features that this version must refuse with CLATTN_ERROR_UNSUPPORTED.
+   GQA/MQA, windows, lse, rows without keys, NaN rules, canaries around outputs, events; a
+   backward after the forward; and the features that this version must refuse with
+   CLATTN_ERROR_UNSUPPORTED.
 
    Each test sweeps many cases in one process (one context, kernels built once); it logs the
    worst error of its sweep and asserts it under TOL_F32_OUT / TOL_F32_LSE (common.h). Input
@@ -918,12 +919,15 @@ Test(forward, waits_for_a_user_event, .timeout = 120)
     sweep_report(&s, "waits_for_a_user_event");
 }
 
-/* ---- features this version refuses ------------------------------------------------------- */
+/* ---- the backward after the forward; UNFUSED refused ------------------------------------- */
 
-Test(forward, backward_is_unsupported_and_writes_nothing)
+Test(forward, backward_after_forward_writes_the_gradients)
 {
-    /* The backward pass is a later feature; until then: CLATTN_ERROR_UNSUPPORTED, a message,
-       no event, nothing written, never a wrong answer, and the context keeps working. */
+    /* The backward with the forward's out and lse: AUTO and FUSED succeed, complete their
+       event, clear the last error and write gradients that match the reference (the full
+       feature sweep is test_backward.c); UNFUSED has no backward in this version:
+       CLATTN_ERROR_UNSUPPORTED, a message, no event, nothing written. Either way the context
+       keeps working. */
     fwd_case c = mk(2, 2, 1, 9, 13, 16, 16);
     fwd_run r;
     fwd_build(&r, &c);
@@ -940,39 +944,70 @@ Test(forward, backward_is_unsupported_and_writes_nothing)
     rng_seed(&rng, 77);
     tt_init(&dout, CLATTN_F32, od, &LAYOUT_BHSD);
     tt_fill_random(&dout, &rng, -1.0, 1.0);
-    tt_init(&dq, CLATTN_F32, qd, &LAYOUT_BHSD);
-    tt_init(&dk, CLATTN_F32, kd, &LAYOUT_BHSD);
-    tt_init(&dv, CLATTN_F32, vd, &LAYOUT_BHSD);
+    tt_init(&dq, CLATTN_F32, qd, &LAYOUT_BHSD_PADDED);
+    tt_init(&dk, CLATTN_F32, kd, &LAYOUT_BHSD_PADDED);
+    tt_init(&dv, CLATTN_F32, vd, &LAYOUT_BHSD_PADDED);
     tt_upload(&dout, CL_MEM_READ_ONLY);
     tt_upload(&dq, CL_MEM_READ_WRITE);
     tt_upload(&dk, CL_MEM_READ_WRITE);
     tt_upload(&dv, CL_MEM_READ_WRITE);
+    ref_params p;
+    params_of(&c, &p);
+    test_grads want;
+    test_reference_backward_of(p, &r.q, &r.k, &r.v, &dout, NULL, &want);
     const clattn_algo bwd_algos[] = {CLATTN_ALGO_AUTO, CLATTN_ALGO_FUSED, CLATTN_ALGO_UNFUSED};
     for (size_t i = 0; i < sizeof bwd_algos / sizeof bwd_algos[0]; i++) {
         clattn_attention_desc d;
         desc_of(&c, &d);
         d.algo = bwd_algos[i];
+        buf_fill_canary(dq.view.buffer);
+        buf_fill_canary(dk.view.buffer);
+        buf_fill_canary(dv.view.buffer);
         cl_event ev = (cl_event)&ev;
         clattn_status st = clattn_attention_backward(test_ctx(), &d, &r.q.view, &r.k.view,
                                                      &r.v.view, &r.out.view, &dout.view,
                                                      &r.lse.view, &dq.view, &dk.view, &dv.view,
                                                      0, NULL, &ev);
-        cr_expect_eq(st, CLATTN_ERROR_UNSUPPORTED, "backward (algo %d): got %s (%s)",
-                     (int)bwd_algos[i], clattn_status_string(st), clattn_last_error());
-        cr_expect_str_not_empty(clattn_last_error(), "backward: no message");
         cr_log_info("backward (algo %d): %s: %s", (int)bwd_algos[i], clattn_status_string(st),
                     clattn_last_error());
-        cr_expect_null(ev, "backward: *event not cleared on failure");
-        if (st == CLATTN_SUCCESS && ev)
-            wait_event(ev);
         size_t first;
-        cr_expect(buf_canary_intact(dq.view.buffer, &first), "backward: dq written (%zu)",
-                  first);
-        cr_expect(buf_canary_intact(dk.view.buffer, &first), "backward: dk written (%zu)",
-                  first);
-        cr_expect(buf_canary_intact(dv.view.buffer, &first), "backward: dv written (%zu)",
-                  first);
+        if (bwd_algos[i] == CLATTN_ALGO_UNFUSED) {
+            cr_expect_eq(st, CLATTN_ERROR_UNSUPPORTED, "backward (UNFUSED): got %s (%s)",
+                         clattn_status_string(st), clattn_last_error());
+            cr_expect_str_not_empty(clattn_last_error(), "backward (UNFUSED): no message");
+            cr_expect_null(ev, "backward (UNFUSED): *event not cleared on failure");
+            if (st == CLATTN_SUCCESS && ev)
+                wait_event(ev);
+            cr_expect(buf_canary_intact(dq.view.buffer, &first),
+                      "backward (UNFUSED): dq written (%zu)", first);
+            cr_expect(buf_canary_intact(dk.view.buffer, &first),
+                      "backward (UNFUSED): dk written (%zu)", first);
+            cr_expect(buf_canary_intact(dv.view.buffer, &first),
+                      "backward (UNFUSED): dv written (%zu)", first);
+            continue;
+        }
+        cr_assert_eq(st, CLATTN_SUCCESS, "backward (algo %d): %s (%s)", (int)bwd_algos[i],
+                     clattn_status_string(st), clattn_last_error());
+        cr_expect_str_empty(clattn_last_error(), "backward: last error after success: %s",
+                            clattn_last_error());
+        wait_event(ev);
+        tt_download(&dq);
+        tt_download(&dk);
+        tt_download(&dv);
+        const test_tensor *got[3] = {&dq, &dk, &dv};
+        const ref_tensor *ref[3] = {&want.dq, &want.dk, &want.dv};
+        const char *names[3] = {"dq", "dk", "dv"};
+        for (int g = 0; g < 3; g++) {
+            char buf[200];
+            cmp_result cg = compare_grad(got[g], ref[g], NULL);
+            cr_expect(cg.worst <= TOL_F32_GRAD && cg.hard == 0, "backward (algo %d): %s %s",
+                      (int)bwd_algos[i], names[g], cmp_describe(&cg, buf, sizeof buf));
+            size_t bad = tt_outside_damage(got[g], &first);
+            cr_expect_eq(bad, 0, "backward (algo %d): %zu bytes around %s changed (first %zu)",
+                         (int)bwd_algos[i], bad, names[g], first);
+        }
     }
+    test_grads_free(&want);
     tt_free(&dout);
     tt_free(&dq);
     tt_free(&dk);
@@ -983,9 +1018,9 @@ Test(forward, backward_is_unsupported_and_writes_nothing)
     sweep_init(&s);
     buf_fill_canary(r.out.view.buffer);
     buf_fill_canary(r.lse.view.buffer);
-    TEST_CHECK_STATUS(fwd_call(&r, &c, 1, 0, NULL, NULL), "valid call after the refused backward");
+    TEST_CHECK_STATUS(fwd_call(&r, &c, 1, 0, NULL, NULL), "forward after the backward calls");
     cr_assert_str_empty(clattn_last_error());
     fwd_check(&r, &c, 1, &s);
-    sweep_report(&s, "valid call after the refused backward");
+    sweep_report(&s, "forward after the backward calls");
     fwd_free(&r);
 }

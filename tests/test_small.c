@@ -2,9 +2,10 @@
  * Small forward shapes that cover every branch of the fused and split-KV kernels: several query
  * blocks and key tiles, partial last tiles, causal with both alignments and Sq < Sk and Sq > Sk
  * (empty rows), windows, GQA/MQA, D != Dv, odd head dims, strided views with offsets, f16 and
- * bf16 storage, softcap, a broadcast bias with -inf entries, seqlens, dropout. Small enough to run
- * under oclgrind (tests/oclgrind.sh), which checks every memory access and looks for races; on
- * PoCL it is a fast smoke test of the same cases.
+ * bf16 storage, softcap, a broadcast bias with -inf entries, seqlens, dropout; and two backward
+ * cases (f16 everywhere with bias and dropout; f32 with a window, softcap and seqlens). Small
+ * enough to run under oclgrind (tests/oclgrind.sh), which checks every memory access and looks
+ * for races; on PoCL it is a fast smoke test of the same cases.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -167,4 +168,156 @@ Test(small, every_kernel_branch_matches_reference)
                 cmp_describe(&worst_out, a, sizeof a), cmp_describe(&worst_lse, b, sizeof b));
     cr_assert(worst_out.worst <= TOL_F32_OUT && worst_out.hard == 0, "out: %s", a);
     cr_assert(worst_lse.worst <= TOL_F32_LSE && worst_lse.hard == 0, "lse: %s", b);
+}
+
+/* ---- the backward ------------------------------------------------------------------------- */
+
+typedef struct small_bwd_case {
+    int64_t b, hq, hkv, sq, sk, d, dv;
+    int causal;
+    clattn_mask_align align;
+    int64_t window_left, window_right;
+    clattn_dtype dtype;        /* q, k, v */
+    clattn_dtype out_dtype;    /* out and dout */
+    clattn_dtype grad_dtype;   /* dq, dk, dv */
+    float softcap;
+    int bias;                  /* 1: [1, Hq, Sq, Sk] with -inf entries (make_bias) */
+    int seqlens;               /* 1: seqlens_q = Sq - 2 + b, seqlens_k = Sk - 3 + b */
+    float dropout_p;
+} small_bwd_case;
+
+/* Tiny: both kernels (dk/dv over key blocks, dq over query blocks) with partial blocks, GQA
+   sums, causal with rows and keys that see nothing, bias with -inf, dropout, f16 storage of
+   every tensor; and f32 with a window, softcap and padded batches. */
+static const small_bwd_case bwd_cases[] = {
+    {1, 2, 1, 7, 9, 8, 8, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, CLATTN_F16, CLATTN_F16,
+     CLATTN_F16, 0.0f, 1, 0, 0.25f},
+    {2, 2, 1, 9, 5, 8, 5, 1, CLATTN_ALIGN_TOP_LEFT, 2, -1, CLATTN_F32, CLATTN_F32, CLATTN_F32,
+     3.0f, 0, 1, 0.0f},
+};
+
+static void run_bwd_case(const small_bwd_case *c, size_t index, cmp_result *worst)
+{
+    const int64_t qd[4] = {c->b, c->hq, c->sq, c->d}, kd[4] = {c->b, c->hkv, c->sk, c->d},
+                  vd[4] = {c->b, c->hkv, c->sk, c->dv}, od[4] = {c->b, c->hq, c->sq, c->dv},
+                  ld[4] = {c->b, c->hq, c->sq, 1};
+    test_tensor q, k, v, out, dout, lse, dq, dk, dv, bias;
+    test_rng rng;
+    rng_seed(&rng, 0xb0c0 + index);
+    tt_init(&q, c->dtype, qd, &LAYOUT_BHSD);
+    tt_init(&k, c->dtype, kd, &LAYOUT_BSHD_PADDED);
+    tt_init(&v, c->dtype, vd, &LAYOUT_BHSD);
+    tt_init(&out, c->out_dtype, od, &LAYOUT_BHSD);
+    tt_init(&dout, c->out_dtype, od, &LAYOUT_BHSD);
+    tt_init(&lse, CLATTN_F32, ld, &LAYOUT_BHSD);
+    tt_init(&dq, c->grad_dtype, qd, &LAYOUT_BHSD_PADDED);
+    tt_init(&dk, c->grad_dtype, kd, &LAYOUT_BSHD_PADDED);
+    tt_init(&dv, c->grad_dtype, vd, &LAYOUT_SBHD_PADDED);
+    tt_fill_random(&q, &rng, -2.0, 2.0);
+    tt_fill_random(&k, &rng, -2.0, 2.0);
+    tt_fill_random(&v, &rng, -1.0, 2.0);
+    tt_fill_random(&dout, &rng, -1.0, 1.0);
+    test_tensor *inputs[] = {&q, &k, &v, &dout};
+    for (int i = 0; i < 4; i++)
+        tt_upload(inputs[i], CL_MEM_READ_ONLY);
+    test_tensor *outputs[] = {&out, &lse, &dq, &dk, &dv};
+    for (int i = 0; i < 5; i++)
+        tt_upload(outputs[i], CL_MEM_READ_WRITE);
+
+    clattn_attention_desc desc;
+    clattn_attention_desc_init(&desc);
+    desc.causal = c->causal;
+    desc.align = c->align;
+    desc.window_left = c->window_left;
+    desc.window_right = c->window_right;
+    desc.softcap = c->softcap;
+    desc.dropout_p = c->dropout_p;
+    desc.dropout_seed = 0xd00d0000feedull + index;
+    desc.dropout_offset = 3 + index;
+    if (c->bias) {
+        small_case shape = {.hq = c->hq, .sq = c->sq, .sk = c->sk, .dtype = c->dtype};
+        make_bias(&shape, &bias, &rng);
+        desc.bias = &bias.view;
+    }
+    int32_t seqlens_q[2], seqlens_k[2];
+    for (int b = 0; b < 2; b++) {
+        seqlens_q[b] = (int32_t)(c->sq - 2 + b);
+        seqlens_k[b] = (int32_t)(c->sk - 3 + b);
+    }
+    cl_mem lengths_q = NULL, lengths_k = NULL;
+    if (c->seqlens) {
+        lengths_q = buf_new(CL_MEM_READ_ONLY, sizeof seqlens_q, seqlens_q);
+        lengths_k = buf_new(CL_MEM_READ_ONLY, sizeof seqlens_k, seqlens_k);
+        desc.seqlens_q = lengths_q;
+        desc.seqlens_k = lengths_k;
+    }
+    TEST_CHECK_STATUS(clattn_attention_forward(test_ctx(), &desc, &q.view, &k.view, &v.view,
+                                               &out.view, &lse.view, 0, NULL, NULL),
+                      "forward");
+    TEST_CHECK_STATUS(clattn_attention_backward(test_ctx(), &desc, &q.view, &k.view, &v.view,
+                                                &out.view, &dout.view, &lse.view, &dq.view,
+                                                &dk.view, &dv.view, 0, NULL, NULL),
+                      "backward");
+    tt_download(&dq);
+    tt_download(&dk);
+    tt_download(&dv);
+
+    ref_params p = test_ref_params_of(&desc);
+    if (c->seqlens) {
+        p.seqlens_q = seqlens_q;
+        p.seqlens_k = seqlens_k;
+    }
+    test_grads want;
+    test_reference_backward_of(p, &q, &k, &v, &dout, c->bias ? &bias : NULL, &want);
+    double *bias_store = NULL;
+    ref_tensor rb;
+    if (c->bias) {
+        rb = tt_to_ref(&bias, &bias_store);
+        p.bias = &rb;
+    }
+    unsigned char *zq, *zkv;
+    test_grad_zero_rows(&p, c->b, c->hq, c->hkv, c->sq, c->sk, &zq, &zkv);
+    const test_tensor *got[3] = {&dq, &dk, &dv};
+    const ref_tensor *ref[3] = {&want.dq, &want.dk, &want.dv};
+    const unsigned char *zero[3] = {zq, zkv, zkv};
+    const char *names[3] = {"dq", "dk", "dv"};
+    double tol = test_grad_tolerance(c->grad_dtype, c->out_dtype);
+    for (int g = 0; g < 3; g++) {
+        char buf[256];
+        cmp_result r = compare_grad(got[g], ref[g], zero[g]);
+        cr_expect(r.worst <= tol && r.hard == 0, "backward case %zu: %s %s (tolerance %g)",
+                  index, names[g], cmp_describe(&r, buf, sizeof buf), tol);
+        cr_expect_eq(tt_outside_damage(got[g], NULL), 0,
+                     "backward case %zu: bytes outside the %s view were written", index,
+                     names[g]);
+        /* scaled to the f32 tolerance, as the forward cases above do for 16-bit outputs */
+        r.worst *= TOL_F32_GRAD / tol;
+        cmp_merge(worst, &r);
+    }
+    free(zq);
+    free(zkv);
+    free(bias_store);
+    test_grads_free(&want);
+    for (int i = 0; i < 4; i++)
+        tt_free(inputs[i]);
+    for (int i = 0; i < 5; i++)
+        tt_free(outputs[i]);
+    if (c->bias)
+        tt_free(&bias);
+    if (lengths_q) {
+        clReleaseMemObject(lengths_q);
+        clReleaseMemObject(lengths_k);
+    }
+}
+
+Test(small, backward_matches_reference)
+{
+    cmp_result worst = cmp_none();
+    for (size_t i = 0; i < sizeof bwd_cases / sizeof bwd_cases[0]; i++)
+        run_bwd_case(&bwd_cases[i], i, &worst);
+    char a[256];
+    cr_log_info("%zu backward cases: worst gradient (scaled to the f32 tolerance %g) %s",
+                sizeof bwd_cases / sizeof bwd_cases[0], TOL_F32_GRAD,
+                cmp_describe(&worst, a, sizeof a));
+    cr_assert(worst.worst <= TOL_F32_GRAD && worst.hard == 0, "gradients: %s", a);
 }
