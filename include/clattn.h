@@ -225,8 +225,9 @@ CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
    is outside [0, dim]. dq, dk, dv may not alias each other or any input.
    Deterministic (no atomics: the same inputs give the same bits) and O(S) memory: two kernels,
    one over key blocks (dk, dv) and one over query blocks (dq), each recomputing the scores;
-   no workspace. algo AUTO and FUSED run head dims 1..256; larger head dims, UNFUSED and
-   SPLIT_KV give CLATTN_ERROR_UNSUPPORTED in this version. */
+   no workspace. algo AUTO and FUSED run head dims 1..1024 (over 256, fewer rows per
+   work-item); larger head dims, UNFUSED and SPLIT_KV give CLATTN_ERROR_UNSUPPORTED in this
+   version. */
 CLATTN_API clattn_status clattn_attention_backward(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,

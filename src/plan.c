@@ -20,8 +20,9 @@
  *     cut to the device's limits, and to one warp when there are few rows (decode);
  *   - block_n = the largest of 64, 32, 16, 8, 4 whose tiles fill at most half of local memory
  *     (two work-groups per compute unit), else the largest that fits at all.
- * Head dims are rounded up to a bucket (16, 32, 64, 128, 256) that sizes private arrays and
- * local tiles; the exact dims are runtime arguments, so one program serves a whole bucket.
+ * Head dims are rounded up to a bucket (16, 32, 64, 128, 256; the backward also 512, 1024)
+ * that sizes private arrays and local tiles (on CPUs, rows shrink to keep a work-item's private
+ * rows under 128 KiB); the exact dims are runtime arguments, so one program serves a bucket.
  * A tiling from the tuning database (tunedb.c) replaces the heuristic's when it fits.
  *
  * The backward (clattn_plan_backward) uses the same rules for its two kernels, whose rows are
@@ -39,14 +40,20 @@
 #include <stdio.h>
 #include <string.h>
 
-int clattn_head_dim_bucket(int64_t head_dim)
+/* The smallest bucket (16, 32, 64, ...) holding head_dim, or 0 outside 1..max. */
+static int bucket_up_to(int64_t head_dim, int64_t max)
 {
-    if (head_dim < 1 || head_dim > CLATTN_MAX_FUSED_HEAD_DIM)
+    if (head_dim < 1 || head_dim > max)
         return 0;
     int bucket = 16;
     while (bucket < head_dim)
         bucket *= 2;
     return bucket;
+}
+
+int clattn_head_dim_bucket(int64_t head_dim)
+{
+    return bucket_up_to(head_dim, CLATTN_MAX_FUSED_HEAD_DIM);
 }
 
 size_t clattn_tiling_local_bytes(const clattn_tiling *t)
@@ -89,6 +96,9 @@ static void plan_cpu(const clattn_device_probe *probe, int64_t rows, int64_t tot
     cl_uint width = probe->preferred_vector_width_float;
     t->vec = width >= 16 ? 16 : width >= 8 ? 8 : 4;
     t->rows = pow2_at_least(rows, 32);
+    /* private rows of q/k and v/dout with their accumulators: at most 128 KiB a work-item */
+    while (t->rows > 1 && t->rows * (2 * t->d_pad + 2 * t->dv_pad) > 32768)
+        t->rows /= 2;
     while (t->rows > 4 && total_rows / t->rows < 4 * (int64_t)probe->compute_units)
         t->rows /= 2;
     t->wg = 1;
@@ -132,18 +142,30 @@ static int is_cpu_like(const clattn_device_probe *probe)
     return probe->device_class == CLATTN_DEVICE_CLASS_CPU || !probe->local_mem_dedicated;
 }
 
+/* What the planner needs of a fused kernel: its largest head dim and its local memory. */
+typedef struct kernel_limits {
+    int64_t     max_head_dim;
+    size_t    (*local_bytes)(const clattn_tiling *);
+    const char *too_large;      /* the reason for head dims over max_head_dim */
+} kernel_limits;
+
+static const kernel_limits forward_limits = {CLATTN_MAX_FUSED_HEAD_DIM, clattn_tiling_local_bytes,
+                                             "the fused kernel takes head dims 1..256"};
+static const kernel_limits backward_limits = {CLATTN_MAX_BACKWARD_HEAD_DIM,
+                                              clattn_backward_local_bytes,
+                                              "the backward takes head dims 1..1024"};
+
 /* The rules of the file header for rows (rows of one (batch, kv head); total_rows of the
-   launch) and a kernel whose tiles take local_bytes. */
+   launch) and a kernel with limits k. */
 static clattn_status plan_tiling(const clattn_device_probe *probe, const clattn_problem *problem,
-                                 int64_t rows, int64_t total_rows,
-                                 size_t (*local_bytes)(const clattn_tiling *), clattn_tiling *t,
-                                 char *why, size_t why_size)
+                                 int64_t rows, int64_t total_rows, const kernel_limits *k,
+                                 clattn_tiling *t, char *why, size_t why_size)
 {
     memset(t, 0, sizeof *t);
-    t->d_pad = clattn_head_dim_bucket(problem->head_dim);
-    t->dv_pad = clattn_head_dim_bucket(problem->head_dim_v);
+    t->d_pad = bucket_up_to(problem->head_dim, k->max_head_dim);
+    t->dv_pad = bucket_up_to(problem->head_dim_v, k->max_head_dim);
     if (!t->d_pad || !t->dv_pad) {
-        say(why, why_size, "the fused kernel takes head dims 1..256");
+        say(why, why_size, k->too_large);
         return CLATTN_ERROR_UNSUPPORTED;
     }
     if (is_cpu_like(probe)) {
@@ -152,13 +174,13 @@ static clattn_status plan_tiling(const clattn_device_probe *probe, const clattn_
         t->vec = 4;
         t->rows = 1;
         t->wg = (int)gpu_work_group(probe, rows);
-        if (!gpu_block_n(probe, t, local_bytes)) {
+        if (!gpu_block_n(probe, t, k->local_bytes)) {
             say(why, why_size, "the tiles do not fit the device's local memory");
             return CLATTN_ERROR_UNSUPPORTED;
         }
     }
     t->block_m = t->rows * t->wg;
-    t->local_bytes = local_bytes(t);
+    t->local_bytes = k->local_bytes(t);
     say(why, why_size, is_cpu_like(probe) ? "host-memory device: register blocking, wide vectors"
                                           : "dedicated local memory: staged tiles, one row per work-item");
     return CLATTN_SUCCESS;
@@ -171,7 +193,7 @@ clattn_status clattn_plan_forward(const clattn_device_probe *probe,
     char reason[128];
     clattn_status s = plan_tiling(probe, problem, rows_per_kv_head(problem),
                                   problem->seq_q * problem->heads_q * problem->batch,
-                                  clattn_tiling_local_bytes, t, reason, sizeof reason);
+                                  &forward_limits, t, reason, sizeof reason);
     if (s == CLATTN_SUCCESS && !clattn_tiling_fits(probe, t, why, why_size))
         return CLATTN_ERROR_UNSUPPORTED;
     say(why, why_size, reason);
@@ -195,7 +217,7 @@ clattn_status clattn_plan_backward(const clattn_device_probe *probe, const clatt
     const int64_t dq_rows = problem->seq_q * problem->heads_q * problem->batch;
     const int64_t dkdv_rows = problem->seq_k * problem->heads_kv * problem->batch;
     clattn_status s = plan_tiling(probe, problem, rows, dq_rows < dkdv_rows ? dq_rows : dkdv_rows,
-                                  clattn_backward_local_bytes, t, why, why_size);
+                                  &backward_limits, t, why, why_size);
     if (s != CLATTN_SUCCESS)
         return s;
     if (t->local_bytes > probe->local_mem_size) {

@@ -27,6 +27,7 @@ typedef struct clattn_tiling {
 } clattn_tiling;
 
 #define CLATTN_MAX_FUSED_HEAD_DIM 256
+#define CLATTN_MAX_BACKWARD_HEAD_DIM 1024
 
 /* Smallest compile-time bucket holding head_dim, or 0 if head_dim is outside 1..256. */
 int clattn_head_dim_bucket(int64_t head_dim);
@@ -60,8 +61,8 @@ size_t clattn_backward_local_bytes(const clattn_tiling *t);
 /* The tiling of the backward kernels: the forward's rules (clattn_plan_forward) with block_n
    sized for the backward's tiles (clattn_backward_local_bytes) and, on CPUs, the rows of both
    kernels (the (query, head) rows of dq and the keys of dk/dv) counted. AUTO and FUSED run
-   head dims 1..256; SPLIT_KV, UNFUSED and larger head dims are CLATTN_ERROR_UNSUPPORTED with
-   the reason in why. */
+   head dims 1..CLATTN_MAX_BACKWARD_HEAD_DIM; SPLIT_KV, UNFUSED and larger head dims are
+   CLATTN_ERROR_UNSUPPORTED with the reason in why. */
 clattn_status clattn_plan_backward(const clattn_device_probe *probe, const clattn_problem *problem,
                                    clattn_algo requested, clattn_tiling *tiling, char *why,
                                    size_t why_size);

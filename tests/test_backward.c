@@ -238,6 +238,8 @@ static const bw_case table[] = {
      .dtypes = ONLY_F32 | ONLY_BF16},
     {"D 256 Dv 160 GQA", F_HEAD_DIMS, SHAPE(1, 2, 1, 20, 40, 256, 160),
      .dtypes = ONLY_F32 | ONLY_BF16},
+    {"D 320 Dv 500 causal (backward buckets 512)", F_HEAD_DIMS,
+     SHAPE(1, 2, 1, 17, 23, 320, 500), .causal = 1, .dtypes = ONLY_F32},
 
     /* dropout: the forward and the backward share seed and offset */
     {"dropout 0.25", F_DROPOUT, SHAPE(1, 2, 2, 31, 47, 32, 32), .dropout_p = 0.25f},
@@ -880,6 +882,9 @@ Test(backward, event_and_wait_list, .timeout = 120)
 /* The valid problem: every dim differs, so a message can name the one that is wrong. */
 enum { B = 2, HQ = 4, HKV = 2, SQ = 5, SK = 7, D = 8, DV = 6 };
 
+/* A head dim over the backward's limit (CLATTN_MAX_BACKWARD_HEAD_DIM = 1024). */
+#define WIDE_DIM 1040
+
 typedef struct fixture {
     test_tensor q, k, v, out, lse, dout, dq, dk, dv, bias;
     unsigned char *input_bytes[7];   /* q, k, v, out, lse, dout, bias as the device holds them */
@@ -889,8 +894,8 @@ typedef struct fixture {
     cl_mem wo_dout;     /* CL_MEM_WRITE_ONLY, dout-sized, holding dout */
     cl_mem short_dk;    /* one element smaller than dk needs */
     cl_mem short_lens;  /* 4 bytes: seqlens for one batch of two */
-    test_tensor q320, k320, dq320, dk320;        /* D = 320 */
-    test_tensor v320, out320, dout320, dv320;    /* Dv = 320 */
+    test_tensor q_wide, k_wide, dq_wide, dk_wide;        /* D = WIDE_DIM */
+    test_tensor v_wide, out_wide, dout_wide, dv_wide;    /* Dv = WIDE_DIM */
     test_grads ref;
 } fixture;
 
@@ -973,14 +978,14 @@ static void fixture_init(fixture *f)
     const int32_t one[1] = {SQ};
     f->short_lens = buf_new(CL_MEM_READ_ONLY, sizeof one, one);
 
-    fixture_tensor(&f->q320, CLATTN_F32, B, HQ, SQ, 320, &rng, -1, 1, CL_MEM_READ_ONLY);
-    fixture_tensor(&f->k320, CLATTN_F32, B, HKV, SK, 320, &rng, -1, 1, CL_MEM_READ_ONLY);
-    fixture_tensor(&f->dq320, CLATTN_F32, B, HQ, SQ, 320, NULL, 0, 0, CL_MEM_READ_WRITE);
-    fixture_tensor(&f->dk320, CLATTN_F32, B, HKV, SK, 320, NULL, 0, 0, CL_MEM_READ_WRITE);
-    fixture_tensor(&f->v320, CLATTN_F32, B, HKV, SK, 320, &rng, -1, 1, CL_MEM_READ_ONLY);
-    fixture_tensor(&f->out320, CLATTN_F32, B, HQ, SQ, 320, &rng, -1, 1, CL_MEM_READ_ONLY);
-    fixture_tensor(&f->dout320, CLATTN_F32, B, HQ, SQ, 320, &rng, -1, 1, CL_MEM_READ_ONLY);
-    fixture_tensor(&f->dv320, CLATTN_F32, B, HKV, SK, 320, NULL, 0, 0, CL_MEM_READ_WRITE);
+    fixture_tensor(&f->q_wide, CLATTN_F32, B, HQ, SQ, WIDE_DIM, &rng, -1, 1, CL_MEM_READ_ONLY);
+    fixture_tensor(&f->k_wide, CLATTN_F32, B, HKV, SK, WIDE_DIM, &rng, -1, 1, CL_MEM_READ_ONLY);
+    fixture_tensor(&f->dq_wide, CLATTN_F32, B, HQ, SQ, WIDE_DIM, NULL, 0, 0, CL_MEM_READ_WRITE);
+    fixture_tensor(&f->dk_wide, CLATTN_F32, B, HKV, SK, WIDE_DIM, NULL, 0, 0, CL_MEM_READ_WRITE);
+    fixture_tensor(&f->v_wide, CLATTN_F32, B, HKV, SK, WIDE_DIM, &rng, -1, 1, CL_MEM_READ_ONLY);
+    fixture_tensor(&f->out_wide, CLATTN_F32, B, HQ, SQ, WIDE_DIM, &rng, -1, 1, CL_MEM_READ_ONLY);
+    fixture_tensor(&f->dout_wide, CLATTN_F32, B, HQ, SQ, WIDE_DIM, &rng, -1, 1, CL_MEM_READ_ONLY);
+    fixture_tensor(&f->dv_wide, CLATTN_F32, B, HKV, SK, WIDE_DIM, NULL, 0, 0, CL_MEM_READ_WRITE);
 
     /* out and lse from the forward, once: they are inputs of every backward call below */
     clattn_attention_desc d;
@@ -1000,8 +1005,8 @@ static void fixture_init(fixture *f)
 static void fixture_free(fixture *f)
 {
     test_tensor *all[] = {&f->q, &f->k, &f->v, &f->out, &f->lse, &f->dout, &f->dq, &f->dk,
-                          &f->dv, &f->bias, &f->q320, &f->k320, &f->dq320, &f->dk320,
-                          &f->v320, &f->out320, &f->dout320, &f->dv320};
+                          &f->dv, &f->bias, &f->q_wide, &f->k_wide, &f->dq_wide, &f->dk_wide,
+                          &f->v_wide, &f->out_wide, &f->dout_wide, &f->dv_wide};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tt_free(all[i]);
     cl_mem extra[] = {f->grad_big, f->lse_big, f->ro_dq, f->wo_dout, f->short_dk,
@@ -1017,8 +1022,8 @@ static void fixture_free(fixture *f)
 static void reset_outputs(fixture *f)
 {
     const cl_mem outs[] = {f->dq.view.buffer, f->dk.view.buffer, f->dv.view.buffer,
-                           f->grad_big, f->short_dk, f->dq320.view.buffer,
-                           f->dk320.view.buffer, f->dv320.view.buffer};
+                           f->grad_big, f->short_dk, f->dq_wide.view.buffer,
+                           f->dk_wide.view.buffer, f->dv_wide.view.buffer};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++)
         buf_fill_canary(outs[i]);
 }
@@ -1028,10 +1033,10 @@ static void expect_untouched(const fixture *f, const char *label)
 {
     cr_assert_eq(clFinish(test_queue()), CL_SUCCESS);
     const cl_mem canaried[] = {f->dq.view.buffer, f->dk.view.buffer, f->dv.view.buffer,
-                               f->grad_big, f->short_dk, f->ro_dq, f->dq320.view.buffer,
-                               f->dk320.view.buffer, f->dv320.view.buffer, f->lse_big};
-    const char *names[] = {"dq", "dk", "dv", "grad_big", "short dk", "read-only dq", "dq320",
-                           "dk320", "dv320", "lse_big"};
+                               f->grad_big, f->short_dk, f->ro_dq, f->dq_wide.view.buffer,
+                               f->dk_wide.view.buffer, f->dv_wide.view.buffer, f->lse_big};
+    const char *names[] = {"dq", "dk", "dv", "grad_big", "short dk", "read-only dq", "dq_wide",
+                           "dk_wide", "dv_wide", "lse_big"};
     for (size_t i = 0; i < sizeof canaried / sizeof canaried[0]; i++) {
         size_t first;
         cr_expect(buf_canary_intact(canaried[i], &first), "%s: %s written (byte %zu)", label,
@@ -1206,21 +1211,21 @@ MUTATION(causal_2) { (void)f; a->desc.causal = 2; }
 MUTATION(dropout_one) { (void)f; a->desc.dropout_p = 1.0f; }
 MUTATION(bias_short) { a->desc.bias = &f->bias.view; f->bias.view.dims[3] = SK - 1; }
 MUTATION(seqlens_q_short) { a->desc.seqlens_q = f->short_lens; }
-MUTATION(head_dim_320)
+MUTATION(head_dim_wide)
 {
-    a->q = f->q320.view;
-    a->k = f->k320.view;
-    a->dq = f->dq320.view;
-    a->dk = f->dk320.view;
+    a->q = f->q_wide.view;
+    a->k = f->k_wide.view;
+    a->dq = f->dq_wide.view;
+    a->dk = f->dk_wide.view;
 }
-MUTATION(value_dim_320)
+MUTATION(value_dim_wide)
 {
-    a->v = f->v320.view;
-    a->out = f->out320.view;
-    a->dout = f->dout320.view;
-    a->dv = f->dv320.view;
+    a->v = f->v_wide.view;
+    a->out = f->out_wide.view;
+    a->dout = f->dout_wide.view;
+    a->dv = f->dv_wide.view;
 }
-MUTATION(head_dim_320_fused) { head_dim_320(a, f); a->desc.algo = CLATTN_ALGO_FUSED; }
+MUTATION(head_dim_wide_fused) { head_dim_wide(a, f); a->desc.algo = CLATTN_ALGO_FUSED; }
 MUTATION(wait_list_null) { (void)f; a->num_wait = 1; a->wait_list = NULL; }
 
 #define INVALID CLATTN_ERROR_INVALID_ARGUMENT
@@ -1290,9 +1295,9 @@ static const bad_case backward_cases[] = {
     {"dropout_p 1", dropout_one, INVALID, "desc->dropout_p", NULL},
     {"bias [1,1,1,Sk-1]", bias_short, INVALID, "bias", NULL},
     {"seqlens_q buffer of 1 entry for B=2", seqlens_q_short, TOO_SMALL, "seqlens_q", NULL},
-    {"head dim 320 (AUTO)", head_dim_320, UNSUPPORTED, "320|head", NULL},
-    {"head dim 320 (FUSED)", head_dim_320_fused, UNSUPPORTED, "320|head", NULL},
-    {"value head dim 320", value_dim_320, UNSUPPORTED, "320|head", NULL},
+    {"head dim 1040 (AUTO)", head_dim_wide, UNSUPPORTED, "1040|head", NULL},
+    {"head dim 1040 (FUSED)", head_dim_wide_fused, UNSUPPORTED, "1040|head", NULL},
+    {"value head dim 1040", value_dim_wide, UNSUPPORTED, "1040|head", NULL},
     {"num_wait 1, wait_list NULL", wait_list_null, INVALID, "wait_list", NULL},
 };
 
