@@ -32,21 +32,8 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "ctx is NULL");
     memset(call, 0, sizeof *call);
     clattn_forward_args *f = &call->args.forward;
-    f->desc = desc;
-    f->q = clattn_view_of("q", q, 0);
-    f->k = clattn_view_of("k", k, 0);
-    f->v = clattn_view_of("v", v, 0);
-    f->out = clattn_view_of("out", out, 0);
-    f->lse = clattn_view_of("lse", lse, 0);
-    if (desc) {
-        f->bias = clattn_view_of("bias", desc->bias, 0);
-        f->seqlens_q = clattn_mem_info_of(desc->seqlens_q);
-        f->seqlens_k = clattn_mem_info_of(desc->seqlens_k);
-        f->workspace = clattn_mem_info_of(desc->workspace);
-    }
-    f->num_wait = num_wait;
-    f->wait_list = wait_list;
-    f->context = ctx->cl_ctx;
+    *f = clattn_forward_args_of(ctx->cl_ctx, desc, q, k, v, out, lse, CLATTN_OUT_READ, num_wait,
+                                wait_list);
     call->args.dout = clattn_view_of("dout", dout, 0);
     call->args.dq = clattn_view_of("dq", dq, 1);
     call->args.dk = clattn_view_of("dk", dk, 1);

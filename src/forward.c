@@ -86,26 +86,11 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
 {
     if (!ctx)
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "ctx is NULL");
-    clattn_forward_args *a = &call->args;
     memset(call, 0, sizeof *call);
-    a->desc = desc;
-    a->q = clattn_view_of("q", q, 0);
-    a->k = clattn_view_of("k", k, 0);
-    a->v = clattn_view_of("v", v, 0);
-    if (desc) {
-        a->bias = clattn_view_of("bias", desc->bias, 0);
-        a->seqlens_q = clattn_mem_info_of(desc->seqlens_q);
-        a->seqlens_k = clattn_mem_info_of(desc->seqlens_k);
-        a->workspace = clattn_mem_info_of(desc->workspace);
-    }
-    if (with_outputs) {
-        a->out = clattn_view_of("out", out, 1);
-        a->lse = clattn_view_of("lse", lse, 1);
-    }
-    a->num_wait = num_wait;
-    a->wait_list = wait_list;
-    a->context = ctx->cl_ctx;
-    clattn_status s = clattn_validate_forward(a);
+    call->args = clattn_forward_args_of(ctx->cl_ctx, desc, q, k, v, out, lse,
+                                        with_outputs ? CLATTN_OUT_WRITTEN : CLATTN_OUT_ABSENT,
+                                        num_wait, wait_list);
+    clattn_status s = clattn_validate_forward(&call->args);
     return s == CLATTN_SUCCESS ? plan_call(ctx, call) : s;
 }
 

@@ -56,6 +56,34 @@ clattn_view clattn_view_of(const char *name, const clattn_tensor *t, int output)
     return v;
 }
 
+clattn_forward_args clattn_forward_args_of(cl_context context, const clattn_attention_desc *desc,
+                                           const clattn_tensor *q, const clattn_tensor *k,
+                                           const clattn_tensor *v, const clattn_tensor *out,
+                                           const clattn_tensor *lse, clattn_out_role role,
+                                           cl_uint num_wait, const cl_event *wait_list)
+{
+    clattn_forward_args a;
+    memset(&a, 0, sizeof a);
+    a.desc = desc;
+    a.q = clattn_view_of("q", q, 0);
+    a.k = clattn_view_of("k", k, 0);
+    a.v = clattn_view_of("v", v, 0);
+    if (desc) {
+        a.bias = clattn_view_of("bias", desc->bias, 0);
+        a.seqlens_q = clattn_mem_info_of(desc->seqlens_q);
+        a.seqlens_k = clattn_mem_info_of(desc->seqlens_k);
+        a.workspace = clattn_mem_info_of(desc->workspace);
+    }
+    if (role != CLATTN_OUT_ABSENT) {
+        a.out = clattn_view_of("out", out, role == CLATTN_OUT_WRITTEN);
+        a.lse = clattn_view_of("lse", lse, role == CLATTN_OUT_WRITTEN);
+    }
+    a.num_wait = num_wait;
+    a.wait_list = wait_list;
+    a.context = context;
+    return a;
+}
+
 cl_int clattn_set_view_args(cl_kernel kernel, cl_uint *index, const clattn_tensor *t)
 {
     cl_mem buffer = t ? t->buffer : NULL;
