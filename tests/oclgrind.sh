@@ -7,6 +7,9 @@
 # Exit 77 (meson: skipped) when oclgrind is not installed.
 set -u
 command -v oclgrind >/dev/null 2>&1 || { echo "oclgrind not installed: skipped"; exit 77; }
+# A sanitizer build (tests/sanitizers) checks the host code, which the `small` suite already ran
+# there; oclgrind checks the kernels, in the normal build (and ASan refuses oclgrind's preload).
+[ -z "${CLATTN_TEST_SANITIZED:-}" ] || { echo "sanitizer build: skipped"; exit 77; }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
