@@ -1,5 +1,4 @@
 /* The forward call: validate, plan (FUSED, SPLIT_KV or UNFUSED), and enqueue. */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 

@@ -27,11 +27,11 @@
    each row's own visible keys (slow, only for such inputs). */
 #include "unfused.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "dropout.h"
 #include "fault.h"
+#include "kernel_args.h"
 #include "launch.h"
 #include "log.h"
 #include "plan.h"
@@ -632,7 +632,7 @@ static void run_init(unfused_run *run, clattn_context *ctx, const clattn_forward
     run->ctx = ctx;
     run->args = args;
     plan_chunks(args, &run->plan);
-    double scale = d->scale != 0.0f ? d->scale : 1.0 / sqrt((double)run->plan.dim);
+    const double scale = clattn_score_scale(d, run->plan.dim);
     run->alpha = (cl_float)(d->softcap > 0.0f ? scale / d->softcap : scale * LOG2E);
     run->cap_mult = (cl_float)(d->softcap > 0.0f ? d->softcap * LOG2E : 0.0);
     clattn_storage storage = {args->q.t->dtype, args->out.t->dtype,
