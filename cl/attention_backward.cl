@@ -45,9 +45,10 @@ static float row_delta(__global const out_t *out_row, __global const out_t *dout
    softcap), dp = dout_i . v_j, the query's lse2 = lse log2(e) and delta, the dropout factors w
    and the bias bias2 (times log2(e)):
      p = exp2(softcap(s) + bias2 - lse2),  *pw = p w,  *ds = p (w dp - delta) softcap'(s).
-   Pairs outside `visible`, and queries whose lse is -inf (no key), get exactly 0. */
+   Queries whose lse is -inf (no key) get exactly 0. Pairs a row does not see are not masked
+   here: tile_update never reads them. */
 static void pair_grads(floatv s, floatv dp, floatv lse2, floatv delta, floatv w, floatv bias2,
-                       intv visible, float cap_mult, floatv *pw, floatv *ds)
+                       float cap_mult, floatv *pw, floatv *ds)
 {
     floatv z = s, slope = (floatv)(1.0f);
     if (cap_mult != 0.0f) {
@@ -56,16 +57,9 @@ static void pair_grads(floatv s, floatv dp, floatv lse2, floatv delta, floatv w,
         slope = 1.0f - t * t;
     }
     const floatv p = exp2(z + bias2 - lse2);
-    const intv keep = visible & isgreater(lse2, (floatv)(-INFINITY));
+    const intv keep = isgreater(lse2, (floatv)(-INFINITY));
     *pw = select((floatv)(0.0f), p * w, keep);
     *ds = select((floatv)(0.0f), p * (w * dp - delta) * slope, keep);
-}
-
-/* Which columns c*VEC .. of a tile starting at `first` lie in [lo, hi]. */
-static intv lanes_visible(int first, int c, int lo, int hi, int all_visible)
-{
-    const intv col = (intv)(first + c * VEC) + IOTA;
-    return all_visible ? (intv)(-1) : (col >= lo & col <= hi);
 }
 
 static void backward_setup(__global const int *seqlens_q, __global const int *seqlens_k,
@@ -202,8 +196,7 @@ void attention_backward_dkdv(BACKWARD_ARGS)
                                          : (floatv)(1.0f);
                     floatv pw_c, ds_c;
                     pair_grads(s[r][c], dp[r][c], VLOAD(c, lse2_tile), VLOAD(c, delta_tile), w,
-                               bias2, lanes_visible(i0, c, lo[r], hi[r], all_visible),
-                               bp.cap_mult, &pw_c, &ds_c);
+                               bias2, bp.cap_mult, &pw_c, &ds_c);
                     VSTORE(pw_c, c, pw[r]);
                     VSTORE(ds_c, c, ds[r]);
                 }
@@ -307,8 +300,7 @@ void attention_backward_dq(BACKWARD_ARGS)
                                      : (floatv)(1.0f);
                 floatv pw_c, ds_c;
                 pair_grads(s[r][c], dp[r][c], (floatv)(lse2[r]), (floatv)(delta[r]), w, bias2,
-                           lanes_visible(j0, c, lo[r], hi[r], all_visible), bp.cap_mult, &pw_c,
-                           &ds_c);
+                           bp.cap_mult, &pw_c, &ds_c);
                 VSTORE(ds_c, c, ds[r]);
             }
         }
