@@ -123,7 +123,8 @@ void attention_forward(
             const int rho = rho0 + lid * ROWS + r;
             __global const bias_t *bias_row =
                 bias + (hkv * group + rho % group) * bias_sh + (rho / group) * bias_ss;
-            float tile_max = NEG_BIG;
+            /* lane-wise maximum and sum over the chunks, then one horizontal step each */
+            floatv lanes_max = (floatv)(NEG_BIG);
             for (int c = 0; c < CHUNKS_N; c++) {
                 s[r][c] = SOFTCAP(s[r][c], cap_mult);
                 if ((flags & ATTENTION_BIAS) && live[r])
@@ -132,20 +133,21 @@ void attention_forward(
                     const intv j = (intv)(j0 + c * VEC) + IOTA;
                     s[r][c] = select((floatv)(NEG_BIG), s[r][c], j >= lo[r] && j <= hi[r]);
                 }
-                tile_max = fmax(tile_max, HMAX(s[r][c]));
+                lanes_max = fmax(lanes_max, s[r][c]);
             }
-            const float m_new = fmax(m[r], tile_max);
+            const float m_new = fmax(m[r], HMAX(lanes_max));
             const float alpha = exp2(m[r] - m_new);
-            float row_sum = 0.0f;
+            floatv lanes_sum = (floatv)(0.0f);
             for (int c = 0; c < CHUNKS_N; c++) {
                 floatv e = exp2(s[r][c] - m_new);
                 if (!full) {
                     const intv j = (intv)(j0 + c * VEC) + IOTA;
                     e = select((floatv)(0.0f), e, j >= lo[r] && j <= hi[r]);
                 }
-                row_sum += HSUM(e);
+                lanes_sum += e;
                 VSTORE(e, c, p[r]);
             }
+            const float row_sum = HSUM(lanes_sum);
             if (flags & ATTENTION_DROPOUT) { /* after the sum: lse is before dropout */
                 const long bh = b * heads_q + hkv * group + rho % group;
                 for (int n = 0; n < BLOCK_N; n++)

@@ -51,7 +51,7 @@ static int chunks_of(int dim)
 /* Staging of rows first .. first+count-1 of a [seq, dim] slice with row stride ss, scaled by
    mult, for elements of type elem_t loaded with LOAD:
      stage_transposed_*: tile[d][n] for d < dim (BLOCK_N per d);
-     stage_rows_*:       tile[n][d] with pitch `pitch`, d up to dim rounded up to VEC.
+     stage_rows_*:       tile[n][d] for d < pitch (the whole row: see tile_update).
    Slots past count and elements past dim are 0, so every vector the products read is set. */
 #define DEFINE_STAGING(suffix, elem_t, LOAD)                                                     \
     static void stage_transposed_##suffix(__local float *tile, __global const elem_t *x,        \
@@ -67,10 +67,9 @@ static int chunks_of(int dim)
     static void stage_rows_##suffix(__local float *tile, int pitch, __global const elem_t *x,   \
                                     long ss, int dim, int first, int count, float mult, int lid) \
     {                                                                                            \
-        const int end = chunks_of(dim) * VEC;                                                    \
         for (int n = 0; n < BLOCK_N; n++) {                                                      \
             __global const elem_t *row = x + (long)(first + n) * ss;                             \
-            for (int d = lid; d < end; d += WG)                                                  \
+            for (int d = lid; d < pitch; d += WG)                                                \
                 tile[n * pitch + d] = (n < count && d < dim) ? mult * LOAD(row, d) : 0.0f;       \
         }                                                                                        \
     }
@@ -78,40 +77,104 @@ static int chunks_of(int dim)
 DEFINE_STAGING(qkv, qkv_t, LOAD_QKV)
 DEFINE_STAGING(out, out_t, LOAD_OUT)
 
+/* Register blocks of the two products: ROW_BLOCK rows at a time, so that a block's
+   accumulators (ROW_BLOCK x CHUNKS_N score vectors, ROW_BLOCK x UPDATE_CHUNKS update vectors,
+   16 at most) stay in registers while the inner loop streams the tile; the rows' values are
+   broadcast from private memory. */
+#if ROWS % 4 == 0 && CHUNKS_N <= 4
+#define ROW_BLOCK 4
+#elif ROWS % 2 == 0 && CHUNKS_N <= 8
+#define ROW_BLOCK 2
+#else
+#define ROW_BLOCK 1
+#endif
+#define UPDATE_CHUNKS 4
+
 /* s[r * CHUNKS_N + c] = sum_{d < dim} rows[r * pitch + d] * tile[d][c * VEC ..] for this
    work-item's ROWS private rows and a transposed tile. */
 static void tile_scores(const float *rows, int pitch, __local const float *tile, int dim,
                         floatv *s)
 {
-    for (int r = 0; r < ROWS; r++)
-        for (int c = 0; c < CHUNKS_N; c++)
-            s[r * CHUNKS_N + c] = (floatv)(0.0f);
-    for (int d = 0; d < dim; d++) {
-        for (int c = 0; c < CHUNKS_N; c++) {
-            const floatv t = VLOAD(c, tile + d * BLOCK_N);
-            for (int r = 0; r < ROWS; r++)
-                s[r * CHUNKS_N + c] = fma((floatv)(rows[r * pitch + d]), t, s[r * CHUNKS_N + c]);
+    for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {
+        floatv a[ROW_BLOCK][CHUNKS_N];
+        #pragma unroll
+        for (int r = 0; r < ROW_BLOCK; r++)
+            #pragma unroll
+            for (int c = 0; c < CHUNKS_N; c++)
+                a[r][c] = (floatv)(0.0f);
+        for (int d = 0; d < dim; d++) {
+            floatv t[CHUNKS_N];
+            #pragma unroll
+            for (int c = 0; c < CHUNKS_N; c++)
+                t[c] = VLOAD(c, tile + d * BLOCK_N);
+            #pragma unroll
+            for (int r = 0; r < ROW_BLOCK; r++) {
+                const floatv x = (floatv)(rows[(r0 + r) * pitch + d]);
+                #pragma unroll
+                for (int c = 0; c < CHUNKS_N; c++)
+                    a[r][c] = fma(x, t[c], a[r][c]);
+            }
+        }
+        #pragma unroll
+        for (int r = 0; r < ROW_BLOCK; r++)
+            #pragma unroll
+            for (int c = 0; c < CHUNKS_N; c++)
+                s[(r0 + r) * CHUNKS_N + c] = a[r][c];
+    }
+}
+
+/* One register block of tile_update: rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
+   c0+UPDATE_CHUNKS-1 (those below acc_chunks). With `masked`, columns outside a row's
+   [lo, hi] leave its accumulators as they are. */
+static void update_block(floatv *acc, int acc_chunks, int r0, int c0, const float *g,
+                         __local const float *tile, int pitch, int first, int count,
+                         const int *lo, const int *hi, int masked)
+{
+    floatv a[ROW_BLOCK][UPDATE_CHUNKS];
+    #pragma unroll
+    for (int r = 0; r < ROW_BLOCK; r++)
+        #pragma unroll
+        for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
+            a[r][c] = acc[(r0 + r) * acc_chunks + c0 + c];
+    for (int n = 0; n < count; n++) {
+        floatv t[UPDATE_CHUNKS];
+        #pragma unroll
+        for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
+            t[c] = VLOAD(c0 + c, tile + n * pitch);
+        #pragma unroll
+        for (int r = 0; r < ROW_BLOCK; r++) {
+            const int col = first + n;
+            if (masked && (col < lo[r0 + r] || col > hi[r0 + r]))
+                continue;
+            const floatv x = (floatv)(g[(r0 + r) * BLOCK_N + n]);
+            #pragma unroll
+            for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
+                a[r][c] = fma(x, t[c], a[r][c]);
         }
     }
+    #pragma unroll
+    for (int r = 0; r < ROW_BLOCK; r++)
+        #pragma unroll
+        for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
+            acc[(r0 + r) * acc_chunks + c0 + c] = a[r][c];
 }
 
 /* acc[r * acc_chunks + c] += g[r * BLOCK_N + n] * tile[n][c * VEC ..] for chunks c < chunks,
    over the count staged columns n whose index first + n lies in row r's visible interval
-   [lo[r], hi[r]] (every column when all_visible). */
+   [lo[r], hi[r]] (every column when all_visible). Chunks are taken UPDATE_CHUNKS at a time,
+   so the tile's rows must be staged (zeros past the data) up to chunks rounded up to
+   UPDATE_CHUNKS, or to acc_chunks. */
 static void tile_update(floatv *acc, int acc_chunks, int chunks, const float *g,
                         __local const float *tile, int pitch, int first, int count,
                         const int *lo, const int *hi, int all_visible)
 {
-    for (int c = 0; c < chunks; c++) {
-        for (int n = 0; n < count; n++) {
-            const floatv t = VLOAD(c, tile + n * pitch);
-            const int col = first + n;
-            for (int r = 0; r < ROWS; r++)
-                if (all_visible || (col >= lo[r] && col <= hi[r]))
-                    acc[r * acc_chunks + c] = fma((floatv)(g[r * BLOCK_N + n]), t,
-                                                  acc[r * acc_chunks + c]);
+    for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)
+        for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {
+            if (all_visible)
+                update_block(acc, acc_chunks, r0, c0, g, tile, pitch, first, count, lo, hi, 0);
+            else
+                update_block(acc, acc_chunks, r0, c0, g, tile, pitch, first, count, lo, hi, 1);
         }
-    }
 }
 
 /* 1 when every column first .. first+BLOCK_N-1 is visible to every live row of this

@@ -7,12 +7,16 @@
  *
  * CPU (PoCL and other host-memory devices; local memory is ordinary RAM and a work-group runs
  *   as a loop on one core):
- *   - register blocking wins: rows = 32 query rows per work-item share every staged K and V
- *     tile (measured on PoCL, B=1 H=16 S=1024 D=64: 8 rows 91 ms, 16 rows 73 ms, 32 rows
- *     65 ms); fewer when there are fewer rows (the next power of two >= Sq, so decode wastes
- *     nothing) or when that would leave under 4 work-groups per compute unit;
+ *   - register blocking wins: rows = 64 query rows per work-item share every staged K and V
+ *     tile, whose staging (K transposed: scattered stores) costs as much as a sixth of the
+ *     time (measured on PoCL, B=1 H=16 S=1024 D=64 f32, block_n 64: 16 rows 60 GFLOP/s, 32
+ *     rows 108, 64 rows 132, 128 rows 135 with twice the private memory); fewer when there are
+ *     fewer rows (the next power of two >= Sq, so decode wastes nothing) or when that would
+ *     leave under 4 work-groups per compute unit;
  *   - vec = the device's preferred float width (16 with AVX-512, 8 with AVX2), at least 4;
- *   - block_n = 2 * vec keys (with 32 rows, 16 and 64 were slower);
+ *   - block_n = 4 * vec keys: the products run in register blocks of 4 rows x 4 vectors
+ *     (cl/tiles.cl), and longer tiles spread the softmax's per-tile work (with 32 rows and
+ *     vec 16: block_n 32 79 GFLOP/s, 64 108, 128 85);
  *   - wg = 1: no barrier cost, and one work-group per rows x head is plenty of parallelism.
  * GPU and other devices (dedicated local memory, SIMT):
  *   - one row per work-item (registers are per lane), vec = 4;
@@ -95,14 +99,14 @@ static void plan_cpu(const clattn_device_probe *probe, int64_t rows, int64_t tot
 {
     cl_uint width = probe->preferred_vector_width_float;
     t->vec = width >= 16 ? 16 : width >= 8 ? 8 : 4;
-    t->rows = pow2_at_least(rows, 32);
+    t->rows = pow2_at_least(rows, 64);
     /* private rows of q/k and v/dout with their accumulators: at most 128 KiB a work-item */
     while (t->rows > 1 && t->rows * (2 * t->d_pad + 2 * t->dv_pad) > 32768)
         t->rows /= 2;
     while (t->rows > 4 && total_rows / t->rows < 4 * (int64_t)probe->compute_units)
         t->rows /= 2;
     t->wg = 1;
-    t->block_n = 2 * t->vec;
+    t->block_n = 4 * t->vec;
 }
 
 static size_t gpu_work_group(const clattn_device_probe *probe, int64_t rows)

@@ -15,9 +15,9 @@ static const char builtin_table[] =
     CLATTN_TUNEDB_HEADER "\n"
     "# PoCL 3.1 on 2 cores of an AVX-512 EPYC (CI machines): B=1 H=16 S=1024\n"
     "Portable Computing Language|pthread-skylake-avx512-Intel(R) Xeon(R) Processor|3.1+debian\t"
-    "forward\tf32\t64\t64\t0\tprefill\t32\t1\t32\t16\n"
+    "forward\tf32\t64\t64\t0\tprefill\t64\t1\t64\t16\n"
     "Portable Computing Language|pthread-skylake-avx512-Intel(R) Xeon(R) Processor|3.1+debian\t"
-    "forward\tf32\t64\t64\t1\tprefill\t32\t1\t32\t16\n";
+    "forward\tf32\t64\t64\t1\tprefill\t64\t1\t64\t16\n";
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 
