@@ -84,6 +84,8 @@ typedef CLATTN_CAT(STORAGE_, GRAD_TYPE) grad_t;
 typedef float floatv;
 typedef int intv;
 #define VLOAD(i, p)     ((p)[(i)])
+#define VLOAD_F16(i, p) vload_half((i), (p))
+#define VLOAD_BF16(i, p) as_float((uint)(p)[(i)] << 16)
 #define VSTORE(x, i, p) ((p)[(i)] = (x))
 #define IOTA            0
 #define HSUM(x)         (x)
@@ -92,6 +94,8 @@ typedef int intv;
 typedef float2 floatv;
 typedef int2 intv;
 #define VLOAD(i, p)     vload2((i), (p))
+#define VLOAD_F16(i, p) vload_half2((i), (p))
+#define VLOAD_BF16(i, p) as_float2(convert_uint2(vload2((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore2((x), (i), (p))
 #define IOTA            ((int2)(0, 1))
 #define HSUM(x)         HSUM2(x)
@@ -100,6 +104,8 @@ typedef int2 intv;
 typedef float4 floatv;
 typedef int4 intv;
 #define VLOAD(i, p)     vload4((i), (p))
+#define VLOAD_F16(i, p) vload_half4((i), (p))
+#define VLOAD_BF16(i, p) as_float4(convert_uint4(vload4((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore4((x), (i), (p))
 #define IOTA            ((int4)(0, 1, 2, 3))
 #define HSUM(x)         HSUM4(x)
@@ -108,6 +114,8 @@ typedef int4 intv;
 typedef float8 floatv;
 typedef int8 intv;
 #define VLOAD(i, p)     vload8((i), (p))
+#define VLOAD_F16(i, p) vload_half8((i), (p))
+#define VLOAD_BF16(i, p) as_float8(convert_uint8(vload8((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore8((x), (i), (p))
 #define IOTA            ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
 #define HSUM(x)         HSUM8(x)
@@ -116,6 +124,8 @@ typedef int8 intv;
 typedef float16 floatv;
 typedef int16 intv;
 #define VLOAD(i, p)     vload16((i), (p))
+#define VLOAD_F16(i, p) vload_half16((i), (p))
+#define VLOAD_BF16(i, p) as_float16(convert_uint16(vload16((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore16((x), (i), (p))
 #define IOTA            ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
 #define HSUM(x)         HSUM16(x)
@@ -123,6 +133,11 @@ typedef int16 intv;
 #else
 #error "VEC must be 1, 2, 4, 8 or 16"
 #endif
+#define VLOAD_F32(i, p) VLOAD(i, p)
+
+/* VEC consecutive elements (vector i) of a storage type, as floats. */
+#define VLOAD_QKV(i, p) CLATTN_CAT(VLOAD_, QKV_TYPE)(i, p)
+#define VLOAD_OUT(i, p) CLATTN_CAT(VLOAD_, OUT_TYPE)(i, p)
 
 /* ---- the mask ---------------------------------------------------------------------------- */
 

@@ -49,33 +49,56 @@ static int chunks_of(int dim)
 }
 
 /* Staging of rows first .. first+count-1 of a [seq, dim] slice with row stride ss, scaled by
-   mult, for elements of type elem_t loaded with LOAD:
+   mult, for elements of type elem_t loaded with LOAD (one) and VLOADX (VEC at a time):
      stage_transposed_*: tile[d][n] for d < dim (BLOCK_N per d);
      stage_rows_*:       tile[n][d] for d < pitch (the whole row: see tile_update).
-   Slots past count and elements past dim are 0, so every vector the products read is set. */
-#define DEFINE_STAGING(suffix, elem_t, LOAD)                                                     \
+   Slots past count and elements past dim are 0, so every vector the products read is set.
+   Rows are read VEC elements at a time (vector loads and conversions), in memory order, the
+   work-group's work-items taking consecutive vectors. */
+#define DEFINE_STAGING(suffix, elem_t, LOAD, VLOADX)                                             \
     static void stage_transposed_##suffix(__local float *tile, __global const elem_t *x,        \
                                           long ss, int dim, int first, int count, float mult,   \
                                           int lid)                                               \
     {                                                                                            \
-        for (int n = 0; n < BLOCK_N; n++) {                                                      \
-            __global const elem_t *row = x + (long)(first + n) * ss;                             \
-            for (int d = lid; d < dim; d += WG)                                                  \
-                tile[d * BLOCK_N + n] = n < count ? mult * LOAD(row, d) : 0.0f;                  \
+        const int whole = dim / VEC, per_row = max(whole, 1);                                    \
+        /* vector c of row n, c fastest: each work-item steps WG vectors on (dn rows, dc) */    \
+        const int dn = WG / per_row, dc = WG % per_row;                                         \
+        for (int n = lid / per_row, c = lid % per_row; whole > 0 && n < BLOCK_N;) {              \
+            float lane[VEC];                                                                     \
+            VSTORE(n < count ? mult * VLOADX(c, x + (long)(first + n) * ss) : (floatv)(0.0f), 0, \
+                   lane);                                                                        \
+            _Pragma("unroll") for (int e = 0; e < VEC; e++)                                      \
+                tile[(c * VEC + e) * BLOCK_N + n] = lane[e];                                     \
+            n += dn + (c + dc >= whole);                                                         \
+            c = c + dc >= whole ? c + dc - whole : c + dc;                                       \
+        }                                                                                        \
+        for (int t = lid; t < (dim - whole * VEC) * BLOCK_N; t += WG) {                          \
+            const int n = t % BLOCK_N, d = whole * VEC + t / BLOCK_N;                            \
+            tile[d * BLOCK_N + n] = n < count ? mult * LOAD(x + (long)(first + n) * ss, d) : 0.0f; \
         }                                                                                        \
     }                                                                                            \
     static void stage_rows_##suffix(__local float *tile, int pitch, __global const elem_t *x,   \
                                     long ss, int dim, int first, int count, float mult, int lid) \
     {                                                                                            \
-        for (int n = 0; n < BLOCK_N; n++) {                                                      \
+        const int chunks = pitch / VEC, whole = dim / VEC;                                       \
+        for (int t = lid; t < BLOCK_N * chunks; t += WG) {                                       \
+            const int n = t / chunks, c = t % chunks;                                            \
             __global const elem_t *row = x + (long)(first + n) * ss;                             \
-            for (int d = lid; d < pitch; d += WG)                                                \
-                tile[n * pitch + d] = (n < count && d < dim) ? mult * LOAD(row, d) : 0.0f;       \
+            floatv val = (floatv)(0.0f);                                                         \
+            if (n < count && c < whole) {                                                        \
+                val = mult * VLOADX(c, row);                                                     \
+            } else if (n < count && c * VEC < dim) {                                             \
+                float lane[VEC];                                                                 \
+                for (int e = 0; e < VEC; e++)                                                    \
+                    lane[e] = c * VEC + e < dim ? mult * LOAD(row, c * VEC + e) : 0.0f;          \
+                val = VLOAD(0, lane);                                                            \
+            }                                                                                    \
+            VSTORE(val, c, tile + n * pitch);                                                    \
         }                                                                                        \
     }
 
-DEFINE_STAGING(qkv, qkv_t, LOAD_QKV)
-DEFINE_STAGING(out, out_t, LOAD_OUT)
+DEFINE_STAGING(qkv, qkv_t, LOAD_QKV, VLOAD_QKV)
+DEFINE_STAGING(out, out_t, LOAD_OUT, VLOAD_OUT)
 
 /* Register blocks of the two products: ROW_BLOCK rows at a time, so that a block's
    accumulators (ROW_BLOCK x CHUNKS_N score vectors, ROW_BLOCK x UPDATE_CHUNKS update vectors,
@@ -125,10 +148,12 @@ static void tile_scores(const float *rows, int pitch, __local const float *tile,
 
 /* One register block of tile_update: rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
    c0+UPDATE_CHUNKS-1 (those below acc_chunks). With `masked`, columns outside a row's
-   [lo, hi] leave its accumulators as they are. */
-static void update_block(floatv *acc, int acc_chunks, int r0, int c0, const float *g,
-                         __local const float *tile, int pitch, int first, int count,
-                         const int *lo, const int *hi, int masked)
+   [lo, hi] leave its accumulators as they are (inlined, so each call gets its own loop). */
+__attribute__((always_inline)) static void update_block(floatv *acc, int acc_chunks, int r0,
+                                                        int c0, const float *g,
+                                                        __local const float *tile, int pitch,
+                                                        int first, int count, const int *lo,
+                                                        const int *hi, int masked)
 {
     floatv a[ROW_BLOCK][UPDATE_CHUNKS];
     #pragma unroll
