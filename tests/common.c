@@ -3,10 +3,16 @@
 
 #include <criterion/criterion.h>
 
+#include <errno.h>
 #include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- context ----------------------------------------------------------------------------- */
 
@@ -48,6 +54,123 @@ cl_command_queue test_queue(void)
 cl_context test_cl_context(void)
 {
     return clattn_context_cl_context(test_ctx());
+}
+
+/* ---- the library's log ------------------------------------------------------------------ */
+
+char test_log[TEST_LOG_SIZE];
+
+void test_log_capture(int level, const char *msg, void *user)
+{
+    (void)level;
+    (void)user;
+    size_t used = strlen(test_log);
+    snprintf(test_log + used, sizeof test_log - used, "%s\n", msg);
+}
+
+void test_log_start(void)
+{
+    test_log[0] = '\0';
+    clattn_set_log_callback(test_log_capture, NULL);
+}
+
+int test_logged(const char *needle)
+{
+    return strstr(test_log, needle) != NULL;
+}
+
+/* ---- a driver that deadlocks on a command released by its wait list ---------------------- */
+
+/* The child of test_gated_command_deadlocks(): its own context on the test device, a marker
+   held by a user event, then the event set. Writes 'R' once the marker is queued and flushed,
+   'D' once it has completed; exits 2 on any error. Never returns. */
+static void gate_probe_child(int fd)
+{
+    const char *selector = getenv("CLATTN_TEST_DEVICE");
+    clattn_context *ctx = NULL;
+    if (clattn_context_create(selector && *selector ? selector : NULL, &ctx) != CLATTN_SUCCESS)
+        _exit(2);
+    cl_command_queue queue = clattn_context_queue(ctx);
+    cl_int err;
+    cl_event gate = clCreateUserEvent(clattn_context_cl_context(ctx), &err), done = NULL;
+    if (err != CL_SUCCESS || clEnqueueMarkerWithWaitList(queue, 1, &gate, &done) != CL_SUCCESS ||
+        clFlush(queue) != CL_SUCCESS || write(fd, "R", 1) != 1)
+        _exit(2);
+    if (clSetUserEventStatus(gate, CL_COMPLETE) != CL_SUCCESS ||
+        clWaitForEvents(1, &done) != CL_SUCCESS || write(fd, "D", 1) != 1)
+        _exit(2);
+    _exit(0);
+}
+
+/* The next byte from fd: the byte, -1 at end of file or on an error, 0 after ms milliseconds. */
+static int read_byte_within(int fd, long ms)
+{
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (ms % 1000) * 1000000L;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = (end.tv_sec - now.tv_sec) * 1000L + (end.tv_nsec - now.tv_nsec) / 1000000L;
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {fd, POLLIN, 0};
+        int n = poll(&p, 1, (int)(left > 60000 ? 60000 : left));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            continue;
+        unsigned char b;
+        ssize_t got = read(fd, &b, 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        return got == 1 ? b : -1;
+    }
+}
+
+const char *test_gated_command_deadlocks(void)
+{
+    static int probed;
+    static char why[512];
+    if (probed)
+        return why[0] ? why : NULL;
+    if (g_ctx) {
+        /* forking a process whose OpenCL runtime has started (its threads are not in the
+           child) would make the probe meaningless: do without it */
+        cr_log_warn("test_gated_command_deadlocks: called after test_ctx(); not probed");
+        return NULL;
+    }
+    probed = 1;
+    int fds[2];
+    if (pipe(fds) != 0)
+        return NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        gate_probe_child(fds[1]);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return NULL;
+    }
+    /* the context may take long to make (a loaded machine): only the release is timed */
+    enum { READY_MS = 60000, RELEASE_MS = 10000 };
+    if (read_byte_within(fds[0], READY_MS) == 'R' && read_byte_within(fds[0], RELEASE_MS) == 0)
+        snprintf(why, sizeof why,
+                 "this OpenCL driver deadlocks when a queued command is released by the "
+                 "completion of its wait list (a marker held by a user event did not complete "
+                 "within %d s of clSetUserEventStatus, in a child process). PoCL 3.1's basic "
+                 "device does that: pocl_basic_notify runs the released command while it holds "
+                 "the command's event lock, and pocl_update_event_running takes it again "
+                 "(pocl/pocl#1177)", RELEASE_MS / 1000);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(fds[0]);
+    return why[0] ? why : NULL;
 }
 
 /* ---- deterministic random numbers (splitmix64) ------------------------------------------ */

@@ -42,6 +42,34 @@ cl_context test_cl_context(void);
     cr_assert_eq((st), CLATTN_SUCCESS, "%s: %s: %s", (what), clattn_status_string(st),     \
                  clattn_last_error())
 
+/* ---- the library's log ------------------------------------------------------------------ */
+
+/* What the library logged since test_log_start(): each line followed by '\n', cut short when
+   the buffer is full. */
+#define TEST_LOG_SIZE 65536
+extern char test_log[TEST_LOG_SIZE];
+
+/* The log callback that appends a line to test_log (a test's own callback may call it). */
+void test_log_capture(int level, const char *msg, void *user);
+
+/* Empty test_log and make test_log_capture the library's log callback. */
+void test_log_start(void);
+
+/* Whether test_log holds needle. */
+int test_logged(const char *needle);
+
+/* ---- a driver that deadlocks on a command released by its wait list ---------------------- */
+
+/* NULL, or why the test device's driver deadlocks when a queued command is released by the
+   completion of its wait list (PoCL 3.1's basic device: pocl/pocl#1177). That hangs a test
+   that sets a user event some call waits on, and one where threads enqueue on one queue at
+   once (a command queued behind another thread's running command is released that way).
+   Measured, not guessed from the device's name: a forked child makes its own context on the
+   test device and sets a user event that a marker waits on; no completion within 10 s of that
+   is the deadlock, and the child is killed. Call it before this process's first OpenCL call
+   (test_ctx()): after that it does not probe and returns NULL. The answer is kept. */
+const char *test_gated_command_deadlocks(void);
+
 /* ---- deterministic random numbers -------------------------------------------------------- */
 
 typedef struct test_rng {

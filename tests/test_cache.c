@@ -26,29 +26,6 @@
 
 #include "common.h"
 
-/* ---- log capture ------------------------------------------------------------------------- */
-
-static char captured[65536];
-
-static void capture(int level, const char *msg, void *user)
-{
-    (void)level;
-    (void)user;
-    size_t used = strlen(captured);
-    snprintf(captured + used, sizeof captured - used, "%s\n", msg);
-}
-
-static void start_capture(void)
-{
-    captured[0] = '\0';
-    clattn_set_log_callback(capture, NULL);
-}
-
-static int logged(const char *needle)
-{
-    return strstr(captured, needle) != NULL;
-}
-
 /* ---- a fresh cache directory ------------------------------------------------------------- */
 
 static char cache_root[256];
@@ -113,17 +90,18 @@ Test(cache, cold_build_then_warm_hit)
 {
     make_root();
     setenv("CLATTN_CACHE_DIR", cache_root, 1);
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("kernel cache: built"), "cold start should build; log:\n%s", captured);
+    cr_assert(test_logged("kernel cache: built"), "cold start should build; log:\n%s", test_log);
     char paths[4][512];
     cr_assert_eq(list_entries(cache_root, paths, 4), 1, "one entry after one program");
     cr_assert_gt(file_size(paths[0]), 48);
 
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("kernel cache: hit"), "warm start should load the entry; log:\n%s", captured);
-    cr_assert_not(logged("kernel cache: built"), "warm start rebuilt; log:\n%s", captured);
+    cr_assert(test_logged("kernel cache: hit"), "warm start should load the entry; log:\n%s",
+              test_log);
+    cr_assert_not(test_logged("kernel cache: built"), "warm start rebuilt; log:\n%s", test_log);
 }
 
 /* How an entry is damaged. */
@@ -173,19 +151,20 @@ Test(cache, every_bad_entry_is_rebuilt)
 
     for (int how = 0; how < DAMAGE_COUNT; how++) {
         apply_damage(paths[0], (damage)how);
-        start_capture();
+        test_log_start();
         forward_matches_reference();
-        cr_assert(logged("rebuilding") && logged("kernel cache: built"),
-                  "%s entry should be rebuilt; log:\n%s", damage_names[how], captured);
-        cr_assert_not(logged("kernel cache: hit"), "%s entry was used; log:\n%s",
-                      damage_names[how], captured);
+        cr_assert(test_logged("rebuilding") && test_logged("kernel cache: built"),
+                  "%s entry should be rebuilt; log:\n%s", damage_names[how], test_log);
+        cr_assert_not(test_logged("kernel cache: hit"), "%s entry was used; log:\n%s",
+                      damage_names[how], test_log);
         cr_assert_eq(file_size(paths[0]), good_size, "%s: entry not rewritten whole",
                      damage_names[how]);
 
-        start_capture();
+        test_log_start();
         forward_matches_reference();
-        cr_assert(logged("kernel cache: hit"), "after %s the rewritten entry should hit; log:\n%s",
-                  damage_names[how], captured);
+        cr_assert(test_logged("kernel cache: hit"),
+                  "after %s the rewritten entry should hit; log:\n%s", damage_names[how],
+                  test_log);
     }
 }
 
@@ -195,9 +174,9 @@ Test(cache, off_writes_nothing)
     setenv("CLATTN_CACHE_DIR", "off", 1);
     setenv("XDG_CACHE_HOME", cache_root, 1);
     setenv("HOME", cache_root, 1);
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("kernel cache: off"), "log:\n%s", captured);
+    cr_assert(test_logged("kernel cache: off"), "log:\n%s", test_log);
     /* (the OpenCL implementation may keep its own cache there; clattn's folders must not exist) */
     char dir[512];
     struct stat st;
@@ -234,9 +213,9 @@ Test(cache, unwritable_directory_still_computes)
     cr_assert_not_null(f);
     fclose(f);
     setenv("CLATTN_CACHE_DIR", file, 1); /* a regular file where the directory should be */
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("cannot store"), "log:\n%s", captured);
+    cr_assert(test_logged("cannot store"), "log:\n%s", test_log);
 }
 
 /* ---- faults of the directory ------------------------------------------------------------- */
@@ -260,16 +239,16 @@ Test(cache, missing_directory_is_made)
     char dir[512], paths[4][512];
     snprintf(dir, sizeof dir, "%s/not/there/yet", cache_root);
     setenv("CLATTN_CACHE_DIR", dir, 1);
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("no entry; rebuilding") && logged("kernel cache: stored"),
+    cr_assert(test_logged("no entry; rebuilding") && test_logged("kernel cache: stored"),
               "a missing directory should be a miss, then made and stored into; log:\n%s",
-              captured);
+              test_log);
     cr_assert_eq(list_entries(dir, paths, 4), 1, "expected the entry in the new %s", dir);
 
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("kernel cache: hit"), "log:\n%s", captured);
+    cr_assert(test_logged("kernel cache: hit"), "log:\n%s", test_log);
 }
 
 /* 1 if a file can be made in dir (it is removed again). */
@@ -324,21 +303,21 @@ Test(cache, read_only_directory)
 
     /* an existing valid entry in a read-only directory is used */
     if (read_only) {
-        start_capture();
+        test_log_start();
         forward_matches_reference();
-        cr_assert(logged("kernel cache: hit"), "read-only entry not used; log:\n%s", captured);
-        cr_assert_not(logged("kernel cache: built"), "log:\n%s", captured);
+        cr_assert(test_logged("kernel cache: hit"), "read-only entry not used; log:\n%s", test_log);
+        cr_assert_not(test_logged("kernel cache: built"), "log:\n%s", test_log);
     }
 
     /* a miss in a read-only directory: built, the store fails, the result is right; twice */
     setenv("CLATTN_CACHE_DIR", empty, 1);
     for (int round = 0; round < 2; round++) {
-        start_capture();
+        test_log_start();
         forward_matches_reference();
-        cr_assert(logged("no entry; rebuilding") && logged("kernel cache: built") &&
-                      logged("cannot store"),
-                  "round %d in %s; log:\n%s", round, empty, captured);
-        cr_assert_not(logged("kernel cache: stored"), "log:\n%s", captured);
+        cr_assert(test_logged("no entry; rebuilding") && test_logged("kernel cache: built") &&
+                      test_logged("cannot store"),
+                  "round %d in %s; log:\n%s", round, empty, test_log);
+        cr_assert_not(test_logged("kernel cache: stored"), "log:\n%s", test_log);
     }
     chmod(dir, 0755);
     if (read_only) {
@@ -357,7 +336,7 @@ static int fsize_limited;
 
 static void capture_under_full_disk(int level, const char *msg, void *user)
 {
-    capture(level, msg, user);
+    test_log_capture(level, msg, user);
     if (strstr(msg, "kernel cache: built")) {
         fsize_limited = setrlimit(RLIMIT_FSIZE, &fsize_small) == 0;
     } else if (strstr(msg, "kernel cache: stored") || strstr(msg, "kernel cache: cannot store")) {
@@ -383,32 +362,32 @@ Test(cache, full_disk)
     cr_assert(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
     setenv("CLATTN_CACHE_DIR", full, 1);
     for (int round = 0; round < 2; round++) {
-        captured[0] = '\0';
+        test_log[0] = '\0';
         fsize_limited = 0;
         clattn_set_log_callback(capture_under_full_disk, NULL);
         forward_matches_reference();
-        clattn_set_log_callback(capture, NULL);
+        clattn_set_log_callback(test_log_capture, NULL);
         struct rlimit now;
         cr_assert(getrlimit(RLIMIT_FSIZE, &now) == 0 && now.rlim_cur == fsize_old.rlim_cur,
-                  "the limit was not lifted after the store; log:\n%s", captured);
+                  "the limit was not lifted after the store; log:\n%s", test_log);
         cr_assert(fsize_limited, "setrlimit: %s", strerror(errno));
-        cr_assert(logged("kernel cache: built") && logged("cannot store") &&
-                      logged(strerror(EFBIG)),
-                  "round %d: the failed write should be logged; log:\n%s", round, captured);
-        cr_assert_not(logged("kernel cache: stored"), "log:\n%s", captured);
+        cr_assert(test_logged("kernel cache: built") && test_logged("cannot store") &&
+                      test_logged(strerror(EFBIG)),
+                  "round %d: the failed write should be logged; log:\n%s", round, test_log);
+        cr_assert_not(test_logged("kernel cache: stored"), "log:\n%s", test_log);
         cr_assert_eq(list_entries(full, paths, 4), 0, "a partial entry was left");
         cr_assert_eq(count_files(full, ".tmp."), 0, "a temporary file was left");
     }
 
     /* space again: stored whole, then used */
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("kernel cache: stored"), "log:\n%s", captured);
+    cr_assert(test_logged("kernel cache: stored"), "log:\n%s", test_log);
     cr_assert_eq(list_entries(full, paths, 4), 1);
     cr_assert_eq(file_size(paths[0]), entry_size);
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("kernel cache: hit"), "log:\n%s", captured);
+    cr_assert(test_logged("kernel cache: hit"), "log:\n%s", test_log);
 }
 
 /* ---- two processes build the same entry at once ------------------------------------------ */
@@ -419,16 +398,7 @@ Test(cache, full_disk)
    status: 0 right, 1 wrong, 2 failed, 3 no device. The child writes a byte to ready_fd once it
    has its context (or has failed), then waits on go_fd, so that both children reach the cache
    at the same moment. */
-static char child_log[65536];
 static int child_ready;
-
-static void child_capture(int level, const char *msg, void *user)
-{
-    (void)level;
-    (void)user;
-    size_t used = strlen(child_log);
-    snprintf(child_log + used, sizeof child_log - used, "%s\n", msg);
-}
 
 static int child_forward(const char *log_path, int ready_fd, int go_fd)
 {
@@ -451,8 +421,7 @@ static int child_forward(const char *log_path, int ready_fd, int go_fd)
     if (ref_attention_forward(&p, &rq, &rk, &rv, &ro, NULL) != 0)
         return 2;
 
-    child_log[0] = '\0';
-    clattn_set_log_callback(child_capture, NULL);
+    test_log_start();
     clattn_context *ctx = NULL;
     clattn_status st = clattn_context_create(getenv("CLATTN_TEST_DEVICE"), &ctx);
     if (st != CLATTN_SUCCESS)
@@ -493,7 +462,7 @@ static int child_forward(const char *log_path, int ready_fd, int go_fd)
     clattn_context_release(ctx);
     FILE *f = fopen(log_path, "w");
     if (f) {
-        fputs(child_log, f);
+        fputs(test_log, f);
         fclose(f);
     }
     return wrong;
@@ -567,11 +536,11 @@ Test(cache, two_processes_build_the_same_entry)
         }
         both_built = 1;
         for (int c = 0; c < 2; c++) {
-            read_text_file(logs[c], captured, sizeof captured);
-            cr_assert(logged("kernel cache: hit") ||
-                          (logged("kernel cache: built") && logged("kernel cache: stored")),
-                      "child %d should have used or stored the entry; log:\n%s", c, captured);
-            both_built &= logged("kernel cache: built") && logged("kernel cache: stored");
+            read_text_file(logs[c], test_log, sizeof test_log);
+            cr_assert(test_logged("kernel cache: hit") || (test_logged("kernel cache: built") &&
+                                                           test_logged("kernel cache: stored")),
+                      "child %d should have used or stored the entry; log:\n%s", c, test_log);
+            both_built &= test_logged("kernel cache: built") && test_logged("kernel cache: stored");
         }
         cr_assert_eq(list_entries(dir, paths, 4), 1, "one entry after both children");
         cr_assert_eq(count_files(dir, ".tmp."), 0, "a temporary file was left");
@@ -582,8 +551,8 @@ Test(cache, two_processes_build_the_same_entry)
     cr_log_info("two processes %s the same entry at once", both_built ? "built and stored"
                                                                       : "used");
     /* the entry left behind is whole and valid */
-    start_capture();
+    test_log_start();
     forward_matches_reference();
-    cr_assert(logged("kernel cache: hit"), "the entry left behind should hit; log:\n%s",
-              captured);
+    cr_assert(test_logged("kernel cache: hit"), "the entry left behind should hit; log:\n%s",
+              test_log);
 }

@@ -294,36 +294,20 @@ static void assert_no_cl_leak(cl_uint baseline, const char *what)
 
 /* ---- what the library said ------------------------------------------------------------- */
 
-static char captured[65536];
-
-static void capture(int level, const char *msg, void *user)
-{
-    (void)level;
-    (void)user;
-    size_t used = strlen(captured);
-    snprintf(captured + used, sizeof captured - used, "%s\n", msg);
-}
-
-static void start_capture(void)
-{
-    captured[0] = '\0';
-    clattn_set_log_callback(capture, NULL);
-}
-
 /* A fault the library did without must be explained at debug level: a cache entry rebuilt,
    not used or not stored, tuning entries dropped or not read. */
 static void assert_explained(const char *what)
 {
     static const char *const reasons[] = {"rebuilding", "not used", "cannot store", "dropped",
                                           "not readable"};
-    cr_assert(strstr(captured, "fault injection: failing"), "%s: no injection line; log:\n%s",
-              what, captured);
-    const char *after = strstr(captured, "fault injection: failing");
+    cr_assert(strstr(test_log, "fault injection: failing"), "%s: no injection line; log:\n%s",
+              what, test_log);
+    const char *after = strstr(test_log, "fault injection: failing");
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
         if (strstr(after, reasons[i]))
             return;
     cr_assert_fail("%s: the call did without the failed operation but did not say so; log:\n%s",
-                   what, captured);
+                   what, test_log);
 }
 
 /* ---- the sweep --------------------------------------------------------------------------- */
@@ -391,7 +375,7 @@ static void sweep(const op *o, const char *kind, cache_state state, cl_uint base
         char spec[64];
         snprintf(spec, sizeof spec, "%s:%ld", kind, n);
         cr_assert_eq(clattn_fault_arm(spec), 0);
-        start_capture();
+        test_log_start();
         cl_event event = (cl_event)&event; /* must become a new event or NULL */
         clattn_status s = o->run(o, ctx, &event);
         const int fired = clattn_fault_fired();
@@ -500,7 +484,7 @@ Test(faults, context_create)
             snprintf(spec, sizeof spec, "host:%ld", n);
             clattn_context *ctx = NULL;
             cr_assert_eq(clattn_fault_arm(spec), 0);
-            start_capture();
+            test_log_start();
             clattn_status s = from_queue ? clattn_context_create_from_queue(test_queue(), &ctx)
                                          : clattn_context_create(getenv("CLATTN_TEST_DEVICE"),
                                                                  &ctx);

@@ -660,6 +660,13 @@ int main(void)
 #else
 Test(threads, one_context_many_threads, .timeout = 600)
 {
+    /* Threads that enqueue on one queue at once queue commands behind another thread's running
+       command, which its completion then releases: the driver bug that the probe measures
+       (PoCL 3.1 basic: a thread deadlocks on its own event lock in a blocking read, and the
+       test stops at its timeout). Two contexts (below) have a queue per thread: not affected. */
+    const char *deadlock = test_gated_command_deadlocks();   /* before the first OpenCL call */
+    if (deadlock)
+        cr_skip_test("threads sharing a queue would hang this test: %s", deadlock);
     one_context_many_threads();
 }
 
