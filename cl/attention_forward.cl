@@ -105,13 +105,21 @@ void attention_forward(
     for (int j0 = keys_lo; j0 <= keys_hi; j0 += BLOCK_N) {
         const int count = min(BLOCK_N, keys_hi - j0 + 1);
         barrier(CLK_LOCAL_MEM_FENCE);
+#if SCORES_FROM_ROWS
+        stage_rows_qkv(kt, D_PAD, k, k_ss, head_dim, j0, count, 1.0f, lid);
+#else
         stage_transposed_qkv(kt, k, k_ss, head_dim, j0, count, 1.0f, lid);
+#endif
         stage_rows_qkv(vt, DV_PAD, v, v_ss, head_dim_v, j0, count, 1.0f, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* Scores of ROWS rows x BLOCK_N keys. */
         floatv s[ROWS][CHUNKS_N];
+#if SCORES_FROM_ROWS
+        tile_scores_from_rows(&qr[0][0], D_PAD, kt, D_PAD, head_dim, &s[0][0]);
+#else
         tile_scores(&qr[0][0], D_PAD, kt, head_dim, &s[0][0]);
+#endif
 
         /* Every key of the tile visible to every live row: no masking needed (rows that are
            not live are never stored as computed). */

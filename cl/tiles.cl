@@ -34,6 +34,10 @@
 #define BLOCK_N 32
 #endif
 #define BLOCK_M (ROWS * WG)
+/* With at most 4 rows per work-group (decode), the forward stages K row-major and takes the
+   scores as dot products (tile_scores_from_rows): a transposed tile would cost a scattered
+   store per element for only 4 rows' use. */
+#define SCORES_FROM_ROWS (BLOCK_M <= 4)
 #define CHUNKS_N (BLOCK_N / VEC)
 #define CHUNKS_D ((D_PAD + VEC - 1) / VEC)
 #define CHUNKS_DV ((DV_PAD + VEC - 1) / VEC)
@@ -143,6 +147,37 @@ static void tile_scores(const float *rows, int pitch, __local const float *tile,
             #pragma unroll
             for (int c = 0; c < CHUNKS_N; c++)
                 s[(r0 + r) * CHUNKS_N + c] = a[r][c];
+    }
+}
+
+/* The same scores from a row-major tile (tile[n][d], pitch `tile_pitch`, zero past dim up to
+   a whole vector): dot products along d, one horizontal sum per (row, column). Cheaper than
+   staging the tile transposed when few rows share it (SCORES_FROM_ROWS). The rows must be zero
+   past dim up to a whole vector as well. */
+static void tile_scores_from_rows(const float *rows, int pitch, __local const float *tile,
+                                  int tile_pitch, int dim, floatv *s)
+{
+    const int chunks = chunks_of(dim);
+    for (int c = 0; c < CHUNKS_N; c++) {
+        float lane[ROWS][VEC];
+        for (int e = 0; e < VEC; e++) {
+            __local const float *column = tile + (c * VEC + e) * tile_pitch;
+            floatv a[ROWS];
+            #pragma unroll
+            for (int r = 0; r < ROWS; r++)
+                a[r] = (floatv)(0.0f);
+            for (int k = 0; k < chunks; k++) {
+                const floatv t = VLOAD(k, column);
+                #pragma unroll
+                for (int r = 0; r < ROWS; r++)
+                    a[r] = fma(VLOAD(k, rows + r * pitch), t, a[r]);
+            }
+            #pragma unroll
+            for (int r = 0; r < ROWS; r++)
+                lane[r][e] = HSUM(a[r]);
+        }
+        for (int r = 0; r < ROWS; r++)
+            s[r * CHUNKS_N + c] = VLOAD(0, lane[r]);
     }
 }
 
