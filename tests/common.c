@@ -173,6 +173,27 @@ const char *test_gated_command_deadlocks(void)
     return why[0] ? why : NULL;
 }
 
+cl_event test_user_event(void)
+{
+    cl_int err;
+    cl_event gate = clCreateUserEvent(test_cl_context(), &err);
+    cr_assert_eq(err, CL_SUCCESS, "clCreateUserEvent: %d", err);
+    return gate;
+}
+
+void test_expect_held_by(cl_event gate, cl_event call, const char *what)
+{
+    cr_assert_not_null(call, "%s: no event", what);
+    clFlush(test_queue());
+    const struct timespec wait = {0, 200 * 1000000L};
+    nanosleep(&wait, NULL);
+    cl_int status = -1;
+    cr_assert_eq(clGetEventInfo(call, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status,
+                                NULL), CL_SUCCESS);
+    cr_expect_neq(status, CL_COMPLETE, "%s completed before its wait list", what);
+    cr_assert_eq(clSetUserEventStatus(gate, CL_COMPLETE), CL_SUCCESS);
+}
+
 /* ---- deterministic random numbers (splitmix64) ------------------------------------------ */
 
 void rng_seed(test_rng *r, uint64_t seed)

@@ -70,6 +70,14 @@ int test_logged(const char *needle);
    (test_ctx()): after that it does not probe and returns NULL. The answer is kept. */
 const char *test_gated_command_deadlocks(void);
 
+/* A new user event of the test context (asserts on failure). */
+cl_event test_user_event(void);
+
+/* With `call` enqueued behind the user event `gate`: flushes the queue, waits 200 ms, expects
+   `call` not complete yet (`what` names it), then completes `gate`. The caller waits for
+   `call` and releases both. */
+void test_expect_held_by(cl_event gate, cl_event call, const char *what);
+
 /* ---- deterministic random numbers -------------------------------------------------------- */
 
 typedef struct test_rng {
