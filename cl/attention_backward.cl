@@ -201,10 +201,10 @@ void attention_backward_dkdv(BACKWARD_ARGS)
                     VSTORE(ds_c, c, ds[r]);
                 }
             }
-            tile_update(&dv_acc[0][0], CHUNKS_DV, chunks_of(head_dim_v), &pw[0][0], dorows,
-                        DV_PAD, i0, count, lo, hi, all_visible);
-            tile_update(&dk_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], qrows, D_PAD,
-                        i0, count, lo, hi, all_visible);
+            tile_update(&dv_acc[0][0], CHUNKS_DV, chunks_of(head_dim_v), &pw[0][0], BLOCK_N, 1,
+                        dorows, DV_PAD, i0, count, lo, hi, all_visible);
+            tile_update(&dk_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1,
+                        qrows, D_PAD, i0, count, lo, hi, all_visible);
         }
     }
 
@@ -304,8 +304,8 @@ void attention_backward_dq(BACKWARD_ARGS)
                 VSTORE(ds_c, c, ds[r]);
             }
         }
-        tile_update(&dq_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], krows, D_PAD, j0,
-                    count, lo, hi, all_visible);
+        tile_update(&dq_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1,
+                    krows, D_PAD, j0, count, lo, hi, all_visible);
     }
 
     for (int r = 0; r < ROWS; r++) {

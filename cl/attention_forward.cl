@@ -28,6 +28,22 @@
  * launch.h's ATTENTION_* and FORWARD_WRITE_LSE.
  */
 
+/* The bias of rows rho .. rho+VEC-1 (of kv head hkv's rows, numbered as above) against key j,
+   times log2(e), in vector lanes; 0 for rows that are not live and for keys j >= seq_k. */
+static floatv bias_of_rows(__global const bias_t *bias, long bias_sh, long bias_ss, int hkv,
+                           int group, int rho, const int *live, int j, int seq_k)
+{
+    float lane[VEC];
+    for (int e = 0; e < VEC; e++) {
+        const int row = rho + e;
+        lane[e] = live[e] && j < seq_k
+                      ? M_LOG2E_F * LOAD_BIAS(bias + (hkv * group + row % group) * bias_sh
+                                                  + (row / group) * bias_ss, j)
+                      : 0.0f;
+    }
+    return VLOAD(0, lane);
+}
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_forward(
     __global const qkv_t *q, long q_off, long q_sb, long q_sh, long q_ss,
@@ -67,8 +83,19 @@ void attention_forward(
     lse += l_off + split * l_split + b * l_sb;
     bias += bias_off + b * bias_sb;
 
-    /* Private state of this work-item's rows; q is pre-multiplied by q_mult (common.cl). */
-    float qr[ROWS][D_PAD];
+    /* Private state of this work-item's rows; q is pre-multiplied by q_mult (common.cl). With
+       SCORES_IN_ROW_LANES (tiles.cl) q is held transposed and the weights p key by key, so that
+       VEC consecutive rows fill a vector; otherwise both row by row. */
+#if SCORES_IN_ROW_LANES
+#define Q_AT(r, d) qr[(d) * ROWS + (r)]
+#define P_STRIDE_R 1
+#define P_STRIDE_N ROWS
+#else
+#define Q_AT(r, d) qr[(r) * D_PAD + (d)]
+#define P_STRIDE_R BLOCK_N
+#define P_STRIDE_N 1
+#endif
+    float qr[ROWS * D_PAD];
     floatv acc[ROWS][CHUNKS_DV];
     float m[ROWS], l[ROWS];
     int lo[ROWS], hi[ROWS], live[ROWS];
@@ -81,7 +108,7 @@ void attention_forward(
         live[r] = rho < rho_end && i < mp.seq_q && lengths_ok;
         __global const qkv_t *qrow = q + q_off + b * q_sb + h * q_sh + i * q_ss;
         for (int d = 0; d < D_PAD; d++)
-            qr[r][d] = (live[r] && d < head_dim) ? LOAD_QKV(qrow, d) * q_mult : 0.0f;
+            Q_AT(r, d) = (live[r] && d < head_dim) ? LOAD_QKV(qrow, d) * q_mult : 0.0f;
         for (int c = 0; c < CHUNKS_DV; c++)
             acc[r][c] = (floatv)(0.0f);
         m[r] = NEG_BIG;
@@ -105,7 +132,7 @@ void attention_forward(
     for (int j0 = keys_lo; j0 <= keys_hi; j0 += BLOCK_N) {
         const int count = min(BLOCK_N, keys_hi - j0 + 1);
         barrier(CLK_LOCAL_MEM_FENCE);
-#if SCORES_FROM_ROWS
+#if SCORES_FROM_ROWS || SCORES_IN_ROW_LANES
         stage_rows_qkv(kt, D_PAD, k, k_ss, head_dim, j0, count, 1.0f, lid);
 #else
         stage_transposed_qkv(kt, k, k_ss, head_dim, j0, count, 1.0f, lid);
@@ -113,63 +140,100 @@ void attention_forward(
         stage_rows_qkv(vt, DV_PAD, v, v_ss, head_dim_v, j0, count, 1.0f, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* Scores of ROWS rows x BLOCK_N keys. */
-        floatv s[ROWS][CHUNKS_N];
-#if SCORES_FROM_ROWS
-        tile_scores_from_rows(&qr[0][0], D_PAD, kt, D_PAD, head_dim, &s[0][0]);
-#else
-        tile_scores(&qr[0][0], D_PAD, kt, head_dim, &s[0][0]);
-#endif
-
         /* Every key of the tile visible to every live row: no masking needed (rows that are
            not live are never stored as computed). */
         const int full = tile_all_visible(j0, count, lo_max, hi_min);
 
-        /* Online softmax: p = exp2(s - m_new) for visible keys, exactly 0 for the others. */
-        float p[ROWS][BLOCK_N];
+        /* Scores of ROWS rows x BLOCK_N keys, then the online softmax: p = exp2(s - m_new) for
+           visible keys, exactly 0 for the others, and alpha = exp2(m - m_new) rescales what
+           the rows have so far. */
+        floatv s[ROWS * CHUNKS_N];
+        float p[ROWS * BLOCK_N], alpha[ROWS];
+#if SCORES_IN_ROW_LANES
+        tile_scores_lanes(qr, kt, D_PAD, head_dim, s);
+        for (int w = 0; w < ROW_VECS; w++) { /* rows w * VEC .. in the lanes */
+            const intv row_lo = VLOAD(w, lo), row_hi = VLOAD(w, hi);
+            const int rho = rho0 + lid * ROWS + w * VEC;
+            floatv m_new = VLOAD(w, m);
+            for (int n = 0; n < BLOCK_N; n++) {
+                floatv x = SOFTCAP(s[n * ROW_VECS + w], cap_mult);
+                if (flags & ATTENTION_BIAS)
+                    x += bias_of_rows(bias, bias_sh, bias_ss, hkv, group, rho, live + w * VEC,
+                                      j0 + n, mp.seq_k);
+                if (!full)
+                    x = select((floatv)(NEG_BIG), x,
+                               (intv)(j0 + n) >= row_lo && (intv)(j0 + n) <= row_hi);
+                s[n * ROW_VECS + w] = x;
+                m_new = fmax(m_new, x);
+            }
+            floatv row_sum = (floatv)(0.0f);
+            for (int n = 0; n < BLOCK_N; n++) {
+                floatv e = exp2(s[n * ROW_VECS + w] - m_new);
+                if (!full)
+                    e = select((floatv)(0.0f), e,
+                               (intv)(j0 + n) >= row_lo && (intv)(j0 + n) <= row_hi);
+                row_sum += e;
+                VSTORE(e, n * ROW_VECS + w, p);
+            }
+            const floatv rescale = exp2(VLOAD(w, m) - m_new);
+            VSTORE(rescale, w, alpha);
+            VSTORE(VLOAD(w, l) * rescale + row_sum, w, l);
+            VSTORE(m_new, w, m);
+        }
+#else
+#if SCORES_FROM_ROWS
+        tile_scores_from_rows(qr, D_PAD, kt, D_PAD, head_dim, s);
+#else
+        tile_scores(qr, D_PAD, kt, head_dim, s);
+#endif
         for (int r = 0; r < ROWS; r++) {
             const int rho = rho0 + lid * ROWS + r;
             __global const bias_t *bias_row =
                 bias + (hkv * group + rho % group) * bias_sh + (rho / group) * bias_ss;
+            floatv *sr = s + r * CHUNKS_N;
             /* lane-wise maximum and sum over the chunks, then one horizontal step each */
             floatv lanes_max = (floatv)(NEG_BIG);
             for (int c = 0; c < CHUNKS_N; c++) {
-                s[r][c] = SOFTCAP(s[r][c], cap_mult);
+                sr[c] = SOFTCAP(sr[c], cap_mult);
                 if ((flags & ATTENTION_BIAS) && live[r])
-                    s[r][c] += bias_lanes(bias_row, 1, j0 + c * VEC, mp.seq_k);
+                    sr[c] += bias_lanes(bias_row, 1, j0 + c * VEC, mp.seq_k);
                 if (!full) {
                     const intv j = (intv)(j0 + c * VEC) + IOTA;
-                    s[r][c] = select((floatv)(NEG_BIG), s[r][c], j >= lo[r] && j <= hi[r]);
+                    sr[c] = select((floatv)(NEG_BIG), sr[c], j >= lo[r] && j <= hi[r]);
                 }
-                lanes_max = fmax(lanes_max, s[r][c]);
+                lanes_max = fmax(lanes_max, sr[c]);
             }
             const float m_new = fmax(m[r], HMAX(lanes_max));
-            const float alpha = exp2(m[r] - m_new);
             floatv lanes_sum = (floatv)(0.0f);
             for (int c = 0; c < CHUNKS_N; c++) {
-                floatv e = exp2(s[r][c] - m_new);
+                floatv e = exp2(sr[c] - m_new);
                 if (!full) {
                     const intv j = (intv)(j0 + c * VEC) + IOTA;
                     e = select((floatv)(0.0f), e, j >= lo[r] && j <= hi[r]);
                 }
                 lanes_sum += e;
-                VSTORE(e, c, p[r]);
+                VSTORE(e, c, p + r * BLOCK_N);
             }
-            const float row_sum = HSUM(lanes_sum);
-            if (flags & ATTENTION_DROPOUT) { /* after the sum: lse is before dropout */
+            alpha[r] = exp2(m[r] - m_new);
+            l[r] = l[r] * alpha[r] + HSUM(lanes_sum);
+            m[r] = m_new;
+        }
+#endif
+        for (int r = 0; r < ROWS; r++) {
+            if (flags & ATTENTION_DROPOUT) { /* after the sums: lse is before dropout */
+                const int rho = rho0 + lid * ROWS + r;
                 const long bh = b * heads_q + hkv * group + rho % group;
                 for (int n = 0; n < BLOCK_N; n++)
-                    p[r][n] *= dropout_factor(&dp, bh, rho / group, j0 + n);
+                    p[r * P_STRIDE_R + n * P_STRIDE_N] *=
+                        dropout_factor(&dp, bh, rho / group, j0 + n);
             }
-            m[r] = m_new;
-            l[r] = l[r] * alpha + row_sum;
             for (int c = 0; c < chunks_dv; c++)
-                acc[r][c] *= alpha;
+                acc[r][c] *= alpha[r];
         }
 
         /* acc += p v, skipping invisible keys so that whatever they hold cannot leak in. */
-        tile_update(&acc[0][0], CHUNKS_DV, chunks_dv, &p[0][0], vt, DV_PAD, j0, count, lo, hi,
-                    full);
+        tile_update(&acc[0][0], CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N, vt, DV_PAD, j0,
+                    count, lo, hi, full);
     }
 
     for (int r = 0; r < ROWS; r++) {

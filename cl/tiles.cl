@@ -5,7 +5,9 @@
  * tiles of BLOCK_N columns. A "row" is a query row (forward, backward dq) or a key row
  * (backward dk, dv); a "column" is then a key or a query. This file stages tiles and runs the
  * two products every kernel has:
- *   scores  s[r][n] = sum_d rows[r][d] * tile[d][n]       (tile staged transposed)
+ *   scores  s[r][n] = sum_d rows[r][d] * tile[d][n]       (tile staged transposed; or, for
+ *           the forward's decode and CPU tilings, row-major: tile_scores_from_rows and
+ *           tile_scores_lanes)
  *   update  acc[r][:] += sum_n g[r][n] * tile[n][:]        (tile staged row-major)
  * The update skips columns a row does not see, so that whatever they hold cannot leak in.
  *
@@ -38,6 +40,12 @@
    scores as dot products (tile_scores_from_rows): a transposed tile would cost a scattered
    store per element for only 4 rows' use. */
 #define SCORES_FROM_ROWS (BLOCK_M <= 4)
+/* With ROWS a multiple of VEC (CPUs: many rows per work-item), the forward holds its rows
+   transposed and takes the scores with the rows in vector lanes (tile_scores_lanes): K is
+   staged row-major and broadcast, so there is no transposed tile, and the online softmax runs
+   lane-wise over rows, without horizontal maxima or sums. */
+#define SCORES_IN_ROW_LANES (ROWS % VEC == 0 && !SCORES_FROM_ROWS)
+#define ROW_VECS (ROWS / VEC)
 #define CHUNKS_N (BLOCK_N / VEC)
 #define CHUNKS_D ((D_PAD + VEC - 1) / VEC)
 #define CHUNKS_DV ((DV_PAD + VEC - 1) / VEC)
@@ -181,12 +189,60 @@ static void tile_scores_from_rows(const float *rows, int pitch, __local const fl
     }
 }
 
+/* Register block of tile_scores_lanes: LANE_BLOCK row vectors x KEY_BLOCK keys, 16
+   accumulators. */
+#if ROW_VECS % 4 == 0
+#define LANE_BLOCK 4
+#elif ROW_VECS % 2 == 0
+#define LANE_BLOCK 2
+#else
+#define LANE_BLOCK 1
+#endif
+#define KEY_BLOCK (16 / LANE_BLOCK)
+
+/* s[n * ROW_VECS + v] = sum_{d < dim} tile[n][d] * rows_t[d][v * VEC ..] for the BLOCK_N
+   columns n of a row-major tile (pitch `tile_pitch`) and this work-item's ROWS rows held
+   transposed (rows_t[d * ROWS + r]): the rows run in vector lanes, the tile's elements are
+   broadcast. */
+static void tile_scores_lanes(const float *rows_t, __local const float *tile, int tile_pitch,
+                              int dim, floatv *s)
+{
+    for (int n0 = 0; n0 < BLOCK_N; n0 += KEY_BLOCK)
+        for (int v0 = 0; v0 < ROW_VECS; v0 += LANE_BLOCK) {
+            floatv a[KEY_BLOCK][LANE_BLOCK];
+            #pragma unroll
+            for (int n = 0; n < KEY_BLOCK; n++)
+                #pragma unroll
+                for (int v = 0; v < LANE_BLOCK; v++)
+                    a[n][v] = (floatv)(0.0f);
+            for (int d = 0; d < dim; d++) {
+                floatv x[LANE_BLOCK];
+                #pragma unroll
+                for (int v = 0; v < LANE_BLOCK; v++)
+                    x[v] = VLOAD(d * ROW_VECS + v0 + v, rows_t);
+                #pragma unroll
+                for (int n = 0; n < KEY_BLOCK && n0 + n < BLOCK_N; n++) {
+                    const floatv t = (floatv)(tile[(n0 + n) * tile_pitch + d]);
+                    #pragma unroll
+                    for (int v = 0; v < LANE_BLOCK; v++)
+                        a[n][v] = fma(t, x[v], a[n][v]);
+                }
+            }
+            #pragma unroll
+            for (int n = 0; n < KEY_BLOCK && n0 + n < BLOCK_N; n++)
+                #pragma unroll
+                for (int v = 0; v < LANE_BLOCK; v++)
+                    s[(n0 + n) * ROW_VECS + v0 + v] = a[n][v];
+        }
+}
+
 /* One register block of tile_update: rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
    c0+UPDATE_CHUNKS-1 (those below acc_chunks). With `masked`, columns outside a row's
    [lo, hi] leave its accumulators as they are (inlined, so each call gets its own loop). */
 __attribute__((always_inline)) static void update_block(floatv *acc, int acc_chunks, int r0,
-                                                        int c0, const float *g,
-                                                        __local const float *tile, int pitch,
+                                                        int c0, const float *g, int g_stride_r,
+                                                        int g_stride_n, __local const float *tile,
+                                                        int pitch,
                                                         int first, int count, const int *lo,
                                                         const int *hi, int masked)
 {
@@ -206,7 +262,7 @@ __attribute__((always_inline)) static void update_block(floatv *acc, int acc_chu
             const int col = first + n;
             if (masked && (col < lo[r0 + r] || col > hi[r0 + r]))
                 continue;
-            const floatv x = (floatv)(g[(r0 + r) * BLOCK_N + n]);
+            const floatv x = (floatv)(g[(r0 + r) * g_stride_r + n * g_stride_n]);
             #pragma unroll
             for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
                 a[r][c] = fma(x, t[c], a[r][c]);
@@ -219,21 +275,23 @@ __attribute__((always_inline)) static void update_block(floatv *acc, int acc_chu
             acc[(r0 + r) * acc_chunks + c0 + c] = a[r][c];
 }
 
-/* acc[r * acc_chunks + c] += g[r * BLOCK_N + n] * tile[n][c * VEC ..] for chunks c < chunks,
-   over the count staged columns n whose index first + n lies in row r's visible interval
+/* acc[r * acc_chunks + c] += g[r * g_stride_r + n * g_stride_n] * tile[n][c * VEC ..] for
+   chunks c < chunks, over the count staged columns n whose index first + n lies in row r's visible interval
    [lo[r], hi[r]] (every column when all_visible). Chunks are taken UPDATE_CHUNKS at a time,
    so the tile's rows must be staged (zeros past the data) up to chunks rounded up to
    UPDATE_CHUNKS, or to acc_chunks. */
-static void tile_update(floatv *acc, int acc_chunks, int chunks, const float *g,
-                        __local const float *tile, int pitch, int first, int count,
-                        const int *lo, const int *hi, int all_visible)
+static void tile_update(floatv *acc, int acc_chunks, int chunks, const float *g, int g_stride_r,
+                        int g_stride_n, __local const float *tile, int pitch, int first,
+                        int count, const int *lo, const int *hi, int all_visible)
 {
     for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)
         for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {
             if (all_visible)
-                update_block(acc, acc_chunks, r0, c0, g, tile, pitch, first, count, lo, hi, 0);
+                update_block(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, pitch,
+                             first, count, lo, hi, 0);
             else
-                update_block(acc, acc_chunks, r0, c0, g, tile, pitch, first, count, lo, hi, 1);
+                update_block(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, pitch,
+                             first, count, lo, hi, 1);
         }
 }
 

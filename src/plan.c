@@ -2,21 +2,21 @@
  * plan.c — how the fused forward is tiled, as pure functions of a device probe and a problem.
  *
  * The kernel (cl/attention_forward.cl) gives each work-item `rows` query rows in private memory
- * and stages each tile of `block_n` keys in local memory (K transposed, so `vec` consecutive
- * keys load as one vector). The rules:
+ * and stages each tile of `block_n` keys in local memory (how K is laid out there follows from
+ * the rows: cl/tiles.cl). The rules:
  *
  * CPU (PoCL and other host-memory devices; local memory is ordinary RAM and a work-group runs
  *   as a loop on one core):
- *   - register blocking wins: rows = 64 query rows per work-item share every staged K and V
- *     tile, whose staging (K transposed: scattered stores) costs as much as a sixth of the
- *     time (measured on PoCL, B=1 H=16 S=1024 D=64 f32, block_n 64: 16 rows 60 GFLOP/s, 32
- *     rows 108, 64 rows 132, 128 rows 135 with twice the private memory); fewer when there are
- *     fewer rows (the next power of two >= Sq, so decode wastes nothing) or when that would
- *     leave under 4 work-groups per compute unit;
+ *   - register blocking wins: rows = 64 query rows per work-item, a multiple of vec, so that
+ *     the rows fill the vector lanes (SCORES_IN_ROW_LANES) and share every staged K and V tile
+ *     (measured on PoCL, B=1 H=16 S=1024 D=64 f32, vec 16, best of 3: block_n 64 with 16 rows
+ *     144 GFLOP/s, 32 rows 179, 64 rows 188, 128 rows 187 with twice the private memory);
+ *     fewer when there are fewer rows (the next power of two >= Sq, so decode wastes nothing)
+ *     or when that would leave under 4 work-groups per compute unit;
  *   - vec = the device's preferred float width (16 with AVX-512, 8 with AVX2), at least 4;
- *   - block_n = 4 * vec keys: the products run in register blocks of 4 rows x 4 vectors
- *     (cl/tiles.cl), and longer tiles spread the softmax's per-tile work (with 32 rows and
- *     vec 16: block_n 32 79 GFLOP/s, 64 108, 128 85);
+ *   - block_n = 4 * vec keys: the products run in register blocks of 16 accumulators
+ *     (cl/tiles.cl), and longer tiles spread the softmax's per-tile work (64 rows: block_n 32
+ *     183 GFLOP/s, 64 188, 128 177);
  *   - wg = 1: no barrier cost, and one work-group per rows x head is plenty of parallelism.
  * GPU and other devices (dedicated local memory, SIMT):
  *   - one row per work-item (registers are per lane), vec = 4;
