@@ -245,12 +245,17 @@ void attention_forward(
         __global out_t *orow = out + h * o_sh + i * o_ss;
         /* l == 0 only when no key is visible (or every visible score is -inf); NaN stays NaN. */
         const int empty = l[r] == 0.0f || i >= mp.seq_q;
-        const float inv_l = empty ? 0.0f : 1.0f / l[r];
+        const float inv_l = 1.0f / l[r];
         for (int c = 0; c < chunks_dv; c++) {
-            float lane[VEC];
-            VSTORE(acc[r][c] * inv_l, 0, lane);
-            for (int e = 0; e < VEC && c * VEC + e < head_dim_v; e++)
-                STORE_OUT(orow, c * VEC + e, !lengths_ok ? NAN : empty ? 0.0f : lane[e]);
+            const floatv o = !lengths_ok ? (floatv)(NAN) : empty ? (floatv)(0.0f) : acc[r][c] * inv_l;
+            if ((c + 1) * VEC <= head_dim_v) {
+                VSTORE_OUT(o, c, orow);
+            } else {
+                float lane[VEC];
+                VSTORE(o, 0, lane);
+                for (int e = 0; c * VEC + e < head_dim_v; e++)
+                    STORE_OUT(orow, c * VEC + e, lane[e]);
+            }
         }
         if (flags & FORWARD_WRITE_LSE)
             lse[h * l_sh + i * l_ss] = !lengths_ok ? NAN

@@ -85,6 +85,7 @@ typedef float floatv;
 typedef int intv;
 #define VLOAD(i, p)     ((p)[(i)])
 #define VLOAD_F16(i, p) vload_half((i), (p))
+#define VSTORE_F16(x, i, p) vstore_half_rte((x), (i), (p))
 #define VLOAD_BF16(i, p) as_float((uint)(p)[(i)] << 16)
 #define VSTORE(x, i, p) ((p)[(i)] = (x))
 #define IOTA            0
@@ -95,6 +96,7 @@ typedef float2 floatv;
 typedef int2 intv;
 #define VLOAD(i, p)     vload2((i), (p))
 #define VLOAD_F16(i, p) vload_half2((i), (p))
+#define VSTORE_F16(x, i, p) vstore_half2_rte((x), (i), (p))
 #define VLOAD_BF16(i, p) as_float2(convert_uint2(vload2((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore2((x), (i), (p))
 #define IOTA            ((int2)(0, 1))
@@ -105,6 +107,7 @@ typedef float4 floatv;
 typedef int4 intv;
 #define VLOAD(i, p)     vload4((i), (p))
 #define VLOAD_F16(i, p) vload_half4((i), (p))
+#define VSTORE_F16(x, i, p) vstore_half4_rte((x), (i), (p))
 #define VLOAD_BF16(i, p) as_float4(convert_uint4(vload4((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore4((x), (i), (p))
 #define IOTA            ((int4)(0, 1, 2, 3))
@@ -115,6 +118,7 @@ typedef float8 floatv;
 typedef int8 intv;
 #define VLOAD(i, p)     vload8((i), (p))
 #define VLOAD_F16(i, p) vload_half8((i), (p))
+#define VSTORE_F16(x, i, p) vstore_half8_rte((x), (i), (p))
 #define VLOAD_BF16(i, p) as_float8(convert_uint8(vload8((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore8((x), (i), (p))
 #define IOTA            ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
@@ -125,6 +129,7 @@ typedef float16 floatv;
 typedef int16 intv;
 #define VLOAD(i, p)     vload16((i), (p))
 #define VLOAD_F16(i, p) vload_half16((i), (p))
+#define VSTORE_F16(x, i, p) vstore_half16_rte((x), (i), (p))
 #define VLOAD_BF16(i, p) as_float16(convert_uint16(vload16((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore16((x), (i), (p))
 #define IOTA            ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
@@ -134,10 +139,22 @@ typedef int16 intv;
 #error "VEC must be 1, 2, 4, 8 or 16"
 #endif
 #define VLOAD_F32(i, p) VLOAD(i, p)
+#define VSTORE_F32(x, i, p) VSTORE(x, i, p)
+#define VSTORE_BF16(x, i, p) vstore_bf16_lanes((x), (i), (p))
+
+/* Vector i of a bf16 array from VEC floats, each rounded as STORE_BF16. */
+static void vstore_bf16_lanes(floatv x, int i, __global ushort *p)
+{
+    float lane[VEC];
+    VSTORE(x, 0, lane);
+    for (int e = 0; e < VEC; e++)
+        p[i * VEC + e] = float_to_bf16(lane[e]);
+}
 
 /* VEC consecutive elements (vector i) of a storage type, as floats. */
 #define VLOAD_QKV(i, p) CLATTN_CAT(VLOAD_, QKV_TYPE)(i, p)
 #define VLOAD_OUT(i, p) CLATTN_CAT(VLOAD_, OUT_TYPE)(i, p)
+#define VSTORE_OUT(x, i, p) CLATTN_CAT(VSTORE_, OUT_TYPE)(x, i, p)
 
 /* ---- the mask ---------------------------------------------------------------------------- */
 

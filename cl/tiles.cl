@@ -237,14 +237,15 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
 }
 
 /* One register block of tile_update: rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
-   c0+UPDATE_CHUNKS-1 (those below acc_chunks). With `masked`, columns outside a row's
-   [lo, hi] leave its accumulators as they are (inlined, so each call gets its own loop). */
+   c0+UPDATE_CHUNKS-1 (those below acc_chunks), columns n_begin .. n_end-1. With `masked`,
+   columns outside a row's [lo, hi] leave its accumulators as they are (inlined, so each call
+   gets its own loop). */
 __attribute__((always_inline)) static void update_block(floatv *acc, int acc_chunks, int r0,
                                                         int c0, const float *g, int g_stride_r,
                                                         int g_stride_n, __local const float *tile,
-                                                        int pitch,
-                                                        int first, int count, const int *lo,
-                                                        const int *hi, int masked)
+                                                        int pitch, int first, int n_begin,
+                                                        int n_end, const int *lo, const int *hi,
+                                                        int masked)
 {
     floatv a[ROW_BLOCK][UPDATE_CHUNKS];
     #pragma unroll
@@ -252,7 +253,7 @@ __attribute__((always_inline)) static void update_block(floatv *acc, int acc_chu
         #pragma unroll
         for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
             a[r][c] = acc[(r0 + r) * acc_chunks + c0 + c];
-    for (int n = 0; n < count; n++) {
+    for (int n = n_begin; n < n_end; n++) {
         floatv t[UPDATE_CHUNKS];
         #pragma unroll
         for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
@@ -276,22 +277,36 @@ __attribute__((always_inline)) static void update_block(floatv *acc, int acc_chu
 }
 
 /* acc[r * acc_chunks + c] += g[r * g_stride_r + n * g_stride_n] * tile[n][c * VEC ..] for
-   chunks c < chunks, over the count staged columns n whose index first + n lies in row r's visible interval
-   [lo[r], hi[r]] (every column when all_visible). Chunks are taken UPDATE_CHUNKS at a time,
-   so the tile's rows must be staged (zeros past the data) up to chunks rounded up to
-   UPDATE_CHUNKS, or to acc_chunks. */
+   chunks c < chunks, over the count staged columns n whose index first + n lies in row r's
+   visible interval [lo[r], hi[r]] (every column when all_visible). Chunks are taken
+   UPDATE_CHUNKS at a time, so the tile's rows must be staged (zeros past the data) up to
+   chunks rounded up to UPDATE_CHUNKS, or to acc_chunks. Per register block of rows, the
+   columns all of its rows see run without the check (on a causal diagonal, all but a few). */
 static void tile_update(floatv *acc, int acc_chunks, int chunks, const float *g, int g_stride_r,
                         int g_stride_n, __local const float *tile, int pitch, int first,
                         int count, const int *lo, const int *hi, int all_visible)
 {
     for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)
         for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {
-            if (all_visible)
-                update_block(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, pitch,
-                             first, count, lo, hi, 0);
-            else
-                update_block(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, pitch,
-                             first, count, lo, hi, 1);
+            /* columns both_lo .. both_hi are seen by every row of the block */
+            int both_lo = 0, both_hi = count - 1;
+            if (!all_visible) {
+                for (int r = r0; r < r0 + ROW_BLOCK; r++) {
+                    both_lo = max(both_lo, lo[r] - first);
+                    both_hi = min(both_hi, hi[r] - first);
+                }
+                if (both_lo > both_hi) { /* none: every column is checked */
+                    both_lo = count;
+                    both_hi = count - 1;
+                }
+            }
+            update_block(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, pitch, first,
+                         both_lo, both_hi + 1, lo, hi, 0);
+            if (!all_visible)
+                for (int part = 0; part < 2; part++)
+                    update_block(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, pitch,
+                                 first, part ? both_hi + 1 : 0, part ? count : both_lo, lo, hi,
+                                 1);
         }
 }
 
