@@ -247,7 +247,9 @@ void attention_forward(
         const int empty = l[r] == 0.0f || i >= mp.seq_q;
         const float inv_l = 1.0f / l[r];
         for (int c = 0; c < chunks_dv; c++) {
-            const floatv o = !lengths_ok ? (floatv)(NAN) : empty ? (floatv)(0.0f) : acc[r][c] * inv_l;
+            const floatv o = !lengths_ok ? (floatv)(NAN)
+                             : empty    ? (floatv)(0.0f)
+                                        : acc[r][c] * inv_l;
             if ((c + 1) * VEC <= head_dim_v) {
                 VSTORE_OUT(o, c, orow);
             } else {
