@@ -58,7 +58,9 @@ void attention_forward(
     uint seed_lo, uint seed_hi, uint offset_lo, uint drop_threshold, float keep_scale,
     int splits, int keys_per_split)
 {
+#if !SCORES_FROM_ROWS
     __local float kt[D_PAD * BLOCK_N];
+#endif
     __local float vt[BLOCK_N * DV_PAD];
 
     const int lid = get_local_id(0);
@@ -132,9 +134,9 @@ void attention_forward(
     for (int j0 = keys_lo; j0 <= keys_hi; j0 += BLOCK_N) {
         const int count = min(BLOCK_N, keys_hi - j0 + 1);
         barrier(CLK_LOCAL_MEM_FENCE);
-#if SCORES_FROM_ROWS || SCORES_IN_ROW_LANES
+#if SCORES_IN_ROW_LANES
         stage_rows_qkv(kt, D_PAD, k, k_ss, head_dim, j0, count, 1.0f, lid);
-#else
+#elif !SCORES_FROM_ROWS
         stage_transposed_qkv(kt, k, k_ss, head_dim, j0, count, 1.0f, lid);
 #endif
         stage_rows_qkv(vt, DV_PAD, v, v_ss, head_dim_v, j0, count, 1.0f, lid);
@@ -182,7 +184,7 @@ void attention_forward(
         }
 #else
 #if SCORES_FROM_ROWS
-        tile_scores_from_rows(qr, D_PAD, kt, D_PAD, head_dim, s);
+        tile_scores_from_rows(qr, D_PAD, k, k_ss, j0, count, head_dim, s);
 #else
         tile_scores(qr, D_PAD, kt, head_dim, s);
 #endif

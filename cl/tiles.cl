@@ -5,9 +5,9 @@
  * tiles of BLOCK_N columns. A "row" is a query row (forward, backward dq) or a key row
  * (backward dk, dv); a "column" is then a key or a query. This file stages tiles and runs the
  * two products every kernel has:
- *   scores  s[r][n] = sum_d rows[r][d] * tile[d][n]       (tile staged transposed; or, for
- *           the forward's decode and CPU tilings, row-major: tile_scores_from_rows and
- *           tile_scores_lanes)
+ *   scores  s[r][n] = sum_d rows[r][d] * tile[d][n]       (tile staged transposed; for the
+ *           forward's CPU tilings staged row-major, tile_scores_lanes; for its decode, read
+ *           from global memory, tile_scores_from_rows)
  *   update  acc[r][:] += sum_n g[r][n] * tile[n][:]        (tile staged row-major)
  * The update skips columns a row does not see, so that whatever they hold cannot leak in.
  *
@@ -36,9 +36,9 @@
 #define BLOCK_N 32
 #endif
 #define BLOCK_M (ROWS * WG)
-/* With at most 4 rows per work-group (decode), the forward stages K row-major and takes the
-   scores as dot products (tile_scores_from_rows): a transposed tile would cost a scattered
-   store per element for only 4 rows' use. */
+/* With at most 4 rows per work-group (decode), the forward takes the scores as dot products
+   with the keys read from global memory (tile_scores_from_rows): a staged tile would cost a
+   copy, and a transposed one a scattered store per element, for only 4 rows' use. */
 #define SCORES_FROM_ROWS (BLOCK_M <= 4)
 /* With ROWS a multiple of VEC (CPUs: many rows per work-item), the forward holds its rows
    transposed and takes the scores with the rows in vector lanes (tile_scores_lanes): K is
@@ -158,27 +158,40 @@ static void tile_scores(const float *rows, int pitch, __local const float *tile,
     }
 }
 
-/* The same scores from a row-major tile (tile[n][d], pitch `tile_pitch`, zero past dim up to
-   a whole vector): dot products along d, one horizontal sum per (row, column). Cheaper than
-   staging the tile transposed when few rows share it (SCORES_FROM_ROWS). The rows must be zero
-   past dim up to a whole vector as well. */
-static void tile_scores_from_rows(const float *rows, int pitch, __local const float *tile,
-                                  int tile_pitch, int dim, floatv *s)
+/* The same scores straight from the keys in global memory (key first + n at x + (first + n) *
+   ss, for n < count; slots past count score 0): dot products along d, one horizontal sum per
+   (row, key). Used when at most 4 rows share a key (SCORES_FROM_ROWS), where staging K in
+   local memory, transposed or not, would only copy it. The rows must be zero past dim up to a
+   whole vector. */
+static void tile_scores_from_rows(const float *rows, int pitch, __global const qkv_t *x,
+                                  long ss, int first, int count, int dim, floatv *s)
 {
-    const int chunks = chunks_of(dim);
+    const int whole = dim / VEC;
     for (int c = 0; c < CHUNKS_N; c++) {
         float lane[ROWS][VEC];
         for (int e = 0; e < VEC; e++) {
-            __local const float *column = tile + (c * VEC + e) * tile_pitch;
+            const int n = c * VEC + e;
             floatv a[ROWS];
             #pragma unroll
             for (int r = 0; r < ROWS; r++)
                 a[r] = (floatv)(0.0f);
-            for (int k = 0; k < chunks; k++) {
-                const floatv t = VLOAD(k, column);
-                #pragma unroll
-                for (int r = 0; r < ROWS; r++)
-                    a[r] = fma(VLOAD(k, rows + r * pitch), t, a[r]);
+            if (n < count) {
+                __global const qkv_t *key = x + (long)(first + n) * ss;
+                for (int k = 0; k < whole; k++) {
+                    const floatv t = VLOAD_QKV(k, key);
+                    #pragma unroll
+                    for (int r = 0; r < ROWS; r++)
+                        a[r] = fma(VLOAD(k, rows + r * pitch), t, a[r]);
+                }
+                if (whole * VEC < dim) { /* the last, partial vector */
+                    float part[VEC];
+                    for (int i = 0; i < VEC; i++)
+                        part[i] = whole * VEC + i < dim ? LOAD_QKV(key, whole * VEC + i) : 0.0f;
+                    const floatv t = VLOAD(0, part);
+                    #pragma unroll
+                    for (int r = 0; r < ROWS; r++)
+                        a[r] = fma(VLOAD(whole, rows + r * pitch), t, a[r]);
+                }
             }
             #pragma unroll
             for (int r = 0; r < ROWS; r++)
