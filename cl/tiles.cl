@@ -66,8 +66,17 @@ static int chunks_of(int dim)
      stage_rows_*:       tile[n][d] for d < pitch (the whole row: see tile_update).
    Slots past count and elements past dim are 0, so every vector the products read is set.
    Rows are read VEC elements at a time (vector loads and conversions), in memory order, the
-   work-group's work-items taking consecutive vectors. */
+   work-group's work-items taking consecutive vectors.
+     partial_vector_*:   vector c of a row that ends inside it (c * VEC < dim < (c+1) * VEC),
+                         lanes past dim 0, without reading past the row. */
 #define DEFINE_STAGING(suffix, elem_t, LOAD, VLOADX)                                             \
+    static floatv partial_vector_##suffix(__global const elem_t *row, int c, int dim)           \
+    {                                                                                            \
+        float lane[VEC];                                                                         \
+        for (int e = 0; e < VEC; e++)                                                            \
+            lane[e] = c * VEC + e < dim ? LOAD(row, c * VEC + e) : 0.0f;                         \
+        return VLOAD(0, lane);                                                                   \
+    }                                                                                            \
     static void stage_transposed_##suffix(__local float *tile, __global const elem_t *x,        \
                                           long ss, int dim, int first, int count, float mult,   \
                                           int lid)                                               \
@@ -100,10 +109,7 @@ static int chunks_of(int dim)
             if (n < count && c < whole) {                                                        \
                 val = mult * VLOADX(c, row);                                                     \
             } else if (n < count && c * VEC < dim) {                                             \
-                float lane[VEC];                                                                 \
-                for (int e = 0; e < VEC; e++)                                                    \
-                    lane[e] = c * VEC + e < dim ? mult * LOAD(row, c * VEC + e) : 0.0f;          \
-                val = VLOAD(0, lane);                                                            \
+                val = mult * partial_vector_##suffix(row, c, dim);                               \
             }                                                                                    \
             VSTORE(val, c, tile + n * pitch);                                                    \
         }                                                                                        \
@@ -183,11 +189,8 @@ static void tile_scores_from_rows(const float *rows, int pitch, __global const q
                     for (int r = 0; r < ROWS; r++)
                         a[r] = fma(VLOAD(k, rows + r * pitch), t, a[r]);
                 }
-                if (whole * VEC < dim) { /* the last, partial vector */
-                    float part[VEC];
-                    for (int i = 0; i < VEC; i++)
-                        part[i] = whole * VEC + i < dim ? LOAD_QKV(key, whole * VEC + i) : 0.0f;
-                    const floatv t = VLOAD(0, part);
+                if (whole * VEC < dim) {
+                    const floatv t = partial_vector_qkv(key, whole, dim);
                     #pragma unroll
                     for (int r = 0; r < ROWS; r++)
                         a[r] = fma(VLOAD(whole, rows + r * pitch), t, a[r]);
