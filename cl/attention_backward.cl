@@ -46,7 +46,7 @@ static float row_delta(__global const out_t *out_row, __global const out_t *dout
    and the bias bias2 (times log2(e)):
      p = exp2(softcap(s) + bias2 - lse2),  *pw = p w,  *ds = p (w dp - delta) softcap'(s).
    Queries whose lse is -inf (no key) get exactly 0. Pairs a row does not see are not masked
-   here: tile_update never reads them. */
+   here: tile_update_local never reads them. */
 static void pair_grads(floatv s, floatv dp, floatv lse2, floatv delta, floatv w, floatv bias2,
                        float cap_mult, floatv *pw, floatv *ds)
 {
@@ -201,10 +201,11 @@ void attention_backward_dkdv(BACKWARD_ARGS)
                     VSTORE(ds_c, c, ds[r]);
                 }
             }
-            tile_update(&dv_acc[0][0], CHUNKS_DV, chunks_of(head_dim_v), &pw[0][0], BLOCK_N, 1,
-                        dorows, DV_PAD, i0, count, lo, hi, all_visible);
-            tile_update(&dk_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1,
-                        qrows, D_PAD, i0, count, lo, hi, all_visible);
+            tile_update_local(&dv_acc[0][0], CHUNKS_DV, chunks_of(head_dim_v), &pw[0][0],
+                              BLOCK_N, 1, dorows, DV_PAD, head_dim_v, i0, count, lo, hi,
+                              all_visible);
+            tile_update_local(&dk_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N,
+                              1, qrows, D_PAD, head_dim, i0, count, lo, hi, all_visible);
         }
     }
 
@@ -304,8 +305,8 @@ void attention_backward_dq(BACKWARD_ARGS)
                 VSTORE(ds_c, c, ds[r]);
             }
         }
-        tile_update(&dq_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1,
-                    krows, D_PAD, j0, count, lo, hi, all_visible);
+        tile_update_local(&dq_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1,
+                          krows, D_PAD, head_dim, j0, count, lo, hi, all_visible);
     }
 
     for (int r = 0; r < ROWS; r++) {

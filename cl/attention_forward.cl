@@ -59,9 +59,8 @@ void attention_forward(
     int splits, int keys_per_split)
 {
 #if !SCORES_FROM_ROWS
-    __local float kt[D_PAD * BLOCK_N];
+    __local float kt[D_PAD * BLOCK_N], vt[BLOCK_N * DV_PAD];
 #endif
-    __local float vt[BLOCK_N * DV_PAD];
 
     const int lid = get_local_id(0);
     const int hkv = get_global_id(1);
@@ -133,14 +132,16 @@ void attention_forward(
 
     for (int j0 = keys_lo; j0 <= keys_hi; j0 += BLOCK_N) {
         const int count = min(BLOCK_N, keys_hi - j0 + 1);
+#if !SCORES_FROM_ROWS /* decode reads K and V from global memory */
         barrier(CLK_LOCAL_MEM_FENCE);
 #if SCORES_IN_ROW_LANES
         stage_rows_qkv(kt, D_PAD, k, k_ss, head_dim, j0, count, 1.0f, lid);
-#elif !SCORES_FROM_ROWS
+#else
         stage_transposed_qkv(kt, k, k_ss, head_dim, j0, count, 1.0f, lid);
 #endif
         stage_rows_qkv(vt, DV_PAD, v, v_ss, head_dim_v, j0, count, 1.0f, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
+#endif
 
         /* Every key of the tile visible to every live row: no masking needed (rows that are
            not live are never stored as computed). */
@@ -234,8 +235,13 @@ void attention_forward(
         }
 
         /* acc += p v, skipping invisible keys so that whatever they hold cannot leak in. */
-        tile_update(&acc[0][0], CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N, vt, DV_PAD, j0,
-                    count, lo, hi, full);
+#if SCORES_FROM_ROWS
+        tile_update_qkv(&acc[0][0], CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N,
+                        v + j0 * v_ss, v_ss, head_dim_v, j0, count, lo, hi, full);
+#else
+        tile_update_local(&acc[0][0], CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N, vt,
+                          DV_PAD, head_dim_v, j0, count, lo, hi, full);
+#endif
     }
 
     for (int r = 0; r < ROWS; r++) {

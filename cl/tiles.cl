@@ -8,7 +8,8 @@
  *   scores  s[r][n] = sum_d rows[r][d] * tile[d][n]       (tile staged transposed; for the
  *           forward's CPU tilings staged row-major, tile_scores_lanes; for its decode, read
  *           from global memory, tile_scores_from_rows)
- *   update  acc[r][:] += sum_n g[r][n] * tile[n][:]        (tile staged row-major)
+ *   update  acc[r][:] += sum_n g[r][n] * tile[n][:]        (tile staged row-major; for the
+ *           forward's decode, read from global memory)
  * The update skips columns a row does not see, so that whatever they hold cannot leak in.
  *
  * Tunables (-D, made by src/plan.c clattn_tiling_build_options):
@@ -37,9 +38,10 @@
 #endif
 #define BLOCK_M (ROWS * WG)
 /* With at most 4 rows per work-group (decode), the forward takes the scores as dot products
-   with the keys read from global memory (tile_scores_from_rows): a staged tile would cost a
-   copy, and a transposed one a scattered store per element, for only 4 rows' use. */
-#define SCORES_FROM_ROWS (BLOCK_M <= 4)
+   with the keys read from global memory (tile_scores_from_rows) and the update with the values
+   read from there too (tile_update_qkv): a staged tile would cost a copy, and a transposed one
+   a scattered store per element, for only 4 rows' use. */
+#define SCORES_FROM_ROWS (BLOCK_M <= 4) /* CLATTN_ROWS_READ_FROM_GLOBAL in src/plan.h */
 /* With ROWS a multiple of VEC (CPUs: many rows per work-item), the forward holds its rows
    transposed and takes the scores with the rows in vector lanes (tile_scores_lanes): K is
    staged row-major and broadcast, so there is no transposed tile, and the online softmax runs
@@ -63,27 +65,31 @@ static int chunks_of(int dim)
 /* Staging of rows first .. first+count-1 of a [seq, dim] slice with row stride ss, scaled by
    mult, for elements of type elem_t loaded with LOAD (one) and VLOADX (VEC at a time):
      stage_transposed_*: tile[d][n] for d < dim (BLOCK_N per d);
-     stage_rows_*:       tile[n][d] for d < pitch (the whole row: see tile_update).
+     stage_rows_*:       tile[n][d] for d < pitch (the whole row: see tile_update_local).
    Slots past count and elements past dim are 0, so every vector the products read is set.
    Rows are read VEC elements at a time (vector loads and conversions), in memory order, the
    work-group's work-items taking consecutive vectors.
-     partial_vector_*:   vector c of a row that ends inside it (c * VEC < dim < (c+1) * VEC),
-                         lanes past dim 0, without reading past the row. */
+     row_vector_*:       vector c of a row of dim elements, lanes past dim 0, without reading
+                         past the row. */
 #define DEFINE_STAGING(suffix, elem_t, LOAD, VLOADX)                                             \
-    static floatv partial_vector_##suffix(__global const elem_t *row, int c, int dim)           \
+    static floatv row_vector_##suffix(__global const elem_t *row, int c, int dim)                \
     {                                                                                            \
+        if ((c + 1) * VEC <= dim)                                                                \
+            return VLOADX(c, row);                                                               \
+        if (c * VEC >= dim)                                                                      \
+            return (floatv)(0.0f);                                                               \
         float lane[VEC];                                                                         \
         for (int e = 0; e < VEC; e++)                                                            \
             lane[e] = c * VEC + e < dim ? LOAD(row, c * VEC + e) : 0.0f;                         \
         return VLOAD(0, lane);                                                                   \
     }                                                                                            \
-    static void stage_transposed_##suffix(__local float *tile, __global const elem_t *x,        \
-                                          long ss, int dim, int first, int count, float mult,   \
+    static void stage_transposed_##suffix(__local float *tile, __global const elem_t *x,         \
+                                          long ss, int dim, int first, int count, float mult,    \
                                           int lid)                                               \
     {                                                                                            \
         const int whole = dim / VEC, per_row = max(whole, 1);                                    \
-        /* vector c of row n, c fastest: each work-item steps WG vectors on (dn rows, dc) */    \
-        const int dn = WG / per_row, dc = WG % per_row;                                         \
+        /* vector c of row n, c fastest: each work-item steps WG vectors on (dn rows, dc) */     \
+        const int dn = WG / per_row, dc = WG % per_row;                                          \
         for (int n = lid / per_row, c = lid % per_row; whole > 0 && n < BLOCK_N;) {              \
             float lane[VEC];                                                                     \
             VSTORE(n < count ? mult * VLOADX(c, x + (long)(first + n) * ss) : (floatv)(0.0f), 0, \
@@ -98,19 +104,15 @@ static int chunks_of(int dim)
             tile[d * BLOCK_N + n] = n < count ? mult * LOAD(x + (long)(first + n) * ss, d) : 0.0f; \
         }                                                                                        \
     }                                                                                            \
-    static void stage_rows_##suffix(__local float *tile, int pitch, __global const elem_t *x,   \
+    static void stage_rows_##suffix(__local float *tile, int pitch, __global const elem_t *x,    \
                                     long ss, int dim, int first, int count, float mult, int lid) \
     {                                                                                            \
-        const int chunks = pitch / VEC, whole = dim / VEC;                                       \
+        const int chunks = pitch / VEC;                                                          \
         for (int t = lid; t < BLOCK_N * chunks; t += WG) {                                       \
             const int n = t / chunks, c = t % chunks;                                            \
             __global const elem_t *row = x + (long)(first + n) * ss;                             \
-            floatv val = (floatv)(0.0f);                                                         \
-            if (n < count && c < whole) {                                                        \
-                val = mult * VLOADX(c, row);                                                     \
-            } else if (n < count && c * VEC < dim) {                                             \
-                val = mult * partial_vector_##suffix(row, c, dim);                               \
-            }                                                                                    \
+            const floatv val =                                                                   \
+                n < count ? mult * row_vector_##suffix(row, c, dim) : (floatv)(0.0f);            \
             VSTORE(val, c, tile + n * pitch);                                                    \
         }                                                                                        \
     }
@@ -172,7 +174,7 @@ static void tile_scores(const float *rows, int pitch, __local const float *tile,
 static void tile_scores_from_rows(const float *rows, int pitch, __global const qkv_t *x,
                                   long ss, int first, int count, int dim, floatv *s)
 {
-    const int whole = dim / VEC;
+    const int chunks = chunks_of(dim);
     for (int c = 0; c < CHUNKS_N; c++) {
         float lane[ROWS][VEC];
         for (int e = 0; e < VEC; e++) {
@@ -183,17 +185,11 @@ static void tile_scores_from_rows(const float *rows, int pitch, __global const q
                 a[r] = (floatv)(0.0f);
             if (n < count) {
                 __global const qkv_t *key = x + (long)(first + n) * ss;
-                for (int k = 0; k < whole; k++) {
-                    const floatv t = VLOAD_QKV(k, key);
+                for (int k = 0; k < chunks; k++) {
+                    const floatv t = row_vector_qkv(key, k, dim);
                     #pragma unroll
                     for (int r = 0; r < ROWS; r++)
                         a[r] = fma(VLOAD(k, rows + r * pitch), t, a[r]);
-                }
-                if (whole * VEC < dim) {
-                    const floatv t = partial_vector_qkv(key, whole, dim);
-                    #pragma unroll
-                    for (int r = 0; r < ROWS; r++)
-                        a[r] = fma(VLOAD(whole, rows + r * pitch), t, a[r]);
                 }
             }
             #pragma unroll
@@ -252,79 +248,80 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
         }
 }
 
-/* One register block of tile_update: rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
-   c0+UPDATE_CHUNKS-1 (those below acc_chunks), columns n_begin .. n_end-1. With `masked`,
-   columns outside a row's [lo, hi] leave its accumulators as they are (inlined, so each call
-   gets its own loop). */
-__attribute__((always_inline)) static void update_block(floatv *acc, int acc_chunks, int r0,
-                                                        int c0, const float *g, int g_stride_r,
-                                                        int g_stride_n, __local const float *tile,
-                                                        int pitch, int first, int n_begin,
-                                                        int n_end, const int *lo, const int *hi,
-                                                        int masked)
-{
-    floatv a[ROW_BLOCK][UPDATE_CHUNKS];
-    #pragma unroll
-    for (int r = 0; r < ROW_BLOCK; r++)
-        #pragma unroll
-        for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
-            a[r][c] = acc[(r0 + r) * acc_chunks + c0 + c];
-    for (int n = n_begin; n < n_end; n++) {
-        floatv t[UPDATE_CHUNKS];
-        #pragma unroll
-        for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
-            t[c] = VLOAD(c0 + c, tile + n * pitch);
-        #pragma unroll
-        for (int r = 0; r < ROW_BLOCK; r++) {
-            const int col = first + n;
-            if (masked && (col < lo[r0 + r] || col > hi[r0 + r]))
-                continue;
-            const floatv x = (floatv)(g[(r0 + r) * g_stride_r + n * g_stride_n]);
-            #pragma unroll
-            for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
-                a[r][c] = fma(x, t[c], a[r][c]);
-        }
+/* The update, for a tile in local memory (tile_update_local: staged rows of pitch floats, zeros
+   past the data) and for rows read straight from global memory (tile_update_qkv: rows of dim
+   qkv_t elements, pitch apart, read with row_vector_qkv so that nothing past a row is read);
+   CHUNK(row, c, dim) is vector c of a row.
+     update_block_*: one register block, rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
+       c0+UPDATE_CHUNKS-1 (those below acc_chunks), columns n_begin .. n_end-1. With `masked`,
+       columns outside a row's [lo, hi] leave its accumulators as they are (inlined, so each
+       call gets its own loop).
+     tile_update_*: acc[r * acc_chunks + c] += g[r * g_stride_r + n * g_stride_n] * tile[n][c]
+       for chunks c < chunks, over the count columns n whose index first + n lies in row r's
+       visible interval [lo[r], hi[r]] (every column when all_visible). Chunks are taken
+       UPDATE_CHUNKS at a time, so a local tile's rows must be staged (zeros past the data) up
+       to chunks rounded up to UPDATE_CHUNKS, or to acc_chunks. Per register block of rows, the
+       columns all of its rows see run without the check (on a causal diagonal, all but a few). */
+#define DEFINE_UPDATE(suffix, tile_t, CHUNK)                                                     \
+    __attribute__((always_inline)) static void update_block_##suffix(                            \
+        floatv *acc, int acc_chunks, int r0, int c0, const float *g, int g_stride_r,             \
+        int g_stride_n, tile_t tile, long pitch, int dim, int first, int n_begin, int n_end,     \
+        const int *lo, const int *hi, int masked)                                                \
+    {                                                                                            \
+        floatv a[ROW_BLOCK][UPDATE_CHUNKS];                                                      \
+        _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)                                    \
+            _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)     \
+                a[r][c] = acc[(r0 + r) * acc_chunks + c0 + c];                                   \
+        for (int n = n_begin; n < n_end; n++) {                                                  \
+            floatv t[UPDATE_CHUNKS];                                                             \
+            _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)     \
+                t[c] = CHUNK(tile + n * pitch, c0 + c, dim);                                     \
+            _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++) {                              \
+                const int col = first + n;                                                       \
+                if (masked && (col < lo[r0 + r] || col > hi[r0 + r]))                            \
+                    continue;                                                                    \
+                const floatv x = (floatv)(g[(r0 + r) * g_stride_r + n * g_stride_n]);            \
+                _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++) \
+                    a[r][c] = fma(x, t[c], a[r][c]);                                             \
+            }                                                                                    \
+        }                                                                                        \
+        _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)                                    \
+            _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)     \
+                acc[(r0 + r) * acc_chunks + c0 + c] = a[r][c];                                   \
+    }                                                                                            \
+    static void tile_update_##suffix(floatv *acc, int acc_chunks, int chunks, const float *g,    \
+                                     int g_stride_r, int g_stride_n, tile_t tile, long pitch,    \
+                                     int dim, int first, int count, const int *lo,               \
+                                     const int *hi, int all_visible)                             \
+    {                                                                                            \
+        for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)                                       \
+            for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {                                       \
+                /* columns both_lo .. both_hi are seen by every row of the block */              \
+                int both_lo = 0, both_hi = count - 1;                                            \
+                if (!all_visible) {                                                              \
+                    for (int r = r0; r < r0 + ROW_BLOCK; r++) {                                  \
+                        both_lo = max(both_lo, lo[r] - first);                                   \
+                        both_hi = min(both_hi, hi[r] - first);                                   \
+                    }                                                                            \
+                    if (both_lo > both_hi) { /* none: every column is checked */                 \
+                        both_lo = count;                                                         \
+                        both_hi = count - 1;                                                     \
+                    }                                                                            \
+                }                                                                                \
+                update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile,  \
+                                      pitch, dim, first, both_lo, both_hi + 1, lo, hi, 0);       \
+                if (!all_visible)                                                                \
+                    for (int part = 0; part < 2; part++)                                         \
+                        update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r,            \
+                                              g_stride_n, tile, pitch, dim, first,               \
+                                              part ? both_hi + 1 : 0, part ? count : both_lo,    \
+                                              lo, hi, 1);                                        \
+            }                                                                                    \
     }
-    #pragma unroll
-    for (int r = 0; r < ROW_BLOCK; r++)
-        #pragma unroll
-        for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)
-            acc[(r0 + r) * acc_chunks + c0 + c] = a[r][c];
-}
 
-/* acc[r * acc_chunks + c] += g[r * g_stride_r + n * g_stride_n] * tile[n][c * VEC ..] for
-   chunks c < chunks, over the count staged columns n whose index first + n lies in row r's
-   visible interval [lo[r], hi[r]] (every column when all_visible). Chunks are taken
-   UPDATE_CHUNKS at a time, so the tile's rows must be staged (zeros past the data) up to
-   chunks rounded up to UPDATE_CHUNKS, or to acc_chunks. Per register block of rows, the
-   columns all of its rows see run without the check (on a causal diagonal, all but a few). */
-static void tile_update(floatv *acc, int acc_chunks, int chunks, const float *g, int g_stride_r,
-                        int g_stride_n, __local const float *tile, int pitch, int first,
-                        int count, const int *lo, const int *hi, int all_visible)
-{
-    for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)
-        for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {
-            /* columns both_lo .. both_hi are seen by every row of the block */
-            int both_lo = 0, both_hi = count - 1;
-            if (!all_visible) {
-                for (int r = r0; r < r0 + ROW_BLOCK; r++) {
-                    both_lo = max(both_lo, lo[r] - first);
-                    both_hi = min(both_hi, hi[r] - first);
-                }
-                if (both_lo > both_hi) { /* none: every column is checked */
-                    both_lo = count;
-                    both_hi = count - 1;
-                }
-            }
-            update_block(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, pitch, first,
-                         both_lo, both_hi + 1, lo, hi, 0);
-            if (!all_visible)
-                for (int part = 0; part < 2; part++)
-                    update_block(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, pitch,
-                                 first, part ? both_hi + 1 : 0, part ? count : both_lo, lo, hi,
-                                 1);
-        }
-}
+#define LOCAL_ROW_VECTOR(row, c, dim) VLOAD((c), (row))
+DEFINE_UPDATE(local, __local const float *, LOCAL_ROW_VECTOR)
+DEFINE_UPDATE(qkv, __global const qkv_t *, row_vector_qkv)
 
 /* 1 when every column first .. first+BLOCK_N-1 is visible to every live row of this
    work-item: lo_max and hi_min are the largest lo and smallest hi over its live rows. */

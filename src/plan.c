@@ -62,6 +62,8 @@ int clattn_head_dim_bucket(int64_t head_dim)
 
 size_t clattn_tiling_local_bytes(const clattn_tiling *t)
 {
+    if (t->rows * t->wg <= CLATTN_ROWS_READ_FROM_GLOBAL)
+        return 0;
     return ((size_t)t->d_pad + (size_t)t->dv_pad) * (size_t)t->block_n * sizeof(float);
 }
 

@@ -32,7 +32,12 @@ typedef struct clattn_tiling {
 /* Smallest compile-time bucket holding head_dim, or 0 if head_dim is outside 1..256. */
 int clattn_head_dim_bucket(int64_t head_dim);
 
-/* Local memory a tiling uses: a K^T tile [d_pad][block_n] and a V tile [block_n][dv_pad], f32. */
+/* Work-groups of at most this many query rows (decode) read K and V straight from global
+   memory (SCORES_FROM_ROWS in cl/tiles.cl): their tiling declares no local memory. */
+#define CLATTN_ROWS_READ_FROM_GLOBAL 4
+
+/* Local memory the forward's tiling uses: a K tile [d_pad][block_n] and a V tile
+   [block_n][dv_pad], f32; none with at most CLATTN_ROWS_READ_FROM_GLOBAL rows per work-group. */
 size_t clattn_tiling_local_bytes(const clattn_tiling *t);
 
 /* Choose the tiling of the fused forward for problem on probe's device. Writes a short reason

@@ -408,12 +408,18 @@ static clattn_tiling manual_tiling(int d_pad, int dv_pad, int rows, int wg, int 
     return t;
 }
 
-Test(plan, local_bytes_is_k_and_v_tiles_in_f32)
+Test(plan, local_bytes_is_k_and_v_tiles_in_f32_none_for_decode)
 {
     clattn_tiling t = manual_tiling(64, 64, 8, 1, 16, 16);
     cr_expect_eq(clattn_tiling_local_bytes(&t), (size_t)(64 * 16 + 16 * 64) * 4);
     t = manual_tiling(128, 256, 1, 128, 32, 4);
     cr_expect_eq(clattn_tiling_local_bytes(&t), (size_t)(128 * 32 + 32 * 256) * 4);
+    t = manual_tiling(128, 128, 4, 1, 64, 16);   /* decode: K and V from global memory */
+    cr_expect_eq(clattn_tiling_local_bytes(&t), (size_t)0);
+    t = manual_tiling(128, 128, 1, 4, 64, 4);
+    cr_expect_eq(clattn_tiling_local_bytes(&t), (size_t)0);
+    t = manual_tiling(128, 128, 1, 8, 64, 4);
+    cr_expect_eq(clattn_tiling_local_bytes(&t), (size_t)(128 * 64 + 64 * 128) * 4);
 }
 
 /* ---------------------------------------------------------------------------------------- */
