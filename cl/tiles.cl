@@ -261,7 +261,8 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
        visible interval [lo[r], hi[r]] (every column when all_visible). Chunks are taken
        UPDATE_CHUNKS at a time, so a local tile's rows must be staged (zeros past the data) up
        to chunks rounded up to UPDATE_CHUNKS, or to acc_chunks. Per register block of rows, the
-       columns all of its rows see run without the check (on a causal diagonal, all but a few). */
+       columns all of its rows see run without the check, those some of them see with it (on a
+       causal diagonal, a few), and those none sees not at all. */
 #define DEFINE_UPDATE(suffix, tile_t, CHUNK)                                                     \
     __attribute__((always_inline)) static void update_block_##suffix(                            \
         floatv *acc, int acc_chunks, int r0, int c0, const float *g, int g_stride_r,             \
@@ -296,26 +297,34 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
     {                                                                                            \
         for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)                                       \
             for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {                                       \
-                /* columns both_lo .. both_hi are seen by every row of the block */              \
-                int both_lo = 0, both_hi = count - 1;                                            \
+                /* columns all_lo .. all_hi are seen by every row of the block, any_lo ..        \
+                   any_hi by some row */                                                         \
+                int all_lo = 0, all_hi = count - 1, any_lo = 0, any_hi = count - 1;              \
                 if (!all_visible) {                                                              \
+                    any_lo = count;                                                              \
+                    any_hi = -1;                                                                 \
                     for (int r = r0; r < r0 + ROW_BLOCK; r++) {                                  \
-                        both_lo = max(both_lo, lo[r] - first);                                   \
-                        both_hi = min(both_hi, hi[r] - first);                                   \
+                        all_lo = max(all_lo, lo[r] - first);                                     \
+                        all_hi = min(all_hi, hi[r] - first);                                     \
+                        any_lo = min(any_lo, lo[r] - first);                                     \
+                        any_hi = max(any_hi, hi[r] - first);                                     \
                     }                                                                            \
-                    if (both_lo > both_hi) { /* none: every column is checked */                 \
-                        both_lo = count;                                                         \
-                        both_hi = count - 1;                                                     \
+                    any_lo = max(any_lo, 0);                                                     \
+                    any_hi = min(any_hi, count - 1);                                             \
+                    if (all_lo > all_hi) { /* none: every column some row sees is checked */     \
+                        all_lo = any_hi + 1;                                                     \
+                        all_hi = any_hi;                                                         \
                     }                                                                            \
                 }                                                                                \
                 update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile,  \
-                                      pitch, dim, first, both_lo, both_hi + 1, lo, hi, 0);       \
-                if (!all_visible)                                                                \
-                    for (int part = 0; part < 2; part++)                                         \
-                        update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r,            \
-                                              g_stride_n, tile, pitch, dim, first,               \
-                                              part ? both_hi + 1 : 0, part ? count : both_lo,    \
-                                              lo, hi, 1);                                        \
+                                      pitch, dim, first, all_lo, all_hi + 1, lo, hi, 0);         \
+                if (!all_visible) {                                                              \
+                    update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n,    \
+                                          tile, pitch, dim, first, any_lo, all_lo, lo, hi, 1);   \
+                    update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n,    \
+                                          tile, pitch, dim, first, all_hi + 1, any_hi + 1, lo,   \
+                                          hi, 1);                                                \
+                }                                                                                \
             }                                                                                    \
     }
 
