@@ -5,16 +5,20 @@
  *   clattn-bench [--device SEL] [-b B] [--hq H] [--hkv H] [--sq S] [--sk S] [-d D] [--dv DV]
  *                [--causal] [--layout bhsd|bshd] [--dtype f32|f16|bf16]
  *                [--algo auto|fused|split_kv|unfused] [--pass fwd|bwd|both]
- *                [--warmup N] [--iters N] [--peak] [--csv FILE] [--json FILE] [--no-peers]
- *                [--openblas-threading heads|blas]
+ *                [--warmup N] [--iters N] [--rounds N] [--peak] [--csv FILE] [--json FILE]
+ *                [--no-peers] [--openblas-threading heads|blas]
  *   clattn-bench --tune [--budget SECONDS] [--tune-file FILE] [--tune-progress FILE]
  *                [--device SEL] [shape flags] [--algo auto|fused|split_kv] [--warmup N] [--iters N]
  *
  * Without shape flags it runs a preset list; with any of them, one shape (unset sizes default
- * to B=1, H=16, S=1024, D=64; hkv = hq, sk = sq, dv = d). Warm-up calls come first so that
- * kernel builds and PoCL's first-launch compilation are not timed. Each timed call is bracketed
- * by OpenCL profiling events: a marker enqueued just before it and the call's own event, so a
- * call that enqueues several commands is timed whole. FLOPs follow DESIGN.md: forward
+ * to B=1, H=16, S=1024, D=64; hkv = hq, sk = sq, dv = d). Every configuration (ours and each
+ * peer, per shape and pass) is prepared first, its operands made and --warmup untimed calls
+ * (default 3) run, so that kernel builds and PoCL's first-launch compilation are not timed;
+ * then --rounds turns through the list (default 10) each time a share of its --iters timed
+ * calls (default 30), so that a drift of the machine's speed during the run touches every row
+ * alike instead of skewing the ratios between rows. Each timed call is bracketed by OpenCL
+ * profiling events: a marker enqueued just before it and the call's own event, so a call that
+ * enqueues several commands is timed whole. FLOPs follow DESIGN.md: forward
  * 2 * pairs * (D + Dv), backward 2 * pairs * (3D + 2Dv), pairs = visible (query, key) pairs
  * summed over batch and query heads. GB/s counts the K and V bytes a call must read once:
  * B * Hkv * Sk * (D + Dv) * element size (the figure that bounds decode). --dtype sets q, k, v,
@@ -23,8 +27,9 @@
  * the backward has no such query ("-").
  *
  * --pass (default both; the forward alone for Sq=1) picks what is timed: a "fwd" row per
- * shape, a "bwd" row, or both, the bwd row after the fwd row. The backward is timed like the forward, on the out and lse of one
- * untimed forward call made first and a random dout; its row's bwd/fwd column is its GFLOP/s
+ * shape, a "bwd" row, or both, the bwd row after the fwd row. The backward is timed like the
+ * forward, on the out and lse of one untimed forward call made first (in its warm-up) and a
+ * random dout; its row's bwd/fwd column is its GFLOP/s
  * over the fwd row's (both counted as above; "-" without a fwd row). A shape whose backward
  * clattn cannot run (CLATTN_ERROR_UNSUPPORTED, e.g. --algo split_kv) gets a bwd row of "-"
  * with the reason in its plan column; the run goes on. Peers time the forward only.
@@ -84,6 +89,7 @@ typedef struct options {
     clattn_algo algo;
     int passes;        /* PASSES_*; 0: --pass not given (shape_passes) */
     int warmup, iters;
+    int rounds;        /* --rounds: the shape list is timed this many times in turn */
     int one_shape;     /* a shape flag was given: run `user` only */
     shape user;
     int peak, no_peers;
@@ -100,7 +106,8 @@ static const shape presets[] = {
     {1, 16, 16, 1024, 1024, 64, 64, 0, 0, CLATTN_F16},
     {1, 16, 16, 1024, 1024, 64, 64, 1, 0, CLATTN_F16},
     {1, 32, 8, 1, 4096, 128, 128, 0, 0, CLATTN_F32},    /* GQA decode */
-    {1, 32, 8, 1, 32768, 128, 128, 0, 0, CLATTN_F16},   /* GQA decode, long context */
+    {1, 32, 8, 1, 32768, 128, 128, 0, 0, CLATTN_F32},   /* GQA decode, long context */
+    {1, 32, 8, 1, 32768, 128, 128, 0, 0, CLATTN_F16},
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -113,12 +120,14 @@ static void usage(FILE *f)
                "                    [-d D] [--dv DV] [--causal] [--warmup N] [--iters N]\n"
                "                    [--layout bhsd|bshd] [--dtype f32|f16|bf16]\n"
                "                    [--algo auto|fused|split_kv|unfused] [--pass fwd|bwd|both]\n"
-               "                    [--peak] [--csv FILE] [--json FILE] [--no-peers]\n"
+               "                    [--rounds N] [--peak] [--csv FILE] [--json FILE] [--no-peers]\n"
                "                    [--openblas-threading heads|blas]\n"
                "       clattn-bench --tune [--budget SECONDS] [--tune-file FILE]\n"
                "                    [--tune-progress FILE] [--device SEL] [shape flags]\n"
                "                    [--algo auto|fused|split_kv] [--warmup N] [--iters N]\n"
-               "Without shape flags, runs a preset list. --warmup is at least 1.\n"
+               "Without shape flags, runs a preset list. Every row and peer gets --warmup untimed\n"
+               "calls (default 3, at least 1) first, then --iters timed ones (default 30) spread\n"
+               "over --rounds turns through the list (default 10, at most --iters).\n"
                "--pass (default both; fwd alone for Sq=1): a fwd and/or a bwd row per shape; bwd/fwd is the\n"
                "backward's GFLOP/s over the forward's (FLOPs as DESIGN.md counts them).\n"
                "Peers (forward only): clattn's unfused path, and OpenBLAS on CPU devices;\n"
@@ -224,13 +233,15 @@ static const char **text_field(options *o, const char *flag)
     return NULL;
 }
 
-/* The field that --warmup or --iters sets, or NULL. */
+/* The field that --warmup, --iters or --rounds sets, or NULL. */
 static int *count_field(options *o, const char *flag)
 {
     if (strcmp(flag, "--warmup") == 0)
         return &o->warmup;
     if (strcmp(flag, "--iters") == 0)
         return &o->iters;
+    if (strcmp(flag, "--rounds") == 0)
+        return &o->rounds;
     return NULL;
 }
 
@@ -302,11 +313,13 @@ static int parse_args(int argc, char **argv, options *o)
         }
     }
     o->warmup = o->warmup ? o->warmup : o->tune ? 2 : 3;
-    o->iters = o->iters ? o->iters : o->tune ? 5 : 20;
+    o->iters = o->iters ? o->iters : o->tune ? 5 : 30;
     complete_shape(&o->user);
-    if (o->tune && (o->csv || o->json || o->peak || o->passes))
-        return fprintf(stderr, "clattn-bench: --tune does not take --csv, --json, --peak or "
-                               "--pass (it tunes the forward)\n"), 0;
+    if (o->tune && (o->csv || o->json || o->peak || o->passes || o->rounds))
+        return fprintf(stderr, "clattn-bench: --tune does not take --csv, --json, --peak, "
+                               "--pass or --rounds (it tunes the forward)\n"), 0;
+    o->rounds = o->rounds ? o->rounds : 10;
+    o->rounds = o->rounds < o->iters ? o->rounds : o->iters;
     return 1;
 }
 
@@ -371,36 +384,24 @@ static int warm_up(clattn_context *ctx, const clattn_attention_desc *desc, const
     return 1;
 }
 
-/* Times pass of shape s under algo. 0 when clattn cannot run it (t->status, t->plan says why)
-   or it failed (printed). */
-static int measure(clattn_context *ctx, const shape *s, clattn_algo algo, bench_pass pass,
-                   const options *o, timing *t)
+/* Plans pass of shape s under desc on op and makes o->warmup untimed calls. 0 when clattn
+   cannot run it (t->status, t->plan says why) or it failed (printed). */
+static int prepare(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
+                   bench_pass pass, const options *o, timing *t)
 {
-    operands op;
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
-    desc.causal = s->causal;
-    desc.algo = algo;
     memset(t, 0, sizeof *t);
-    cl_context cl = clattn_context_cl_context(ctx);
-    double *ms = calloc((size_t)o->iters, sizeof *ms);
-    int ok = ms && make_operands(cl, s, &op) && (pass == PASS_FWD || make_gradients(cl, s, &op));
-    if (ok)
-        plan_call(ctx, &desc, &op, pass, t);
-    ok = ok && t->status == CLATTN_SUCCESS;
-    ok = ok && warm_up(ctx, &desc, &op, pass, o->warmup, t);
-    ok = ok && timed_calls(ctx, &desc, &op, pass, o->iters, ms);
-    if (ok) {
-        summarize(ms, o->iters, &t->median_ms, &t->min_ms);
-        double kv_bytes = (double)(s->b * s->hkv * s->sk * (s->d + s->dv) *
-                                   (int64_t)dtype_bytes(s->dtype));
-        t->gflops = gflops_at(s, pass, t->median_ms);
-        t->gbps = t->median_ms > 0 ? kv_bytes / (t->median_ms * 1e-3) / 1e9 : 0.0;
-    }
-    if (ms)
-        release_operands(&op);
-    free(ms);
-    return ok;
+    plan_call(ctx, desc, op, pass, t);
+    return t->status == CLATTN_SUCCESS && warm_up(ctx, desc, op, pass, o->warmup, t);
+}
+
+/* t's median, minimum, GFLOP/s and GB/s from its n timed calls ms (reordered). */
+static void summarize_timing(const shape *s, bench_pass pass, double *ms, int n, timing *t)
+{
+    summarize(ms, n, &t->median_ms, &t->min_ms);
+    double kv_bytes = (double)(s->b * s->hkv * s->sk * (s->d + s->dv) *
+                               (int64_t)dtype_bytes(s->dtype));
+    t->gflops = gflops_at(s, pass, t->median_ms);
+    t->gbps = t->median_ms > 0 ? kv_bytes / (t->median_ms * 1e-3) / 1e9 : 0.0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -412,19 +413,19 @@ static void set_ratio(peer *p, double ours_gflops)
     p->ratio = p->gflops > 0 ? ours_gflops / p->gflops : 0.0;
 }
 
-/* The unfused CLBlast path, timed like ours. */
-static void run_unfused_peer(clattn_context *ctx, const shape *s, const options *o, peer *p)
+/* Prepares the unfused CLBlast path on the operands of ours (desc: ours with algo UNFUSED);
+   p->ran says whether it will be timed, p->note why not. */
+static void prepare_unfused_peer(clattn_context *ctx, const clattn_attention_desc *desc,
+                                 const operands *op, const options *o, peer *p)
 {
     timing t;
     if (o->algo == CLATTN_ALGO_UNFUSED) {
         snprintf(p->note, sizeof p->note, "not run: --algo unfused makes it ours");
         return;
     }
-    p->ran = measure(ctx, s, CLATTN_ALGO_UNFUSED, PASS_FWD, o, &t);
-    if (p->ran) {
-        p->median_ms = t.median_ms, p->min_ms = t.min_ms, p->gflops = t.gflops;
+    p->ran = prepare(ctx, desc, op, PASS_FWD, o, &t);
+    if (p->ran)
         return;
-    }
     if (t.status == CLATTN_SUCCESS)
         snprintf(p->note, sizeof p->note, "failed (see the error above)");
     else
@@ -472,49 +473,54 @@ static int blas_call(const cpu_attention_problem *pr, const options *o, const ho
     return cpu_attention_forward(pr, t, cpu_attention_cpus(), h->x[0], h->x[1], h->x[2], h->x[3]);
 }
 
-/* One checked call, o->warmup more, then o->iters timed ones into ms. */
-static int blas_timed(const shape *s, const options *o, const host_operands *h, double *ms,
-                      peer *p)
+static cpu_attention_problem blas_problem(const shape *s)
 {
-    cpu_attention_problem pr = {s->b, s->hq, s->hkv, s->sq, s->sk, s->d, s->dv, s->causal};
-    if (!blas_call(&pr, o, h))
-        return snprintf(p->note, sizeof p->note, "failed: out of memory or threads"), 0;
-    p->max_rel_err = cpu_attention_check(&pr, h->x[0], h->x[1], h->x[2], h->x[3], s->b - 1,
-                                         s->hq - 1);
-    if (!(p->max_rel_err >= 0.0 && p->max_rel_err < PEER_TOLERANCE))
-        return snprintf(p->note, sizeof p->note, "wrong result (rel err %.3g at batch %lld, "
-                        "head %lld), not timed", p->max_rel_err, (long long)(s->b - 1),
-                        (long long)(s->hq - 1)), 0;
-    int ok = 1;
-    for (int i = 0; ok && i < o->warmup; i++)
-        ok = blas_call(&pr, o, h);
-    for (int i = 0; ok && i < o->iters; i++) {
-        double t0 = now_ms();
-        ok = blas_call(&pr, o, h);
-        ms[i] = now_ms() - t0;
-    }
-    if (!ok)
-        snprintf(p->note, sizeof p->note, "failed: out of memory or threads");
-    return ok;
+    return (cpu_attention_problem){s->b, s->hq, s->hkv, s->sq, s->sk, s->d, s->dv, s->causal};
 }
 
-static void run_blas_peer(const shape *s, const options *o, peer *p)
+/* Makes h for shape s, then one checked call and o->warmup more; p->ran says whether the peer
+   will be timed, p->note why not (or that it runs on f32 copies). */
+static void prepare_blas_peer(const shape *s, const options *o, host_operands *h, peer *p)
 {
-    host_operands h;
-    double *ms = calloc((size_t)o->iters, sizeof *ms);
+    cpu_attention_problem pr = blas_problem(s);
     p->max_rel_err = -1.0;
-    if (!ms || !make_host(s, &h)) {
+    if (!make_host(s, h)) {
         snprintf(p->note, sizeof p->note, "not run: out of host memory");
-    } else if ((p->ran = blas_timed(s, o, &h, ms, p))) {
-        summarize(ms, o->iters, &p->median_ms, &p->min_ms);
-        p->gflops = gflops_at(s, PASS_FWD, p->median_ms);
-        if (s->dtype != CLATTN_F32)
-            snprintf(p->note, sizeof p->note, "f32 copies of the %s inputs",
-                     s->dtype == CLATTN_F16 ? "f16" : "bf16");
+        return;
     }
-    if (ms)
-        free_host(&h);
-    free(ms);
+    if (!blas_call(&pr, o, h)) {
+        snprintf(p->note, sizeof p->note, "failed: out of memory or threads");
+        return;
+    }
+    p->max_rel_err = cpu_attention_check(&pr, h->x[0], h->x[1], h->x[2], h->x[3], s->b - 1,
+                                         s->hq - 1);
+    if (!(p->max_rel_err >= 0.0 && p->max_rel_err < PEER_TOLERANCE)) {
+        snprintf(p->note, sizeof p->note, "wrong result (rel err %.3g at batch %lld, head %lld), "
+                 "not timed", p->max_rel_err, (long long)(s->b - 1), (long long)(s->hq - 1));
+        return;
+    }
+    p->ran = 1;
+    for (int i = 0; p->ran && i < o->warmup; i++)
+        p->ran = blas_call(&pr, o, h);
+    if (!p->ran)
+        snprintf(p->note, sizeof p->note, "failed: out of memory or threads");
+    else if (s->dtype != CLATTN_F32)
+        snprintf(p->note, sizeof p->note, "f32 copies of the %s inputs",
+                 s->dtype == CLATTN_F16 ? "f16" : "bf16");
+}
+
+/* n timed calls of the peer into ms, by clock_gettime; 0 on failure (p->note says so). */
+static int time_blas_peer(const shape *s, const options *o, const host_operands *h, int n,
+                          double *ms, peer *p)
+{
+    cpu_attention_problem pr = blas_problem(s);
+    for (int i = 0; i < n; i++) {
+        double t0 = now_ms();
+        if (!blas_call(&pr, o, h))
+            return snprintf(p->note, sizeof p->note, "failed: out of memory or threads"), 0;
+        ms[i] = now_ms() - t0;
+    }
+    return 1;
 }
 
 static int device_is_cpu(clattn_context *ctx)
@@ -534,10 +540,33 @@ static int device_is_cpu(clattn_context *ctx)
 /* Run                                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Pass of shape s, ours and (forward) its peers, into x; 0 when ours fails (printed) or the
-   forward cannot run. A backward that clattn cannot run is a record (x->ours.status). */
-static int bench_shape(clattn_context *ctx, const shape *s, bench_pass pass, const options *o,
-                       const run_info *r, record *x)
+/* What one record keeps from its preparation to its last round: the operands that ours and
+   the unfused peer share, the host copies of the OpenBLAS peer, and every timed call of each
+   (ms[0] ours, ms[1] unfused, ms[2] OpenBLAS; o->iters each). */
+typedef struct record_run {
+    operands op;
+    clattn_attention_desc desc[2];   /* ours, the unfused peer */
+#ifdef CLATTN_BENCH_OPENBLAS
+    host_operands host;
+#endif
+    double *ms[3];
+} record_run;
+
+static void release_run(record_run *run)
+{
+    release_operands(&run->op);
+#ifdef CLATTN_BENCH_OPENBLAS
+    free_host(&run->host);
+#endif
+    for (int i = 0; i < 3; i++)
+        free(run->ms[i]);
+}
+
+/* Record x of pass of shape s with its operands, plans and warm-up calls, ours then (forward)
+   its peers; 0 when ours fails (printed) or the forward cannot run. A backward that clattn
+   cannot run is a record (x->ours.status) that no round times. */
+static int prepare_record(clattn_context *ctx, const shape *s, bench_pass pass, const options *o,
+                          const run_info *r, record *x, record_run *run)
 {
     memset(x, 0, sizeof *x);
     x->s = *s;
@@ -545,26 +574,75 @@ static int bench_shape(clattn_context *ctx, const shape *s, bench_pass pass, con
     x->pass = pass;
     x->pct_flops = x->pct_bw = x->bwd_fwd = -1.0;
     x->unfused.max_rel_err = x->blas.max_rel_err = -1.0;
-    if (!measure(ctx, s, o->algo, pass, o, &x->ours)) {
+    for (int i = 0; i < 3; i++)
+        if (!(run->ms[i] = calloc((size_t)o->iters, sizeof(double))))
+            return fprintf(stderr, "clattn-bench: out of host memory\n"), 0;
+    cl_context cl = clattn_context_cl_context(ctx);
+    if (!make_operands(cl, s, &run->op) || (pass == PASS_BWD && !make_gradients(cl, s, &run->op)))
+        return 0;
+    for (int i = 0; i < 2; i++) {
+        clattn_attention_desc_init(&run->desc[i]);
+        run->desc[i].causal = s->causal;
+        run->desc[i].algo = i == 0 ? o->algo : CLATTN_ALGO_UNFUSED;
+    }
+    if (!prepare(ctx, &run->desc[0], &run->op, pass, o, &x->ours)) {
         if (x->ours.status == CLATTN_SUCCESS)
             return 0;
         return pass == PASS_BWD ? 1 : bench_fail(x->ours.plan, x->ours.status);
     }
+    if (o->no_peers || pass == PASS_BWD)
+        return 1;
+    prepare_unfused_peer(ctx, &run->desc[1], &run->op, o, &x->unfused);
+#ifdef CLATTN_BENCH_OPENBLAS
+    if (r->blas_core)
+        prepare_blas_peer(s, o, &run->host, &x->blas);
+#else
+    (void)r;
+#endif
+    return 1;
+}
+
+/* Timed calls first .. first+n-1 of record x: ours, then each peer that still runs. 0 when
+   ours fails (printed). */
+static int time_record(clattn_context *ctx, const options *o, int first, int n, record *x,
+                       record_run *run)
+{
+    if (x->ours.status != CLATTN_SUCCESS)
+        return 1;
+    if (!timed_calls(ctx, &run->desc[0], &run->op, x->pass, n, run->ms[0] + first))
+        return 0;
+    if (x->unfused.ran && !timed_calls(ctx, &run->desc[1], &run->op, PASS_FWD, n,
+                                       run->ms[1] + first)) {
+        x->unfused.ran = 0;
+        snprintf(x->unfused.note, sizeof x->unfused.note, "failed (see the error above)");
+    }
+#ifdef CLATTN_BENCH_OPENBLAS
+    if (x->blas.ran)
+        x->blas.ran = time_blas_peer(&x->s, o, &run->host, n, run->ms[2] + first, &x->blas);
+#else
+    (void)o;
+#endif
+    return 1;
+}
+
+/* x's figures from all of its n timed calls and its peers'. */
+static void finish_record(const run_info *r, int n, record *x, record_run *run)
+{
+    if (x->ours.status != CLATTN_SUCCESS)
+        return;
+    summarize_timing(&x->s, x->pass, run->ms[0], n, &x->ours);
     if (r->peak) {
         x->pct_flops = 100.0 * x->ours.gflops / r->peak_gflops;
         x->pct_bw = 100.0 * x->ours.gbps / r->peak_gbps;
     }
-    if (o->no_peers || pass == PASS_BWD)
-        return 1;
-    run_unfused_peer(ctx, s, o, &x->unfused);
-    set_ratio(&x->unfused, x->ours.gflops);
-#ifdef CLATTN_BENCH_OPENBLAS
-    if (r->blas_core) {
-        run_blas_peer(s, o, &x->blas);
-        set_ratio(&x->blas, x->ours.gflops);
+    peer *peers[] = {&x->unfused, &x->blas};
+    for (int i = 0; i < 2; i++) {
+        if (!peers[i]->ran)
+            continue;
+        summarize(run->ms[i + 1], n, &peers[i]->median_ms, &peers[i]->min_ms);
+        peers[i]->gflops = gflops_at(&x->s, PASS_FWD, peers[i]->median_ms);
+        set_ratio(peers[i], x->ours.gflops);
     }
-#endif
-    return 1;
 }
 
 typedef struct outputs {
@@ -590,27 +668,44 @@ static int shape_passes(const options *o, const shape *s)
     return o->passes ? o->passes : s->sq > 1 ? PASSES_BOTH : 1 << PASS_FWD;
 }
 
-/* The passes of o for each shape, the backward's bwd/fwd from the forward's row before it. */
+/* Every record of o's passes for each shape prepared, then o->rounds rounds in turn, each
+   giving every record its share of o->iters timed calls (round k times every record before
+   round k + 1 times any, so that a drift of the machine's speed during the run touches every
+   record alike), then one row per record from all of its calls; the backward's bwd/fwd from
+   the forward's record before it. */
 static int run_shapes(clattn_context *ctx, const shape *shapes, size_t n, const options *o,
                       const run_info *r, outputs *out)
 {
-    report_table_header(r);
-    for (size_t i = 0; i < n; i++) {
-        double fwd_gflops = 0.0;
-        for (int p = PASS_FWD; p <= PASS_BWD; p++) {
-            record x;
-            if (!(shape_passes(o, &shapes[i]) & (1 << p)))
-                continue;
-            if (!bench_shape(ctx, &shapes[i], (bench_pass)p, o, r, &x))
-                return 0;
-            if (p == PASS_FWD)
-                fwd_gflops = x.ours.gflops;
-            else if (x.ours.status == CLATTN_SUCCESS && fwd_gflops > 0)
-                x.bwd_fwd = x.ours.gflops / fwd_gflops;
-            write_record(r, &x, out);
-        }
+    record *x = calloc(n * 2, sizeof *x);   /* [shape][pass] */
+    record_run *run = calloc(n * 2, sizeof *run);
+    int ok = x && run;
+    if (!ok)
+        fprintf(stderr, "clattn-bench: out of host memory\n");
+    for (size_t i = 0; ok && i < n * 2; i++)
+        if (shape_passes(o, &shapes[i / 2]) & (1 << (i % 2)))
+            ok = prepare_record(ctx, &shapes[i / 2], (bench_pass)(i % 2), o, r, &x[i], &run[i]);
+    for (int round = 0; ok && round < o->rounds; round++) {
+        const int first = round * o->iters / o->rounds, next = (round + 1) * o->iters / o->rounds;
+        fprintf(stderr, "clattn-bench: round %d of %d\n", round + 1, o->rounds);
+        for (size_t i = 0; ok && i < n * 2; i++)
+            if (shape_passes(o, &shapes[i / 2]) & (1 << (i % 2)))
+                ok = time_record(ctx, o, first, next - first, &x[i], &run[i]);
     }
-    return 1;
+    if (ok)
+        report_table_header(r);
+    for (size_t i = 0; ok && i < n * 2; i++) {
+        if (!(shape_passes(o, &shapes[i / 2]) & (1 << (i % 2))))
+            continue;
+        finish_record(r, o->iters, &x[i], &run[i]);
+        if (i % 2 == PASS_BWD && x[i].ours.status == CLATTN_SUCCESS && x[i - 1].ours.gflops > 0)
+            x[i].bwd_fwd = x[i].ours.gflops / x[i - 1].ours.gflops;
+        write_record(r, &x[i], out);
+    }
+    for (size_t i = 0; run && i < n * 2; i++)
+        release_run(&run[i]);
+    free(run);
+    free(x);
+    return ok;
 }
 
 /* Fills r's peak figures (--peak) and prints them. */
@@ -713,8 +808,8 @@ int main(int argc, char **argv)
         return bench_fail("clattn_context_create", st), 1;
     run_info r = {clattn_context_device_name(ctx), 0, 0.0, 0.0, NULL, NULL, NULL};
     printf("device: %s\n", r.device);
-    printf("clattn %s, %d warm-up and %d timed calls per shape\n", clattn_version_string(),
-           o.warmup, o.iters);
+    printf("clattn %s, %d warm-up and %d timed calls per row and peer, the timed ones in %d "
+           "rounds\n", clattn_version_string(), o.warmup, o.iters, o.rounds);
     int ok = !o.peak || measure_peak(ctx, &r);
     describe_peers(ctx, &o, &r, blas_how);
     ok = ok && (o.one_shape ? run_shapes(ctx, &o.user, 1, &o, &r, &out)
