@@ -156,6 +156,19 @@ static void vstore_bf16_lanes(floatv x, int i, __global ushort *p)
 #define VLOAD_OUT(i, p) CLATTN_CAT(VLOAD_, OUT_TYPE)(i, p)
 #define VSTORE_OUT(x, i, p) CLATTN_CAT(VSTORE_, OUT_TYPE)(x, i, p)
 
+/* Asks the cache for the `bytes` bytes at p, one 64-byte line at a time, where the kernel is
+   compiled for a CPU (PoCL on x86 or Arm): hardware prefetchers stop at each 4 KiB page, and
+   decode, which streams K and V once, waits on memory without it (measured on PoCL: 1.3-1.5x
+   faster with it). clang's __builtin_prefetch, since PoCL compiles OpenCL's prefetch() to
+   nothing; it never faults, so p may lie past the data. Nothing elsewhere (GPUs). */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define PREFETCH_GLOBAL(p, bytes)                                                                \
+    for (int line_ = 0; line_ < (bytes); line_ += 64)                                            \
+    __builtin_prefetch((__global const char *)(p) + line_, 0, 3)
+#else
+#define PREFETCH_GLOBAL(p, bytes) ((void)0)
+#endif
+
 /* ---- the mask ---------------------------------------------------------------------------- */
 
 /* Which keys query row i of one batch sees. With sq_b, sk_b the batch's valid lengths and

@@ -42,6 +42,8 @@
    read from there too (tile_update_qkv): a staged tile would cost a copy, and a transposed one
    a scattered store per element, for only 4 rows' use. */
 #define SCORES_FROM_ROWS (BLOCK_M <= 4) /* CLATTN_ROWS_READ_FROM_GLOBAL in src/plan.h */
+/* Rows ahead of the one in use that those reads prefetch (PREFETCH_GLOBAL, common.cl). */
+#define PREFETCH_ROWS 8
 /* With ROWS a multiple of VEC (CPUs: many rows per work-item), the forward holds its rows
    transposed and takes the scores with the rows in vector lanes (tile_scores_lanes): K is
    staged row-major and broadcast, so there is no transposed tile, and the online softmax runs
@@ -185,6 +187,7 @@ static void tile_scores_from_rows(const float *rows, int pitch, __global const q
                 a[r] = (floatv)(0.0f);
             if (n < count) {
                 __global const qkv_t *key = x + (long)(first + n) * ss;
+                PREFETCH_GLOBAL(key + PREFETCH_ROWS * ss, dim * (int)sizeof(qkv_t));
                 for (int k = 0; k < chunks; k++) {
                     const floatv t = row_vector_qkv(key, k, dim);
                     #pragma unroll
@@ -250,8 +253,9 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
 
 /* The update, for a tile in local memory (tile_update_local: staged rows of pitch floats, zeros
    past the data) and for rows read straight from global memory (tile_update_qkv: rows of dim
-   qkv_t elements, pitch apart, read with row_vector_qkv so that nothing past a row is read);
-   CHUNK(row, c, dim) is vector c of a row.
+   qkv_t elements, pitch apart, read with row_vector_qkv so that nothing past a row is read,
+   and prefetched PREFETCH_ROWS ahead); CHUNK(row, c, dim) is vector c of a row, PREFETCH(row,
+   dim) asks for a row.
      update_block_*: one register block, rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
        c0+UPDATE_CHUNKS-1 (those below acc_chunks), columns n_begin .. n_end-1. With `masked`,
        columns outside a row's [lo, hi] leave its accumulators as they are (inlined, so each
@@ -263,7 +267,7 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
        to chunks rounded up to UPDATE_CHUNKS, or to acc_chunks. Per register block of rows, the
        columns all of its rows see run without the check, those some of them see with it (on a
        causal diagonal, a few), and those none sees not at all. */
-#define DEFINE_UPDATE(suffix, tile_t, CHUNK)                                                     \
+#define DEFINE_UPDATE(suffix, tile_t, CHUNK, PREFETCH)                                           \
     __attribute__((always_inline)) static void update_block_##suffix(                            \
         floatv *acc, int acc_chunks, int r0, int c0, const float *g, int g_stride_r,             \
         int g_stride_n, tile_t tile, long pitch, int dim, int first, int n_begin, int n_end,     \
@@ -275,6 +279,8 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
                 a[r][c] = acc[(r0 + r) * acc_chunks + c0 + c];                                   \
         for (int n = n_begin; n < n_end; n++) {                                                  \
             floatv t[UPDATE_CHUNKS];                                                             \
+            if (c0 == 0)                                                                         \
+                PREFETCH(tile + (n + PREFETCH_ROWS) * pitch, dim);                               \
             _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)     \
                 t[c] = CHUNK(tile + n * pitch, c0 + c, dim);                                     \
             _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++) {                              \
@@ -329,8 +335,10 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
     }
 
 #define LOCAL_ROW_VECTOR(row, c, dim) VLOAD((c), (row))
-DEFINE_UPDATE(local, __local const float *, LOCAL_ROW_VECTOR)
-DEFINE_UPDATE(qkv, __global const qkv_t *, row_vector_qkv)
+#define LOCAL_NO_PREFETCH(row, dim) ((void)0)
+#define PREFETCH_QKV_ROW(row, dim) PREFETCH_GLOBAL((row), (dim) * (int)sizeof(qkv_t))
+DEFINE_UPDATE(local, __local const float *, LOCAL_ROW_VECTOR, LOCAL_NO_PREFETCH)
+DEFINE_UPDATE(qkv, __global const qkv_t *, row_vector_qkv, PREFETCH_QKV_ROW)
 
 /* 1 when every column first .. first+BLOCK_N-1 is visible to every live row of this
    work-item: lo_max and hi_min are the largest lo and smallest hi over its live rows. */
