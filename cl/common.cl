@@ -158,7 +158,7 @@ static void vstore_bf16_lanes(floatv x, int i, __global ushort *p)
 
 /* Asks the cache for the `bytes` bytes at p, one 64-byte line at a time, where the kernel is
    compiled for a CPU (PoCL on x86 or Arm): hardware prefetchers stop at each 4 KiB page, and
-   decode, which streams K and V once, waits on memory without it (measured on PoCL: 1.3-1.5x
+   decode, which streams K and V once, waits on memory without it (measured on PoCL: 1.2-1.7x
    faster with it). clang's __builtin_prefetch, since PoCL compiles OpenCL's prefetch() to
    nothing; it never faults, so p may lie past the data. Nothing elsewhere (GPUs). */
 #if defined(__x86_64__) || defined(__aarch64__)
