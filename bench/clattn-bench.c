@@ -678,23 +678,26 @@ static int run_shapes(clattn_context *ctx, const shape *shapes, size_t n, const 
 {
     record *x = calloc(n * 2, sizeof *x);   /* [shape][pass] */
     record_run *run = calloc(n * 2, sizeof *run);
-    int ok = x && run;
+    char *wanted = calloc(n * 2, 1);        /* the pass is asked for */
+    int ok = x && run && wanted;
     if (!ok)
         fprintf(stderr, "clattn-bench: out of host memory\n");
     for (size_t i = 0; ok && i < n * 2; i++)
-        if (shape_passes(o, &shapes[i / 2]) & (1 << (i % 2)))
+        wanted[i] = (shape_passes(o, &shapes[i / 2]) & (1 << (i % 2))) != 0;
+    for (size_t i = 0; ok && i < n * 2; i++)
+        if (wanted[i])
             ok = prepare_record(ctx, &shapes[i / 2], (bench_pass)(i % 2), o, r, &x[i], &run[i]);
     for (int round = 0; ok && round < o->rounds; round++) {
         const int first = round * o->iters / o->rounds, next = (round + 1) * o->iters / o->rounds;
         fprintf(stderr, "clattn-bench: round %d of %d\n", round + 1, o->rounds);
         for (size_t i = 0; ok && i < n * 2; i++)
-            if (shape_passes(o, &shapes[i / 2]) & (1 << (i % 2)))
+            if (wanted[i])
                 ok = time_record(ctx, o, first, next - first, &x[i], &run[i]);
     }
     if (ok)
         report_table_header(r);
     for (size_t i = 0; ok && i < n * 2; i++) {
-        if (!(shape_passes(o, &shapes[i / 2]) & (1 << (i % 2))))
+        if (!wanted[i])
             continue;
         finish_record(r, o->iters, &x[i], &run[i]);
         if (i % 2 == PASS_BWD && x[i].ours.status == CLATTN_SUCCESS && x[i - 1].ours.gflops > 0)
@@ -703,6 +706,7 @@ static int run_shapes(clattn_context *ctx, const shape *shapes, size_t n, const 
     }
     for (size_t i = 0; run && i < n * 2; i++)
         release_run(&run[i]);
+    free(wanted);
     free(run);
     free(x);
     return ok;
