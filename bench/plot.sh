@@ -49,7 +49,7 @@ set terminal $terminal
 set output '$png'
 set datafile separator comma
 set datafile missing ''
-set title "$(printf '%s' "$title" | sed 's/"/\\"/g') (GFLOP/s; FLOPs as DESIGN.md counts them)"
+set title "$(printf '%s' "$title" | sed 's/"/\\"/g') (GFLOP/s; FLOPs as docs/semantics.md counts them)"
 set ylabel 'GFLOP/s'
 set style data histogram
 set style histogram clustered gap 1
