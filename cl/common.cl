@@ -1,6 +1,7 @@
 /*
- * common.cl — helpers shared by every clattn kernel: storage types, vectors of width VEC, and
- * the attention mask (which keys a query row sees) and score transforms.
+ * common.cl — helpers shared by every clattn kernel: storage types, vectors of width VEC, the
+ * addressing of tensors, the mask of a batch, dropout factors and score transforms (the
+ * arithmetic of the mask and of dropout is semantics.h's, shared with the host).
  *
  * Storage types are loaded and stored through the helpers below; all arithmetic is f32.
  * f16 uses vload_half / vstore_half_rte and bf16 bit shifts, so no extension is required.
@@ -169,117 +170,63 @@ static void vstore_bf16_lanes(floatv x, int i, __global ushort *p)
 #define PREFETCH_GLOBAL(p, bytes) ((void)0)
 #endif
 
+/* ---- tensors ---------------------------------------------------------------------------- */
+
+/* Element offset of row [b, h, s] of a view (launch.h). */
+static long view_row(const clattn_view_params *v, long b, long h, long s)
+{
+    return v->offset + b * v->batch_stride + h * v->head_stride + s * v->seq_stride;
+}
+
+/* The rows of one [seq, dim] slice of a tensor (one batch and head): q, k, v in qkv_t, out and
+   dout in out_t. slice_row_* is the one address helper of such rows: every K and V row the
+   kernels read is addressed through it (dense today: row j at base + j * stride), so a paged
+   cache or a block format changes the slice and its helper, not the kernels. */
+#define DEFINE_SLICE(suffix, elem_t)                                                             \
+    typedef struct slice_##suffix {                                                              \
+        __global const elem_t *base;                                                             \
+        long stride;                                                                             \
+    } slice_##suffix;                                                                            \
+    static void slice_of_##suffix(slice_##suffix *s, __global const elem_t *x,                   \
+                                  const clattn_view_params *v, long b, long h)                   \
+    {                                                                                            \
+        s->base = x + view_row(v, b, h, 0);                                                      \
+        s->stride = v->seq_stride;                                                               \
+    }                                                                                            \
+    static __global const elem_t *slice_row_##suffix(slice_##suffix s, long j)                   \
+    {                                                                                            \
+        return s.base + j * s.stride;                                                            \
+    }
+
+DEFINE_SLICE(qkv, qkv_t)
+DEFINE_SLICE(out, out_t)
+
 /* ---- the mask ---------------------------------------------------------------------------- */
 
-/* Which keys query row i of one batch sees. With sq_b, sk_b the batch's valid lengths and
-   off = sk_b - sq_b (bottom-right alignment) or 0 (top-left): key j is visible iff i < sq_b,
-   j < sk_b, causal => j <= i + off, window_left >= 0 => j >= i + off - window_left,
-   window_right >= 0 => j <= i + off + window_right. For rows i < sq_b the visible keys form the
-   interval [visible_lo(i), visible_hi(i)], both ends non-decreasing in i. */
-typedef struct mask_params {
-    int  seq_q;          /* sq_b */
-    int  seq_k;          /* sk_b */
-    int  causal;
-    long off;
-    long window_left;    /* -1: unbounded */
-    long window_right;   /* -1: unbounded */
-} mask_params;
-
-/* The batch's valid lengths from the seqlens buffers (NULL: the dims). Returns 0 when an entry
-   is outside [0, dim]: that batch's rows are then all NaN. */
-static int batch_mask(__global const int *seqlens_q, __global const int *seqlens_k, long b,
-                      int seq_q, int seq_k, int causal, int bottom_right, long window_left,
-                      long window_right, mask_params *mp)
+/* *m: the mask of batch b (semantics.h), with its valid lengths from the seqlens buffers when
+   the call has them, else the dims. Returns 0 when an entry is outside [0, dim]: that batch's
+   rows are then all NaN (and nothing is read past the dims). */
+static int batch_mask(const clattn_attention_params *a, __global const int *seqlens_q,
+                      __global const int *seqlens_k, long b, clattn_mask *m)
 {
-    const int sq = seqlens_q ? seqlens_q[b] : seq_q;
-    const int sk = seqlens_k ? seqlens_k[b] : seq_k;
-    mp->seq_q = sq;
-    mp->seq_k = sk;
-    mp->causal = causal;
-    mp->off = bottom_right ? (long)sk - sq : 0;
-    mp->window_left = window_left;
-    mp->window_right = window_right;
-    return sq >= 0 && sq <= seq_q && sk >= 0 && sk <= seq_k;
-}
-
-/* First visible key of row i, clamped to [0, seq_k]. */
-static int visible_lo(const mask_params *mp, long i)
-{
-    long lo = 0;
-    if (mp->window_left >= 0)
-        lo = max(lo, i + mp->off - mp->window_left);
-    return (int)min(lo, (long)mp->seq_k);
-}
-
-/* Last visible key of row i, clamped to [-1, seq_k - 1]; -1 for rows i >= seq_q. */
-static int visible_hi(const mask_params *mp, long i)
-{
-    long hi = i < mp->seq_q ? mp->seq_k - 1 : -1;
-    if (mp->causal)
-        hi = min(hi, i + mp->off);
-    if (mp->window_right >= 0)
-        hi = min(hi, i + mp->off + mp->window_right);
-    return (int)max(hi, -1L);
-}
-
-/* The same mask seen from key j (backward): the query rows that see key j form the interval
-   [seeing_lo(j), seeing_hi(j)], both ends non-decreasing in j. First one, clamped to
-   [0, seq_q]: */
-static int seeing_lo(const mask_params *mp, long j)
-{
-    long lo = 0;
-    if (mp->causal)
-        lo = max(lo, j - mp->off);
-    if (mp->window_right >= 0)
-        lo = max(lo, j - mp->off - mp->window_right);
-    return (int)min(lo, (long)mp->seq_q);
-}
-
-/* Last query row that sees key j, clamped to [-1, seq_q - 1]; -1 for keys j >= seq_k. */
-static int seeing_hi(const mask_params *mp, long j)
-{
-    long hi = j < mp->seq_k ? mp->seq_q - 1 : -1;
-    if (mp->window_left >= 0)
-        hi = min(hi, j - mp->off + mp->window_left);
-    return (int)max(hi, -1L);
+    const int sq = (a->flags & ATTENTION_SEQLENS_Q) ? seqlens_q[b] : a->seq_q;
+    const int sk = (a->flags & ATTENTION_SEQLENS_K) ? seqlens_k[b] : a->seq_k;
+    clattn_mask_init(m, a, sq, sk);
+    return sq >= 0 && sq <= a->seq_q && sk >= 0 && sk <= a->seq_k;
 }
 
 /* ---- dropout ----------------------------------------------------------------------------- */
 
-/* Dropout as DESIGN.md defines it: Philox4x32-10 (Salmon et al. 2011) with key (low, high 32
-   bits of the seed) and counter (j, i, b * Hq + h, low 32 bits of the offset); key j of query i
-   is kept iff the first output word >= threshold = ceil(p * 2^32) (computed by the host), and
-   kept weights are scaled by 1 / (1 - p). src/dropout.c computes the same on the host. */
-typedef struct dropout_params {
-    uint seed_lo, seed_hi, offset_lo, threshold;
-    float keep_scale;       /* 1 / (1 - p); 0 when dropout is off */
-} dropout_params;
-
-static uint philox4x32_10_x0(uint4 c, uint k0, uint k1)
+/* The factor of key j's weight for query i of head bh = b * Hq + h (semantics.h): 0 if
+   dropped, 1 / (1 - p) if kept. */
+static float dropout_factor(const clattn_dropout_params *dp, long bh, long i, long j)
 {
-    for (int round = 0; round < 10; round++) {
-        if (round > 0) {
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        const uint hi0 = mul_hi(0xD2511F53u, c.x), lo0 = 0xD2511F53u * c.x;
-        const uint hi1 = mul_hi(0xCD9E8D57u, c.z), lo1 = 0xCD9E8D57u * c.z;
-        c = (uint4)(hi1 ^ c.y ^ k0, lo1, hi0 ^ c.w ^ k1, lo0);
-    }
-    return c.x;
-}
-
-/* The factor of key j's weight for query i of (batch b, head bh = b * Hq + h): 0 if dropped,
-   1 / (1 - p) if kept. */
-static float dropout_factor(const dropout_params *dp, long bh, long i, long j)
-{
-    const uint4 counter = (uint4)((uint)j, (uint)i, (uint)bh, dp->offset_lo);
-    return philox4x32_10_x0(counter, dp->seed_lo, dp->seed_hi) >= dp->threshold ? dp->keep_scale
-                                                                                : 0.0f;
+    return clattn_dropout_kept(dp, bh, i, j) ? dp->keep_scale : 0.0f;
 }
 
 /* dropout_factor of VEC pairs: lane e is query i + e * di, key j + e * dj. */
-static floatv dropout_lanes(const dropout_params *dp, long bh, long i, int di, long j, int dj)
+static floatv dropout_lanes(const clattn_dropout_params *dp, long bh, long i, int di, long j,
+                            int dj)
 {
     float lane[VEC];
     for (int e = 0; e < VEC; e++)
@@ -289,8 +236,7 @@ static floatv dropout_lanes(const dropout_params *dp, long bh, long i, int di, l
 
 /* ---- scores ------------------------------------------------------------------------------ */
 
-/* Scores are kept in base 2 (s * log2(e)) for exp2. The host folds the scale into q:
-     no softcap:  q_mult = scale * log2(e), cap_mult = 0, and the score is q.k;
-     softcap c:   q_mult = scale / c, cap_mult = c * log2(e), and the score is cap_mult * tanh(q.k).
-   The bias is added as bias * log2(e). SOFTCAP works on floats and floatv. */
+/* Scores are kept in base 2 (s * log2(e)) for exp2, with the scale folded into q by the host
+   (launch.h clattn_attention_params): the score of q.k is SOFTCAP(q_mult * q.k, cap_mult), and
+   the bias is added as bias * log2(e). SOFTCAP works on floats and floatv. */
 #define SOFTCAP(x, cap_mult) ((cap_mult) != 0.0f ? (cap_mult) * tanh(x) : (x))

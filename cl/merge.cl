@@ -7,33 +7,31 @@
  * -inf the row gets out = 0 and lse = -inf. NaN in any lse_p, or in a contributing out_p, gives
  * NaN.
  *
- * Parts come either as n_parts views in one buffer, part p at p * p_part elements from the
+ * Parts come either as n_parts views in one buffer, part p at p * part_stride elements from the
  * first (split-KV partials), or one per launch, folded into a running f32 state (parts in
  * separate buffers, clattn_attention_merge): MERGE_READ_STATE combines the state with the parts,
  * MERGE_WRITE_FINAL writes out (and lse with MERGE_WRITE_LSE), else the state is written. The
- * state is dense: values [B, Hq, Sq, Dv], then lse [B, Hq, Sq] from element state_lse_offset.
+ * state is dense: values [B, Hq, Sq, Dv], then lse [B, Hq, Sq] from element state_lse_at.
  *
+ * Arguments: the buffers, then clattn_merge_params (launch.h).
  * Launch: global (Sq, Hq, B), any local size; one work-item per row.
  *
  * Tunables: QKV_TYPE is the storage type of the parts' out_p, OUT_TYPE that of out
- * (common.cl); parts' lse and the state are f32. The flag bits are in launch.h.
+ * (common.cl); parts' lse and the state are f32.
  */
 
-__kernel void merge_partials(
-    __global const qkv_t *parts, long p_off, long p_sb, long p_sh, long p_ss, long p_part,
-    __global const float *part_lse, long pl_off, long pl_sb, long pl_sh, long pl_ss, long pl_part,
-    int n_parts,
-    __global float *state, long state_lse_offset,
-    __global out_t *out, long o_off, long o_sb, long o_sh, long o_ss,
-    __global float *lse, long l_off, long l_sb, long l_sh, long l_ss,
-    int head_dim_v, int flags)
+__kernel void merge_partials(__global const qkv_t *parts, __global const float *part_lse,
+                             __global float *state, __global out_t *out, __global float *lse,
+                             const clattn_merge_params params)
 {
     const long i = get_global_id(0), h = get_global_id(1), b = get_global_id(2);
     const long row = (b * get_global_size(1) + h) * get_global_size(0) + i;
-    parts += p_off + b * p_sb + h * p_sh + i * p_ss;
-    part_lse += pl_off + b * pl_sb + h * pl_sh + i * pl_ss;
+    const int flags = params.flags, n_parts = params.n_parts, head_dim_v = params.head_dim_v;
+    const long p_part = params.part_stride, pl_part = params.lse_part_stride;
+    parts += view_row(&params.parts, b, h, i);
+    part_lse += view_row(&params.part_lse, b, h, i);
     const int read_state = (flags & MERGE_READ_STATE) != 0;
-    __global float *state_lse = state + state_lse_offset;
+    __global float *state_lse = state + params.state_lse_at;
     const float state_l = read_state ? state_lse[row] : -INFINITY;
 
     /* The largest lse; any NaN poisons the row. */
@@ -56,7 +54,7 @@ __kernel void merge_partials(
     const float merged_lse = nan_seen ? NAN : empty ? -INFINITY : top + log(total);
 
     const int final = (flags & MERGE_WRITE_FINAL) != 0;
-    __global out_t *orow = out + o_off + b * o_sb + h * o_sh + i * o_ss;
+    __global out_t *orow = out + view_row(&params.out, b, h, i);
     for (int d = 0; d < head_dim_v; d++) {
         float o = 0.0f;
         if (nan_seen) {
@@ -78,5 +76,5 @@ __kernel void merge_partials(
     if (!final)
         state_lse[row] = merged_lse;
     else if (flags & MERGE_WRITE_LSE)
-        lse[l_off + b * l_sb + h * l_sh + i * l_ss] = merged_lse;
+        lse[view_row(&params.lse, b, h, i)] = merged_lse;
 }

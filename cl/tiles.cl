@@ -37,11 +37,11 @@
 #define BLOCK_N 32
 #endif
 #define BLOCK_M (ROWS * WG)
-/* With at most 4 rows per work-group (decode), the forward takes the scores as dot products
-   with the keys read from global memory (tile_scores_from_rows) and the update with the values
+/* With at most CLATTN_ROWS_READ_FROM_GLOBAL rows per work-group (decode; launch.h), the
+   forward takes the scores as dot products with the keys read from global memory (tile_scores_from_rows) and the update with the values
    read from there too (tile_update_qkv): a staged tile would cost a copy, and a transposed one
    a scattered store per element, for only 4 rows' use. */
-#define SCORES_FROM_ROWS (BLOCK_M <= 4) /* CLATTN_ROWS_READ_FROM_GLOBAL in src/plan.h */
+#define SCORES_FROM_ROWS (BLOCK_M <= CLATTN_ROWS_READ_FROM_GLOBAL)
 /* Rows ahead of the one in use that those reads prefetch (PREFETCH_GLOBAL, common.cl). */
 #define PREFETCH_ROWS 8
 /* With ROWS a multiple of VEC (CPUs: many rows per work-item), the forward holds its rows
@@ -64,8 +64,8 @@ static int chunks_of(int dim)
     return (dim + VEC - 1) / VEC;
 }
 
-/* Staging of rows first .. first+count-1 of a [seq, dim] slice with row stride ss, scaled by
-   mult, for elements of type elem_t loaded with LOAD (one) and VLOADX (VEC at a time):
+/* Staging of rows first .. first+count-1 of a slice (common.cl), scaled by mult, for elements
+   of type elem_t loaded with LOAD (one) and VLOADX (VEC at a time):
      stage_transposed_*: tile[d][n] for d < dim (BLOCK_N per d);
      stage_rows_*:       tile[n][d] for d < pitch (the whole row: see tile_update_local).
    Slots past count and elements past dim are 0, so every vector the products read is set.
@@ -85,17 +85,17 @@ static int chunks_of(int dim)
             lane[e] = c * VEC + e < dim ? LOAD(row, c * VEC + e) : 0.0f;                         \
         return VLOAD(0, lane);                                                                   \
     }                                                                                            \
-    static void stage_transposed_##suffix(__local float *tile, __global const elem_t *x,         \
-                                          long ss, int dim, int first, int count, float mult,    \
-                                          int lid)                                               \
+    static void stage_transposed_##suffix(__local float *tile, slice_##suffix x, int dim,        \
+                                          int first, int count, float mult, int lid)             \
     {                                                                                            \
         const int whole = dim / VEC, per_row = max(whole, 1);                                    \
         /* vector c of row n, c fastest: each work-item steps WG vectors on (dn rows, dc) */     \
         const int dn = WG / per_row, dc = WG % per_row;                                          \
         for (int n = lid / per_row, c = lid % per_row; whole > 0 && n < BLOCK_N;) {              \
             float lane[VEC];                                                                     \
-            VSTORE(n < count ? mult * VLOADX(c, x + (long)(first + n) * ss) : (floatv)(0.0f), 0, \
-                   lane);                                                                        \
+            VSTORE(n < count ? mult * VLOADX(c, slice_row_##suffix(x, first + n))                \
+                             : (floatv)(0.0f),                                                   \
+                   0, lane);                                                                     \
             _Pragma("unroll") for (int e = 0; e < VEC; e++)                                      \
                 tile[(c * VEC + e) * BLOCK_N + n] = lane[e];                                     \
             n += dn + (c + dc >= whole);                                                         \
@@ -103,16 +103,17 @@ static int chunks_of(int dim)
         }                                                                                        \
         for (int t = lid; t < (dim - whole * VEC) * BLOCK_N; t += WG) {                          \
             const int n = t % BLOCK_N, d = whole * VEC + t / BLOCK_N;                            \
-            tile[d * BLOCK_N + n] = n < count ? mult * LOAD(x + (long)(first + n) * ss, d) : 0.0f; \
+            tile[d * BLOCK_N + n] =                                                              \
+                n < count ? mult * LOAD(slice_row_##suffix(x, first + n), d) : 0.0f;             \
         }                                                                                        \
     }                                                                                            \
-    static void stage_rows_##suffix(__local float *tile, int pitch, __global const elem_t *x,    \
-                                    long ss, int dim, int first, int count, float mult, int lid) \
+    static void stage_rows_##suffix(__local float *tile, int pitch, slice_##suffix x, int dim,   \
+                                    int first, int count, float mult, int lid)                   \
     {                                                                                            \
         const int chunks = pitch / VEC;                                                          \
         for (int t = lid; t < BLOCK_N * chunks; t += WG) {                                       \
             const int n = t / chunks, c = t % chunks;                                            \
-            __global const elem_t *row = x + (long)(first + n) * ss;                             \
+            __global const elem_t *row = slice_row_##suffix(x, first + n);                       \
             const floatv val =                                                                   \
                 n < count ? mult * row_vector_##suffix(row, c, dim) : (floatv)(0.0f);            \
             VSTORE(val, c, tile + n * pitch);                                                    \
@@ -168,13 +169,13 @@ static void tile_scores(const float *rows, int pitch, __local const float *tile,
     }
 }
 
-/* The same scores straight from the keys in global memory (key first + n at x + (first + n) *
-   ss, for n < count; slots past count score 0): dot products along d, one horizontal sum per
+/* The same scores straight from the keys in global memory (keys first + n of slice x, for
+   n < count; slots past count score 0): dot products along d, one horizontal sum per
    (row, key). Used when at most 4 rows share a key (SCORES_FROM_ROWS), where staging K in
    local memory, transposed or not, would only copy it. The rows must be zero past dim up to a
    whole vector. */
-static void tile_scores_from_rows(const float *rows, int pitch, __global const qkv_t *x,
-                                  long ss, int first, int count, int dim, floatv *s)
+static void tile_scores_from_rows(const float *rows, int pitch, slice_qkv x, int first,
+                                  int count, int dim, floatv *s)
 {
     const int chunks = chunks_of(dim);
     for (int c = 0; c < CHUNKS_N; c++) {
@@ -186,8 +187,9 @@ static void tile_scores_from_rows(const float *rows, int pitch, __global const q
             for (int r = 0; r < ROWS; r++)
                 a[r] = (floatv)(0.0f);
             if (n < count) {
-                __global const qkv_t *key = x + (long)(first + n) * ss;
-                PREFETCH_GLOBAL(key + PREFETCH_ROWS * ss, dim * (int)sizeof(qkv_t));
+                __global const qkv_t *key = slice_row_qkv(x, first + n);
+                PREFETCH_GLOBAL(slice_row_qkv(x, first + n + PREFETCH_ROWS),
+                                dim * (int)sizeof(qkv_t));
                 for (int k = 0; k < chunks; k++) {
                     const floatv t = row_vector_qkv(key, k, dim);
                     #pragma unroll
@@ -251,11 +253,18 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
         }
 }
 
-/* The update, for a tile in local memory (tile_update_local: staged rows of pitch floats, zeros
-   past the data) and for rows read straight from global memory (tile_update_qkv: rows of dim
-   qkv_t elements, pitch apart, read with row_vector_qkv so that nothing past a row is read,
-   and prefetched PREFETCH_ROWS ahead); CHUNK(row, c, dim) is vector c of a row, PREFETCH(row,
-   dim) asks for a row.
+/* A tile staged in local memory: its row n (column first + n of the update) at
+   base + n * pitch, zeros past the data. */
+typedef struct local_rows {
+    __local const float *base;
+    int pitch;
+} local_rows;
+
+/* The update, for a tile in local memory (tile_update_local: local_rows) and for the rows of a
+   slice read straight from global memory (tile_update_qkv: rows of dim qkv_t elements, read
+   with row_vector_qkv so that nothing past a row is read, and prefetched PREFETCH_ROWS ahead);
+   ROW(tile, first, n) is the row of column first + n, CHUNK(row, c, dim) its vector c, and
+   PREFETCH(row, dim) asks for a row.
      update_block_*: one register block, rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
        c0+UPDATE_CHUNKS-1 (those below acc_chunks), columns n_begin .. n_end-1. With `masked`,
        columns outside a row's [lo, hi] leave its accumulators as they are (inlined, so each
@@ -267,11 +276,11 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
        to chunks rounded up to UPDATE_CHUNKS, or to acc_chunks. Per register block of rows, the
        columns all of its rows see run without the check, those some of them see with it (on a
        causal diagonal, a few), and those none sees not at all. */
-#define DEFINE_UPDATE(suffix, tile_t, CHUNK, PREFETCH)                                           \
+#define DEFINE_UPDATE(suffix, tile_t, ROW, CHUNK, PREFETCH)                                      \
     __attribute__((always_inline)) static void update_block_##suffix(                            \
         floatv *acc, int acc_chunks, int r0, int c0, const float *g, int g_stride_r,             \
-        int g_stride_n, tile_t tile, long pitch, int dim, int first, int n_begin, int n_end,     \
-        const int *lo, const int *hi, int masked)                                                \
+        int g_stride_n, tile_t tile, int dim, int first, int n_begin, int n_end, const int *lo,  \
+        const int *hi, int masked)                                                               \
     {                                                                                            \
         floatv a[ROW_BLOCK][UPDATE_CHUNKS];                                                      \
         _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)                                    \
@@ -280,9 +289,9 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
         for (int n = n_begin; n < n_end; n++) {                                                  \
             floatv t[UPDATE_CHUNKS];                                                             \
             if (c0 == 0)                                                                         \
-                PREFETCH(tile + (n + PREFETCH_ROWS) * pitch, dim);                               \
+                PREFETCH(ROW(tile, first, n + PREFETCH_ROWS), dim);                              \
             _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)     \
-                t[c] = CHUNK(tile + n * pitch, c0 + c, dim);                                     \
+                t[c] = CHUNK(ROW(tile, first, n), c0 + c, dim);                                  \
             _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++) {                              \
                 const int col = first + n;                                                       \
                 if (masked && (col < lo[r0 + r] || col > hi[r0 + r]))                            \
@@ -297,9 +306,9 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
                 acc[(r0 + r) * acc_chunks + c0 + c] = a[r][c];                                   \
     }                                                                                            \
     static void tile_update_##suffix(floatv *acc, int acc_chunks, int chunks, const float *g,    \
-                                     int g_stride_r, int g_stride_n, tile_t tile, long pitch,    \
-                                     int dim, int first, int count, const int *lo,               \
-                                     const int *hi, int all_visible)                             \
+                                     int g_stride_r, int g_stride_n, tile_t tile, int dim,       \
+                                     int first, int count, const int *lo, const int *hi,         \
+                                     int all_visible)                                            \
     {                                                                                            \
         for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)                                       \
             for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {                                       \
@@ -323,22 +332,23 @@ static void tile_scores_lanes(const float *rows_t, __local const float *tile, in
                     }                                                                            \
                 }                                                                                \
                 update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile,  \
-                                      pitch, dim, first, all_lo, all_hi + 1, lo, hi, 0);         \
+                                      dim, first, all_lo, all_hi + 1, lo, hi, 0);                \
                 if (!all_visible) {                                                              \
                     update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n,    \
-                                          tile, pitch, dim, first, any_lo, all_lo, lo, hi, 1);   \
+                                          tile, dim, first, any_lo, all_lo, lo, hi, 1);          \
                     update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n,    \
-                                          tile, pitch, dim, first, all_hi + 1, any_hi + 1, lo,   \
-                                          hi, 1);                                                \
+                                          tile, dim, first, all_hi + 1, any_hi + 1, lo, hi, 1);  \
                 }                                                                                \
             }                                                                                    \
     }
 
+#define LOCAL_ROW(tile, first, n) ((tile).base + (n) * (tile).pitch)
 #define LOCAL_ROW_VECTOR(row, c, dim) VLOAD((c), (row))
 #define LOCAL_NO_PREFETCH(row, dim) ((void)0)
+#define SLICE_ROW(slice, first, n) slice_row_qkv((slice), (first) + (n))
 #define PREFETCH_QKV_ROW(row, dim) PREFETCH_GLOBAL((row), (dim) * (int)sizeof(qkv_t))
-DEFINE_UPDATE(local, __local const float *, LOCAL_ROW_VECTOR, LOCAL_NO_PREFETCH)
-DEFINE_UPDATE(qkv, __global const qkv_t *, row_vector_qkv, PREFETCH_QKV_ROW)
+DEFINE_UPDATE(local, local_rows, LOCAL_ROW, LOCAL_ROW_VECTOR, LOCAL_NO_PREFETCH)
+DEFINE_UPDATE(qkv, slice_qkv, SLICE_ROW, row_vector_qkv, PREFETCH_QKV_ROW)
 
 /* 1 when every column first .. first+BLOCK_N-1 is visible to every live row of this
    work-item: lo_max and hi_min are the largest lo and smallest hi over its live rows. */

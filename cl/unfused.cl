@@ -4,11 +4,11 @@
  * chunk of query rows and a block of query heads at a time, with exactly the semantics of the
  * fused kernel (common.cl: mask, softcap, bias, base-2 scores, NaN and empty-row rules).
  *
- * Layout: scratch matrices are dense f32 in one buffer at element offsets. A chunk covers the
- * query heads h0 .. h0+heads-1 of batch b and the query rows r0 .. r0+rows-1; its scores are
- * S[head][row][key] with key index c standing for key k0 + c (c < keys), and row_l[head][row]
- * holds the softmax denominator of each row. Tensors (q, k, v, out, lse, bias) are strided
- * views whose last stride is 1; the host passes element offsets and strides.
+ * Layout: scratch matrices are dense f32 in one scratch buffer at element offsets. A chunk
+ * covers the query heads h0 .. h0+heads-1 of batch b and the query rows r0 .. r0+rows-1; its
+ * scores are S[head][row][key] with key index c standing for key k0 + c (c < keys), and the row
+ * sums [head][row] hold the softmax denominator of each row. Arguments: the buffers, then
+ * clattn_pack_params (unfused_pack) or clattn_chunk_params (the others), launch.h.
  *
  *   unfused_pack     strided q/k/v rows (QKV_TYPE) -> dense f32 [heads][rows][dim]; for v,
  *                    keys that no row of the chunk sees become 0, and NaN or Inf at the
@@ -23,51 +23,47 @@
  *                    unfused_pack): out again from P and v over each row's own visible keys,
  *                    so that the GEMM's 0 * NaN cannot reach rows that do not see that key
  *
- * Fixed shapes shared with the host (launch.h):
- *   SOFTMAX_WG   largest work-group of unfused_softmax (one work-group per row; the host
- *                launches a power of two <= SOFTMAX_WG)
- *   PACK_COLS    columns per work-item of unfused_pack
+ * Fixed shapes shared with the host: SOFTMAX_WG and PACK_COLS (launch.h).
  * Tunables:
  *   VEC          keys per vector in the softmax passes (common.cl)                default 4
  *   plus the storage macros of common.cl (QKV_TYPE, OUT_TYPE, BIAS_TYPE).
  */
 
 
-/* dst[(hh * rows + r) * dim + c] = src[hh * head_stride + r * row_stride + c] in f32, for
-   PACK_COLS columns per work-item; global (ceil(dim / PACK_COLS), rows, heads); dst NULL: only
-   the check below. With `masked` the rows are values of keys key_first + r, and a key that no
-   row in [r0, r1) of batch b sees is stored as 0, so that whatever it holds cannot reach
-   O = P V (P is 0 there, but 0 * NaN is not). With `bad`, a NaN or Inf at a key that some
-   row sees sets bad[bad_off] (unfused_repair then redoes the chunk without the GEMM). */
-__kernel void unfused_pack(__global const qkv_t *src, long src_off, long head_stride,
-                           long row_stride, __global float *dst, long dst_off, int rows, int dim,
-                           int masked, int key_first, __global const int *seqlens_q,
-                           __global const int *seqlens_k, long b, int r0, int r1, int seq_q,
-                           int seq_k, int causal, int bottom_right, long window_left,
-                           long window_right, __global int *bad, long bad_off)
+/* dst[(hh * rows + r) * dim + c] = the source's row r of head hh, in f32, for PACK_COLS
+   columns per work-item; global (ceil(dim / PACK_COLS), rows, heads); dst NULL: only the
+   check below. With `masked` the rows are values of keys key_first + r, and a key that no row
+   in [r0, r1) of the batch sees is stored as 0, so that whatever it holds cannot reach
+   O = P V (P is 0 there, but 0 * NaN is not). With a flag buffer, a NaN or Inf at a key that
+   some row sees sets the flag (unfused_repair then redoes the chunk without the GEMM). */
+__kernel void unfused_pack(__global const qkv_t *src, __global float *dst,
+                           __global const int *seqlens_q, __global const int *seqlens_k,
+                           __global int *flag, const clattn_pack_params params)
 {
     const int c0 = get_global_id(0) * PACK_COLS, r = get_global_id(1), hh = get_global_id(2);
-    if (c0 >= dim || r >= rows)
+    if (c0 >= params.dim || r >= params.rows)
         return;
     int seen = 1, finite = 1;
-    if (masked) {
-        mask_params mp;
-        const int valid = batch_mask(seqlens_q, seqlens_k, b, seq_q, seq_k, causal, bottom_right,
-                                     window_left, window_right, &mp);
-        const int last = min(r1, mp.seq_q) - 1, j = key_first + r;
-        seen = valid && last >= r0 && j >= visible_lo(&mp, r0) && j <= visible_hi(&mp, last);
+    if (params.masked) {
+        clattn_mask mp;
+        const int valid = batch_mask(&params.attn, seqlens_q, seqlens_k, params.batch, &mp);
+        const long last = min((long)params.r1, mp.seq_q) - 1, j = params.key_first + r;
+        seen = valid && last >= params.r0 && j >= clattn_visible_lo(&mp, params.r0) &&
+               j <= clattn_visible_hi(&mp, last);
     }
-    __global const qkv_t *from = src + src_off + hh * head_stride + r * row_stride;
-    __global float *to = dst ? dst + dst_off + ((long)hh * rows + r) * dim : NULL;
-    const int end = min(c0 + PACK_COLS, dim);
+    __global const qkv_t *from =
+        src + params.src_offset + hh * params.head_stride + r * params.row_stride;
+    __global float *to = dst ? dst + params.dst_offset + ((long)hh * params.rows + r) * params.dim
+                             : NULL;
+    const int end = min(c0 + PACK_COLS, params.dim);
     for (int c = c0; c < end; c++) {
         const float x = seen ? LOAD_QKV(from, c) : 0.0f;
         finite &= isfinite(x);
         if (to)
             to[c] = x;
     }
-    if (bad && !finite)
-        atomic_or(bad + bad_off, 1);
+    if (flag && !finite)
+        atomic_or(flag + params.flag_at, 1);
 }
 
 /* Tree reduction over the work-group (a power of two) of max or sum; every item gets it. */
@@ -100,7 +96,7 @@ static floatv load_bias_vec(__global const bias_t *bias, long i)
    GEMM value, which already holds the scale or scale / softcap, then bias * log2(e)) written
    back; returns this item's max. Items take VEC columns at a time, item 0 the tail. */
 static float scores_pass(__global float *s, int lo, int hi, int lid, int wg, float cap_mult,
-                         __global const bias_t *bias, long bias_row, float bias_mult)
+                         __global const bias_t *bias, long bias_row)
 {
     const int count = hi - lo + 1, vectors = max(count, 0) / VEC;
     floatv m = (floatv)(NEG_BIG);
@@ -108,7 +104,7 @@ static float scores_pass(__global float *s, int lo, int hi, int lid, int wg, flo
         const int c = lo + t * VEC;
         floatv x = SOFTCAP(VLOAD(0, s + c), cap_mult);
         if (bias)
-            x += load_bias_vec(bias, bias_row + c) * bias_mult;
+            x += load_bias_vec(bias, bias_row + c) * M_LOG2E_F;
         VSTORE(x, 0, s + c);
         m = fmax(m, x);
     }
@@ -116,7 +112,7 @@ static float scores_pass(__global float *s, int lo, int hi, int lid, int wg, flo
     for (int c = lo + vectors * VEC; lid == 0 && c <= hi; c++) {
         float x = SOFTCAP(s[c], cap_mult);
         if (bias)
-            x += LOAD_BIAS(bias, bias_row + c) * bias_mult;
+            x += LOAD_BIAS(bias, bias_row + c) * M_LOG2E_F;
         s[c] = x;
         mm = fmax(mm, x);
     }
@@ -151,19 +147,6 @@ static float exp_pass(__global float *s, int keys, int lo, int hi, float m, int 
     return total;
 }
 
-/* The parameters of both softmax kernels (one list, so that the host sets them once). */
-#define SOFTMAX_PARAMS                                                                          \
-    __global float *scores, long s_off, int keys, int k0,                                       \
-    __global float *row_l, long l_off,                                                          \
-    __global float *lse, long e_off, long e_sb, long e_sh, long e_ss,                           \
-    __global const bias_t *bias, long bias_off, long bias_sb, long bias_sh, long bias_ss,       \
-    __global const int *seqlens_q, __global const int *seqlens_k,                               \
-    long b, int h0, int r0, int rows,                                                           \
-    int seq_q, int seq_k, int causal, int bottom_right, long window_left, long window_right,   \
-    float cap_mult, float bias_mult,                                                            \
-    int heads_q, uint seed_lo, uint seed_hi, uint offset_lo, uint drop_threshold,              \
-    float keep_scale
-
 /* One row of the chunk: its scores, visible columns [lo, hi] and bias row. */
 typedef struct softmax_row {
     __global float *s;
@@ -171,133 +154,133 @@ typedef struct softmax_row {
     long i, h, bias_row;
 } softmax_row;
 
-/* Row `row` = hh * rows + r of the chunk. The host's key range holds every visible key. */
-static softmax_row softmax_setup(int row, __global float *scores, long s_off, int keys, int k0,
-                                 long bias_off, long bias_sb, long bias_sh, long bias_ss,
-                                 __global const int *seqlens_q, __global const int *seqlens_k,
-                                 long b, int h0, int r0, int rows, int seq_q, int seq_k,
-                                 int causal, int bottom_right, long window_left,
-                                 long window_right)
+/* *x: row `row` = hh * rows + r of the chunk. The host's key range holds every visible key. */
+static void softmax_setup(softmax_row *x, int row, __global float *scratch,
+                          __global const int *seqlens_q, __global const int *seqlens_k,
+                          const clattn_chunk_params *c)
 {
-    softmax_row x;
-    mask_params mp;
-    x.i = (long)r0 + row % rows;
-    x.h = (long)h0 + row / rows;
-    x.s = scores + s_off + (long)row * keys;
-    x.valid = batch_mask(seqlens_q, seqlens_k, b, seq_q, seq_k, causal, bottom_right,
-                         window_left, window_right, &mp);
-    x.lo = max(visible_lo(&mp, x.i) - k0, 0);
-    x.hi = x.valid ? min(visible_hi(&mp, x.i) - k0, keys - 1) : -1;
-    x.bias_row = bias_off + b * bias_sb + x.h * bias_sh + x.i * bias_ss + k0;
-    return x;
+    clattn_mask mp;
+    x->i = (long)c->r0 + row % c->rows;
+    x->h = (long)c->h0 + row / c->rows;
+    x->s = scratch + c->scores_at + (long)row * c->keys;
+    x->valid = batch_mask(&c->attn, seqlens_q, seqlens_k, c->batch, &mp);
+    x->lo = max((int)clattn_visible_lo(&mp, x->i) - c->k0, 0);
+    x->hi = x->valid ? min((int)clattn_visible_hi(&mp, x->i) - c->k0, c->keys - 1) : -1;
+    x->bias_row = view_row(&c->bias, c->batch, x->h, x->i) + c->k0;
 }
 
-/* Dropout (keep_scale > 0) on the row's weights after their sum: lse stays before dropout.
-   Same work split as exp_pass, so each work-item rescales what it wrote. */
-static void dropout_pass(__global float *s, int keys, const softmax_row *x, int k0, long b,
-                         int heads_q, const dropout_params *dp, int lid, int wg)
+/* Dropout on the row's weights after their sum: lse stays before dropout. Same work split as
+   exp_pass, so each work-item rescales what it wrote. */
+static void dropout_pass(const softmax_row *x, const clattn_chunk_params *c, int lid, int wg)
 {
-    const long bh = b * heads_q + x->h;
-    const int vectors = keys / VEC;
+    const long bh = c->batch * c->attn.heads_q + x->h;
+    const int vectors = c->keys / VEC;
     for (int t = lid; t < vectors; t += wg)
-        for (int c = t * VEC; c < t * VEC + VEC; c++)
-            if (c >= x->lo && c <= x->hi)
-                s[c] *= dropout_factor(dp, bh, x->i, k0 + c);
-    for (int c = vectors * VEC; lid == 0 && c < keys; c++)
-        if (c >= x->lo && c <= x->hi)
-            s[c] *= dropout_factor(dp, bh, x->i, k0 + c);
+        for (int j = t * VEC; j < t * VEC + VEC; j++)
+            if (j >= x->lo && j <= x->hi)
+                x->s[j] *= dropout_factor(&c->attn.dropout, bh, x->i, c->k0 + j);
+    for (int j = vectors * VEC; lid == 0 && j < c->keys; j++)
+        if (j >= x->lo && j <= x->hi)
+            x->s[j] *= dropout_factor(&c->attn.dropout, bh, x->i, c->k0 + j);
 }
 
 /* Row sum (NaN for an invalid batch) and lse; sum == 0 only when no key is visible (or every
    visible score is -inf). */
 static void softmax_finish(const softmax_row *x, int row, float m, float sum,
-                           __global float *row_l, long l_off, __global float *lse, long e_off,
-                           long e_sb, long e_sh, long e_ss, long b)
+                           __global float *scratch, __global float *lse,
+                           const clattn_chunk_params *c)
 {
-    row_l[l_off + row] = x->valid ? sum : NAN;
+    scratch[c->sums_at + row] = x->valid ? sum : NAN;
     if (lse)
-        lse[e_off + b * e_sb + x->h * e_sh + x->i * e_ss] =
+        lse[view_row(&c->lse, c->batch, x->h, x->i)] =
             !x->valid ? NAN : sum == 0.0f ? -INFINITY : m * M_LN2_F + log(sum);
 }
 
-#define SOFTMAX_SETUP(row)                                                                     \
-    softmax_setup((row), scores, s_off, keys, k0, bias_off, bias_sb, bias_sh, bias_ss,         \
-                  seqlens_q, seqlens_k, b, h0, r0, rows, seq_q, seq_k, causal, bottom_right,   \
-                  window_left, window_right)
+/* The arguments of both softmax kernels. */
+#define SOFTMAX_ARGS                                                                           \
+    __global float *scratch, __global float *lse, __global const bias_t *bias,                 \
+    __global const int *seqlens_q, __global const int *seqlens_k,                              \
+    const clattn_chunk_params params
+
+/* group_reduce over wg work-items; wg == 1 (one work-item per row): x itself. */
+static float reduce_row(__local float *scratch, float x, int lid, int wg, int take_max)
+{
+    return wg > 1 ? group_reduce(scratch, x, lid, wg, take_max) : x;
+}
+
+/* The softmax of chunk row `row`, by the wg work-items of a work-group (lid among them;
+   `red` holds SOFTMAX_WG floats) or by one work-item (wg 1, red unused). */
+static void softmax_row_by(int row, int lid, int wg, __local float *red, __global float *scratch,
+                           __global float *lse, __global const bias_t *bias,
+                           __global const int *seqlens_q, __global const int *seqlens_k,
+                           const clattn_chunk_params *c)
+{
+    softmax_row x;
+    softmax_setup(&x, row, scratch, seqlens_q, seqlens_k, c);
+    __global const bias_t *row_bias = (c->attn.flags & ATTENTION_BIAS) ? bias : 0;
+    const float m = reduce_row(red, scores_pass(x.s, x.lo, x.hi, lid, wg, c->attn.cap_mult,
+                                                row_bias, x.bias_row),
+                               lid, wg, 1);
+    const float sum = reduce_row(red, exp_pass(x.s, c->keys, x.lo, x.hi, m, lid, wg), lid, wg, 0);
+    if (c->attn.flags & ATTENTION_DROPOUT)
+        dropout_pass(&x, c, lid, wg);
+    if (lid == 0)
+        softmax_finish(&x, row, m, sum, scratch, lse, c);
+}
 
 /* GPUs: one work-group per row; global (heads * rows * wg), local (wg), wg a power of two
    <= SOFTMAX_WG. */
-__kernel void unfused_softmax(SOFTMAX_PARAMS)
+__kernel void unfused_softmax(SOFTMAX_ARGS)
 {
     __local float red[SOFTMAX_WG];
-    const int lid = get_local_id(0), wg = get_local_size(0), row = get_group_id(0);
-    const softmax_row x = SOFTMAX_SETUP(row);
-    const float m = group_reduce(red, scores_pass(x.s, x.lo, x.hi, lid, wg, cap_mult, bias,
-                                                  x.bias_row, bias_mult), lid, wg, 1);
-    const float sum = group_reduce(red, exp_pass(x.s, keys, x.lo, x.hi, m, lid, wg), lid, wg, 0);
-    const dropout_params dp = {seed_lo, seed_hi, offset_lo, drop_threshold, keep_scale};
-    if (keep_scale > 0.0f)
-        dropout_pass(x.s, keys, &x, k0, b, heads_q, &dp, lid, wg);
-    if (lid == 0)
-        softmax_finish(&x, row, m, sum, row_l, l_off, lse, e_off, e_sb, e_sh, e_ss, b);
+    softmax_row_by(get_group_id(0), get_local_id(0), get_local_size(0), red, scratch, lse, bias,
+                   seqlens_q, seqlens_k, &params);
 }
 
 /* CPUs: one row per work-item, vectors across its keys, no barriers (PoCL runs barriers and
    many small work-groups slowly); global (heads * rows). */
-__kernel void unfused_softmax_rows(SOFTMAX_PARAMS)
+__kernel void unfused_softmax_rows(SOFTMAX_ARGS)
 {
-    const int row = get_global_id(0);
-    const softmax_row x = SOFTMAX_SETUP(row);
-    const float m = scores_pass(x.s, x.lo, x.hi, 0, 1, cap_mult, bias, x.bias_row, bias_mult);
-    const float sum = exp_pass(x.s, keys, x.lo, x.hi, m, 0, 1);
-    const dropout_params dp = {seed_lo, seed_hi, offset_lo, drop_threshold, keep_scale};
-    if (keep_scale > 0.0f)
-        dropout_pass(x.s, keys, &x, k0, b, heads_q, &dp, 0, 1);
-    softmax_finish(&x, row, m, sum, row_l, l_off, lse, e_off, e_sb, e_sh, e_ss, b);
+    softmax_row_by(get_global_id(0), 0, 1, 0, scratch, lse, bias, seqlens_q, seqlens_k, &params);
 }
 
-/* out[b, h0 + hh, r0 + r, c] = O[hh][r][c] / row_l[hh][r]; global (dim_v, rows, heads). */
-__kernel void unfused_store(
-    __global const float *o, long o_off, __global const float *row_l, long l_off,
-    __global out_t *out, long out_off, long out_sb, long out_sh, long out_ss,
-    long b, int h0, int r0, int rows, int dim_v)
+/* out[b, h0 + hh, r0 + r, c] = O[hh][r][c] / sum[hh][r]; global (dim_v, rows, heads). */
+__kernel void unfused_store(__global const float *scratch, __global out_t *out,
+                            const clattn_chunk_params params)
 {
     const int c = get_global_id(0), r = get_global_id(1), hh = get_global_id(2);
-    if (c >= dim_v || r >= rows)
+    const int dim_v = params.attn.head_dim_v;
+    if (c >= dim_v || r >= params.rows)
         return;
-    const long row = (long)hh * rows + r;
-    const float l = row_l[l_off + row];
-    const float x = o[o_off + row * dim_v + c] * (1.0f / l);
-    const long at = out_off + b * out_sb + (long)(h0 + hh) * out_sh + (long)(r0 + r) * out_ss + c;
+    const long row = (long)hh * params.rows + r;
+    const float l = scratch[params.sums_at + row];
+    const float x = scratch[params.values_at + row * dim_v + c] * (1.0f / l);
+    const long at = view_row(&params.out, params.batch, params.h0 + hh, params.r0 + r) + c;
     STORE_OUT(out, at, l == 0.0f ? 0.0f : x);
 }
 
-/* When bad[bad_off] is set (v holds NaN or Inf at a key some row of the chunk sees), O = P V
-   may have carried it into rows that do not see that key: redo out of every row from P (the
+/* When the flag is set (v holds NaN or Inf at a key some row of the chunk sees), O = P V may
+   have carried it into rows that do not see that key: redo out of every row from P (the
    chunk's scores after unfused_softmax) and v, over the row's visible keys only. Rare (only
    for such inputs) and slow; global (dim_v, rows, heads). */
-__kernel void unfused_repair(
-    __global const int *bad, long bad_off, __global float *scores, long s_off, int keys,
-    int k0, __global const float *row_l, long l_off,
-    __global const qkv_t *v, long v_off, long v_sb, long v_sh, long v_ss, int group,
-    __global out_t *out, long out_off, long out_sb, long out_sh, long out_ss,
-    __global const int *seqlens_q, __global const int *seqlens_k, long b, int h0, int r0,
-    int rows, int dim_v, int seq_q, int seq_k, int causal, int bottom_right, long window_left,
-    long window_right)
+__kernel void unfused_repair(__global float *scratch, __global const qkv_t *v,
+                             __global out_t *out, __global const int *seqlens_q,
+                             __global const int *seqlens_k, const clattn_chunk_params params)
 {
     const int c = get_global_id(0), r = get_global_id(1), hh = get_global_id(2);
-    if (!bad[bad_off] || c >= dim_v || r >= rows)
+    if (!((__global const int *)scratch)[params.flag_at] || c >= params.attn.head_dim_v ||
+        r >= params.rows)
         return;
-    const int row = hh * rows + r;
-    const softmax_row x = softmax_setup(row, scores, s_off, keys, k0, 0, 0, 0, 0, seqlens_q,
-                                        seqlens_k, b, h0, r0, rows, seq_q, seq_k, causal,
-                                        bottom_right, window_left, window_right);
-    __global const qkv_t *vc = v + v_off + b * v_sb + (x.h / group) * v_sh + c;
+    const int row = hh * params.rows + r;
+    softmax_row x;
+    slice_qkv vs;
+    softmax_setup(&x, row, scratch, seqlens_q, seqlens_k, &params);
+    slice_of_qkv(&vs, v, &params.v, params.batch, x.h / params.attn.group);
     float acc = 0.0f;
     for (int j = x.lo; j <= x.hi; j++)
         if (!signbit(x.s[j])) /* -0: a key whose score is -inf takes no part */
-            acc = fma(x.s[j], LOAD_QKV(vc, (long)(k0 + j) * v_ss), acc);
-    const float l = row_l[l_off + row];
-    const long at = out_off + b * out_sb + x.h * out_sh + x.i * out_ss + c;
+            acc = fma(x.s[j], LOAD_QKV(slice_row_qkv(vs, params.k0 + j), c), acc);
+    const float l = scratch[params.sums_at + row];
+    const long at = view_row(&params.out, params.batch, x.h, x.i) + c;
     STORE_OUT(out, at, l == 0.0f ? 0.0f : acc * (1.0f / l));
 }

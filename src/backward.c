@@ -4,13 +4,13 @@
 #include <string.h>
 
 #include "context.h"
-#include "kernel_args.h"
+#include "enqueue.h"
+#include "params.h"
 #include "plan.h"
-#include "program.h"
 #include "status.h"
 #include "tensor.h"
 
-static const char *const backward_files[] = {"launch.h", "common.cl", "tiles.cl",
+static const char *const backward_files[] = {"launch.h", "semantics.h", "common.cl", "tiles.cl",
                                              "attention_backward.cl", NULL};
 
 /* A validated backward call and its tiling. */
@@ -53,24 +53,30 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
     return CLATTN_SUCCESS;
 }
 
-/* Both kernels take the same arguments. */
-static cl_int set_backward_args(cl_kernel kernel, const backward_call *call)
+/* Both kernels take the same parameters. */
+static clattn_backward_params backward_params(const backward_call *call)
 {
     const clattn_backward_args *a = &call->args;
     const clattn_forward_args *f = &a->forward;
-    const clattn_view *views[] = {&f->q, &f->k, &f->v, &f->out, &a->dout, &f->lse,
-                                  &a->dq, &a->dk, &a->dv};
-    cl_uint index = 0;
-    cl_int err = CL_SUCCESS;
-    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
-        err |= clattn_set_view_args(kernel, &index, views[i]->t);
-    err |= clattn_set_mask_args(kernel, &index, f);
-    err |= clattn_set_scalar_args(kernel, &index, f->desc, &call->problem, 0);
-    const cl_float grad_mult = (cl_float)clattn_score_scale(f->desc, call->problem.head_dim);
-    err |= clSetKernelArg(kernel, index++, sizeof grad_mult, &grad_mult);
-    return err;
+    clattn_backward_params p;
+    memset(&p, 0, sizeof p);
+    p.q = clattn_view_params_of(f->q.t, 0);
+    p.k = clattn_view_params_of(f->k.t, 0);
+    p.v = clattn_view_params_of(f->v.t, 0);
+    p.out = clattn_view_params_of(f->out.t, 0);
+    p.dout = clattn_view_params_of(a->dout.t, 0);
+    p.lse = clattn_view_params_of(f->lse.t, 0);
+    p.dq = clattn_view_params_of(a->dq.t, 0);
+    p.dk = clattn_view_params_of(a->dk.t, 0);
+    p.dv = clattn_view_params_of(a->dv.t, 0);
+    p.bias = clattn_view_params_of(f->bias.t, 1);
+    p.attn = clattn_attention_params_of(f->desc, &call->problem, 0);
+    p.grad_mult = (clattn_f32)clattn_score_scale(f->desc, call->problem.head_dim);
+    return p;
 }
 
+/* dk and dv over key blocks, then dq over query blocks; the queue is in order, so dq's event
+   completes after both. */
 static clattn_status enqueue(clattn_context *ctx, const backward_call *call, cl_event *event)
 {
     const clattn_tiling *t = &call->tiling;
@@ -81,37 +87,21 @@ static clattn_status enqueue(clattn_context *ctx, const backward_call *call, cl_
                                     call->args.dq.t->dtype};
     char options[256];
     clattn_tiling_build_options(t, &storage, options, sizeof options);
+    const clattn_backward_params params = backward_params(call);
+    const cl_mem buffers[] = {f->q.t->buffer, f->k.t->buffer, f->v.t->buffer, f->out.t->buffer,
+                              call->args.dout.t->buffer, f->lse.t->buffer,
+                              call->args.dq.t->buffer, call->args.dk.t->buffer,
+                              call->args.dv.t->buffer, f->bias.t ? f->bias.t->buffer : NULL,
+                              f->desc->seqlens_q, f->desc->seqlens_k};
     const int64_t dkdv_rows = p->seq_k, dq_rows = p->seq_q * (p->heads_q / p->heads_kv);
-    const size_t dkdv_global[3] = {(size_t)((dkdv_rows + t->block_m - 1) / t->block_m) * (size_t)t->wg,
-                                   (size_t)p->heads_kv, (size_t)p->batch};
-    const size_t dq_global[3] = {(size_t)((dq_rows + t->block_m - 1) / t->block_m) * (size_t)t->wg,
-                                 (size_t)p->heads_kv, (size_t)p->batch};
-    const size_t local[3] = {(size_t)t->wg, 1, 1};
-
-    pthread_mutex_lock(&ctx->lock);
-    cl_kernel dkdv = NULL, dq = NULL;
-    clattn_status s = clattn_program_kernel(ctx, backward_files, options, "attention_backward_dkdv",
-                                            &dkdv);
-    if (s == CLATTN_SUCCESS)
-        s = clattn_program_kernel(ctx, backward_files, options, "attention_backward_dq", &dq);
-    if (s == CLATTN_SUCCESS &&
-        (set_backward_args(dkdv, call) != CL_SUCCESS || set_backward_args(dq, call) != CL_SUCCESS))
-        s = clattn_fail(CLATTN_ERROR_OPENCL, "clSetKernelArg(attention_backward_*) failed");
-    if (s == CLATTN_SUCCESS) {
-        cl_int err = clEnqueueNDRangeKernel(ctx->queue, dkdv, 3, NULL, dkdv_global, local,
-                                            f->num_wait, f->num_wait ? f->wait_list : NULL, NULL);
-        if (err != CL_SUCCESS)
-            s = clattn_fail_cl(err, "clEnqueueNDRangeKernel(attention_backward_dkdv)");
-    }
-    if (s == CLATTN_SUCCESS) {
-        /* the queue is in order: dq's event completes after both kernels */
-        cl_int err = clEnqueueNDRangeKernel(ctx->queue, dq, 3, NULL, dq_global, local, 0, NULL,
-                                            event);
-        if (err != CL_SUCCESS)
-            s = clattn_fail_cl(err, "clEnqueueNDRangeKernel(attention_backward_dq)");
-    }
-    pthread_mutex_unlock(&ctx->lock);
-    return s;
+    const clattn_kernel_launch launches[2] = {
+        {backward_files, options, "attention_backward_dkdv", buffers, 12, &params, sizeof params,
+         3, {(size_t)((dkdv_rows + t->block_m - 1) / t->block_m) * (size_t)t->wg,
+             (size_t)p->heads_kv, (size_t)p->batch}, {(size_t)t->wg, 1, 1}},
+        {backward_files, options, "attention_backward_dq", buffers, 12, &params, sizeof params,
+         3, {(size_t)((dq_rows + t->block_m - 1) / t->block_m) * (size_t)t->wg,
+             (size_t)p->heads_kv, (size_t)p->batch}, {(size_t)t->wg, 1, 1}}};
+    return clattn_enqueue_kernels(ctx, launches, 2, f->num_wait, f->wait_list, event);
 }
 
 CLATTN_API clattn_status clattn_attention_backward(clattn_context *ctx,

@@ -3,17 +3,16 @@
 #include <string.h>
 
 #include "context.h"
-#include "kernel_args.h"
-#include "launch.h"
+#include "enqueue.h"
 #include "merge.h"
+#include "params.h"
 #include "plan.h"
-#include "program.h"
 #include "scratch.h"
 #include "status.h"
 #include "tensor.h"
 #include "unfused.h"
 
-static const char *const forward_files[] = {"launch.h", "common.cl", "tiles.cl",
+static const char *const forward_files[] = {"launch.h", "semantics.h", "common.cl", "tiles.cl",
                                             "attention_forward.cl", NULL};
 
 /* A validated forward call and how it will run. */
@@ -34,7 +33,16 @@ static const char *algo_name(clattn_algo a)
     return a == CLATTN_ALGO_SPLIT_KV ? "split_kv" : a == CLATTN_ALGO_UNFUSED ? "unfused" : "fused";
 }
 
-/* Scratch of the chosen algorithm: split-KV partials (f32 out and lse per key range). */
+/* Split-KV partials in the workspace: f32 out [splits, B, Hq, Sq, Dv] from byte 0, then f32
+   lse [splits, B, Hq, Sq] from this byte offset. */
+static size_t split_lse_offset(const forward_call *call)
+{
+    const clattn_problem *p = &call->problem;
+    const size_t rows = (size_t)(p->batch * p->heads_q * p->seq_q);
+    return (size_t)call->plan.splits * rows * (size_t)p->head_dim_v * sizeof(float);
+}
+
+/* Scratch of the chosen algorithm: the split-KV partials, or the unfused path's chunks. */
 static size_t workspace_bytes(const forward_call *call)
 {
     const clattn_problem *p = &call->problem;
@@ -43,7 +51,7 @@ static size_t workspace_bytes(const forward_call *call)
     if (call->plan.algo != CLATTN_ALGO_SPLIT_KV)
         return 0;
     const size_t rows = (size_t)(p->batch * p->heads_q * p->seq_q);
-    return (size_t)call->plan.splits * rows * ((size_t)p->head_dim_v + 1) * sizeof(float);
+    return split_lse_offset(call) + (size_t)call->plan.splits * rows * sizeof(float);
 }
 
 static clattn_status plan_call(clattn_context *ctx, forward_call *call)
@@ -99,61 +107,60 @@ typedef struct kernel_outputs {
     cl_long out_split, lse_split;
 } kernel_outputs;
 
-static cl_int set_forward_args(cl_kernel kernel, const forward_call *call, const kernel_outputs *o)
+/* The parameters of attention_forward for a call writing to o. */
+static clattn_forward_params forward_params(const forward_call *call, const kernel_outputs *o)
 {
     const clattn_forward_args *a = &call->args;
-    cl_uint index = 0;
-    cl_int err = clattn_set_view_args(kernel, &index, a->q.t);
-    err |= clattn_set_view_args(kernel, &index, a->k.t);
-    err |= clattn_set_view_args(kernel, &index, a->v.t);
-    err |= clattn_set_view_args(kernel, &index, o->out);
-    err |= clSetKernelArg(kernel, index++, sizeof o->out_split, &o->out_split);
-    err |= clattn_set_view_args(kernel, &index, o->lse);
-    err |= clSetKernelArg(kernel, index++, sizeof o->lse_split, &o->lse_split);
-    err |= clattn_set_mask_args(kernel, &index, a);
-    const cl_int write_lse = call->args.lse.t || call->plan.algo == CLATTN_ALGO_SPLIT_KV
-                                 ? FORWARD_WRITE_LSE : 0;
-    err |= clattn_set_scalar_args(kernel, &index, a->desc, &call->problem, write_lse);
-    const cl_int splits[] = {call->plan.splits, call->plan.keys_per_split};
-    err |= clSetKernelArg(kernel, index++, sizeof splits[0], &splits[0]);
-    err |= clSetKernelArg(kernel, index++, sizeof splits[1], &splits[1]);
-    return err;
+    clattn_forward_params p;
+    memset(&p, 0, sizeof p);
+    p.q = clattn_view_params_of(a->q.t, 0);
+    p.k = clattn_view_params_of(a->k.t, 0);
+    p.v = clattn_view_params_of(a->v.t, 0);
+    p.out = clattn_view_params_of(o->out, 0);
+    p.lse = clattn_view_params_of(o->lse, 0);
+    p.bias = clattn_view_params_of(a->bias.t, 1);
+    p.out_split = o->out_split;
+    p.lse_split = o->lse_split;
+    p.attn = clattn_attention_params_of(a->desc, &call->problem, o->lse ? FORWARD_WRITE_LSE : 0);
+    p.splits = call->plan.splits;
+    p.keys_per_split = call->plan.keys_per_split;
+    return p;
 }
 
-static clattn_status enqueue_fused(clattn_context *ctx, const forward_call *call,
-                                   const kernel_outputs *o, cl_event *event)
+/* The launch of attention_forward for a call writing to o, with what it points to. */
+typedef struct fused_kernel {
+    clattn_forward_params params;
+    cl_mem buffers[8];
+    char options[256];
+    clattn_kernel_launch launch;
+} fused_kernel;
+
+static void fused_kernel_of(const forward_call *call, const kernel_outputs *o, fused_kernel *k)
 {
+    const clattn_forward_args *a = &call->args;
     const clattn_tiling *t = &call->plan.tiling;
     const clattn_problem *p = &call->problem;
     const clattn_storage storage = {p->dtype, o->out->dtype,
-                                    call->args.bias.t ? call->args.bias.t->dtype : CLATTN_F32,
-                                    CLATTN_F32};
-    char options[256];
-    clattn_tiling_build_options(t, &storage, options, sizeof options);
+                                    a->bias.t ? a->bias.t->dtype : CLATTN_F32, CLATTN_F32};
+    clattn_tiling_build_options(t, &storage, k->options, sizeof k->options);
+    k->params = forward_params(call, o);
+    const cl_mem buffers[] = {a->q.t->buffer, a->k.t->buffer, a->v.t->buffer, o->out->buffer,
+                              o->lse ? o->lse->buffer : NULL,
+                              a->bias.t ? a->bias.t->buffer : NULL, a->desc->seqlens_q,
+                              a->desc->seqlens_k};
+    memcpy(k->buffers, buffers, sizeof buffers);
     const int64_t rows = p->seq_q * (p->heads_q / p->heads_kv);
     const size_t blocks = (size_t)((rows + t->block_m - 1) / t->block_m);
-    size_t global[3] = {blocks * (size_t)call->plan.splits * (size_t)t->wg, (size_t)p->heads_kv,
-                        (size_t)p->batch};
-    size_t local[3] = {(size_t)t->wg, 1, 1};
-
-    pthread_mutex_lock(&ctx->lock);
-    cl_kernel kernel = NULL;
-    clattn_status s = clattn_program_kernel(ctx, forward_files, options, "attention_forward", &kernel);
-    if (s == CLATTN_SUCCESS && set_forward_args(kernel, call, o) != CL_SUCCESS)
-        s = clattn_fail(CLATTN_ERROR_OPENCL, "clSetKernelArg(attention_forward) failed");
-    if (s == CLATTN_SUCCESS) {
-        cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, 3, NULL, global, local,
-                                            call->args.num_wait,
-                                            call->args.num_wait ? call->args.wait_list : NULL, event);
-        if (err != CL_SUCCESS)
-            s = clattn_fail_cl(err, "clEnqueueNDRangeKernel(attention_forward)");
-    }
-    pthread_mutex_unlock(&ctx->lock);
-    return s;
+    const clattn_kernel_launch launch = {
+        forward_files, k->options, "attention_forward", k->buffers, 8, &k->params,
+        sizeof k->params, 3,
+        {blocks * (size_t)call->plan.splits * (size_t)t->wg, (size_t)p->heads_kv, (size_t)p->batch},
+        {(size_t)t->wg, 1, 1}};
+    k->launch = launch;
 }
 
-/* Split-KV: the fused kernel writes f32 partials per key range into the workspace, laid out
-   as out [splits, B, Hq, Sq, Dv] then lse [splits, B, Hq, Sq]; merge.cl combines them. */
+/* Split-KV: the fused kernel writes f32 partials per key range into the workspace
+   (split_lse_offset), and merge.cl combines them into out and lse. */
 static clattn_status enqueue_split(clattn_context *ctx, const forward_call *call, cl_mem scratch,
                                    cl_event *event)
 {
@@ -163,15 +170,18 @@ static clattn_status enqueue_split(clattn_context *ctx, const forward_call *call
                                              p->head_dim_v);
     clattn_tensor part_lses = clattn_tensor_bhsd(scratch, CLATTN_F32, p->batch, p->heads_q,
                                                  p->seq_q, 1);
-    part_lses.offset = (size_t)(call->plan.splits * rows * p->head_dim_v) * sizeof(float);
+    part_lses.offset = split_lse_offset(call);
     const kernel_outputs partials = {&parts, &part_lses, rows * p->head_dim_v, rows};
-    clattn_status s = enqueue_fused(ctx, call, &partials, NULL);
-    if (s != CLATTN_SUCCESS)
-        return s;
-    const clattn_merge_launch m = {&parts, &part_lses, rows * p->head_dim_v, rows,
-                                   call->plan.splits, NULL, 0, 0, 1,
-                                   call->args.out.t, call->args.lse.t};
-    return clattn_enqueue_merge(ctx, &m, 0, NULL, event);
+    const clattn_merge_job job = {&parts, &part_lses, rows * p->head_dim_v, rows,
+                                  call->plan.splits, NULL, 0, 0, 1,
+                                  call->args.out.t, call->args.lse.t};
+    fused_kernel fused;
+    clattn_merge_kernel merge;
+    fused_kernel_of(call, &partials, &fused);
+    clattn_merge_kernel_of(&job, &merge);
+    const clattn_kernel_launch launches[2] = {fused.launch, merge.launch};
+    return clattn_enqueue_kernels(ctx, launches, 2, call->args.num_wait, call->args.wait_list,
+                                  event);
 }
 
 /* The split-KV and unfused paths, with their scratch (scratch.h): the whole call is enqueued
@@ -203,7 +213,9 @@ CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
     clattn_status s = prepare(ctx, desc, q, k, v, out, lse, 1, num_wait, wait_list, &call);
     if (s == CLATTN_SUCCESS && call.plan.algo == CLATTN_ALGO_FUSED) {
         const kernel_outputs direct = {out, lse, 0, 0};
-        s = enqueue_fused(ctx, &call, &direct, event);
+        fused_kernel fused;
+        fused_kernel_of(&call, &direct, &fused);
+        s = clattn_enqueue_kernel(ctx, &fused.launch, num_wait, wait_list, event);
     } else if (s == CLATTN_SUCCESS) {
         s = enqueue_with_scratch(ctx, &call, event);
     }
@@ -262,3 +274,4 @@ CLATTN_API clattn_status clattn_attention_workspace_size(clattn_context *ctx,
         *bytes = call.workspace_bytes;
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
 }
+

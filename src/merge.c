@@ -4,64 +4,52 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "enqueue.h"
 #include "fault.h"
-#include "launch.h"
+#include "params.h"
 #include "plan.h"
 #include "scratch.h"
-#include "program.h"
 #include "status.h"
 #include "tensor.h"
 
-static const char *const merge_files[] = {"launch.h", "common.cl", "merge.cl", NULL};
+static const char *const merge_files[] = {"launch.h", "semantics.h", "common.cl", "merge.cl",
+                                          NULL};
 
-
-static cl_int set_merge_args(cl_kernel kernel, const clattn_merge_launch *m)
+static clattn_merge_params merge_params(const clattn_merge_job *m)
 {
-    cl_uint index = 0;
-    cl_long part_stride = m->part_stride, lse_part_stride = m->lse_part_stride;
-    cl_int n_parts = m->n_parts, head_dim_v = (cl_int)m->out->dims[3];
-    cl_int flags = (m->read_state ? MERGE_READ_STATE : 0) | (m->write_final ? MERGE_WRITE_FINAL : 0) |
-                   (m->lse ? MERGE_WRITE_LSE : 0);
-    cl_int err = clattn_set_view_args(kernel, &index, m->parts);
-    err |= clSetKernelArg(kernel, index++, sizeof part_stride, &part_stride);
-    err |= clattn_set_view_args(kernel, &index, m->part_lses);
-    err |= clSetKernelArg(kernel, index++, sizeof lse_part_stride, &lse_part_stride);
-    err |= clSetKernelArg(kernel, index++, sizeof n_parts, &n_parts);
-    cl_long state_lse_offset = m->state_lse_offset;
-    err |= clSetKernelArg(kernel, index++, sizeof m->state, &m->state);
-    err |= clSetKernelArg(kernel, index++, sizeof state_lse_offset, &state_lse_offset);
-    err |= clattn_set_view_args(kernel, &index, m->out);
-    err |= clattn_set_view_args(kernel, &index, m->lse);
-    err |= clSetKernelArg(kernel, index++, sizeof head_dim_v, &head_dim_v);
-    err |= clSetKernelArg(kernel, index++, sizeof flags, &flags);
-    return err;
+    clattn_merge_params p;
+    memset(&p, 0, sizeof p);
+    p.parts = clattn_view_params_of(m->parts, 0);
+    p.part_lse = clattn_view_params_of(m->part_lses, 0);
+    p.out = clattn_view_params_of(m->out, 0);
+    p.lse = clattn_view_params_of(m->lse, 0);
+    p.part_stride = m->part_stride;
+    p.lse_part_stride = m->lse_part_stride;
+    p.state_lse_at = m->state_lse_at;
+    p.n_parts = m->n_parts;
+    p.head_dim_v = (clattn_i32)m->out->dims[3];
+    p.flags = (m->read_state ? MERGE_READ_STATE : 0) | (m->write_final ? MERGE_WRITE_FINAL : 0) |
+              (m->lse ? MERGE_WRITE_LSE : 0);
+    return p;
 }
 
-clattn_status clattn_enqueue_merge(clattn_context *ctx, const clattn_merge_launch *m,
-                                   cl_uint num_wait, const cl_event *wait_list, cl_event *event)
+void clattn_merge_kernel_of(const clattn_merge_job *m, clattn_merge_kernel *k)
 {
     const clattn_storage storage = {m->parts->dtype, m->out->dtype, CLATTN_F32, CLATTN_F32};
-    char options[128];
-    clattn_storage_build_options(&storage, options, sizeof options);
-    size_t global[3] = {(size_t)m->out->dims[2], (size_t)m->out->dims[1], (size_t)m->out->dims[0]};
-
-    pthread_mutex_lock(&ctx->lock);
-    cl_kernel kernel = NULL;
-    clattn_status s = clattn_program_kernel(ctx, merge_files, options, "merge_partials", &kernel);
-    if (s == CLATTN_SUCCESS && set_merge_args(kernel, m) != CL_SUCCESS)
-        s = clattn_fail(CLATTN_ERROR_OPENCL, "clSetKernelArg(merge_partials) failed");
-    if (s == CLATTN_SUCCESS) {
-        cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, 3, NULL, global, NULL, num_wait,
-                                            num_wait ? wait_list : NULL, event);
-        if (err != CL_SUCCESS)
-            s = clattn_fail_cl(err, "clEnqueueNDRangeKernel(merge_partials)");
-    }
-    pthread_mutex_unlock(&ctx->lock);
-    return s;
+    clattn_storage_build_options(&storage, k->options, sizeof k->options);
+    k->params = merge_params(m);
+    const cl_mem buffers[] = {m->parts->buffer, m->part_lses->buffer, m->state, m->out->buffer,
+                              m->lse ? m->lse->buffer : NULL};
+    memcpy(k->buffers, buffers, sizeof buffers);
+    const clattn_kernel_launch launch = {
+        merge_files, k->options, "merge_partials", k->buffers, 5, &k->params, sizeof k->params,
+        3, {(size_t)m->out->dims[2], (size_t)m->out->dims[1], (size_t)m->out->dims[0]},
+        {0, 0, 0}};
+    k->launch = launch;
 }
 
-/* Parts in separate buffers: one launch each, folded through a running f32 state. */
 /* Parts in separate buffers: one launch each, folded through a running f32 state in the
    context's scratch (values [rows, Dv], then lse [rows]). */
 static clattn_status merge_parts(clattn_context *ctx, const clattn_merge_args *a,
@@ -75,10 +63,12 @@ static clattn_status merge_parts(clattn_context *ctx, const clattn_merge_args *a
     clattn_status s = clattn_scratch_get(ctx, NULL, state_bytes, &state);
     for (size_t p = 0; p < a->n && s == CLATTN_SUCCESS; p++) {
         const int first = p == 0, last = p + 1 == a->n;
-        const clattn_merge_launch m = {a->outs[p].t, a->lses[p].t, 0, 0, 1, state,
-                                       rows * out->dims[3], !first, last, out, a->lse.t};
-        s = clattn_enqueue_merge(ctx, &m, first ? a->num_wait : 0, first ? a->wait_list : NULL,
-                                 last ? event : NULL);
+        const clattn_merge_job job = {a->outs[p].t, a->lses[p].t, 0, 0, 1, state,
+                                      rows * out->dims[3], !first, last, out, a->lse.t};
+        clattn_merge_kernel kernel;
+        clattn_merge_kernel_of(&job, &kernel);
+        s = clattn_enqueue_kernel(ctx, &kernel.launch, first ? a->num_wait : 0,
+                                  first ? a->wait_list : NULL, last ? event : NULL);
     }
     pthread_mutex_unlock(&ctx->lock);
     return s;

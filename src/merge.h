@@ -1,24 +1,31 @@
-/* Enqueueing cl/merge.cl: shared by clattn_attention_merge and the split-KV forward. */
+/* Launches of cl/merge.cl: shared by clattn_attention_merge and the split-KV forward. */
 #ifndef CLATTN_MERGE_H
 #define CLATTN_MERGE_H
 
-#include "context.h"
+#include "enqueue.h"
+#include "launch.h"
 
-/* One launch of merge_partials (see cl/merge.cl): n_parts parts, part p of `parts` at
-   p * part_stride elements and of `part_lses` at p * lse_part_stride; `state` (values, then
-   lse from element state_lse_offset) is NULL unless the launch reads or keeps a running state.
-   lse may be NULL. */
-typedef struct clattn_merge_launch {
+/* One merge (see cl/merge.cl): n_parts parts, part p of `parts` at p * part_stride elements
+   and of `part_lses` at p * lse_part_stride; `state` (values, then lse from element
+   state_lse_at) is NULL unless the launch reads or keeps a running state. lse may be NULL. */
+typedef struct clattn_merge_job {
     const clattn_tensor *parts, *part_lses;
     int64_t part_stride, lse_part_stride;
     int     n_parts;
     cl_mem  state;
-    int64_t state_lse_offset;
+    int64_t state_lse_at;
     int     read_state, write_final;
     const clattn_tensor *out, *lse;
-} clattn_merge_launch;
+} clattn_merge_job;
 
-clattn_status clattn_enqueue_merge(clattn_context *ctx, const clattn_merge_launch *m,
-                                   cl_uint num_wait, const cl_event *wait_list, cl_event *event);
+/* The launch of merge_partials for a job, with the parameters and buffers it points to. */
+typedef struct clattn_merge_kernel {
+    clattn_merge_params params;
+    cl_mem buffers[5];
+    char options[128];
+    clattn_kernel_launch launch;
+} clattn_merge_kernel;
+
+void clattn_merge_kernel_of(const clattn_merge_job *job, clattn_merge_kernel *kernel);
 
 #endif

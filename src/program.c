@@ -18,6 +18,7 @@ typedef struct clattn_program_entry {
     size_t      program_key_length;
     cl_program  program;
     cl_kernel   kernel;
+    size_t      work_group_limit;   /* CL_KERNEL_WORK_GROUP_SIZE */
     struct clattn_program_entry *next;
 } program_entry;
 
@@ -222,11 +223,17 @@ static clattn_status new_entry(clattn_context *ctx, const char *const *files, co
     }
     cl_int err = CL_SUCCESS;
     cl_kernel kernel = clattn_create_kernel(program, kernel_name, &err);
+    size_t limit = 0;
+    if (kernel)
+        err = clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                       sizeof limit, &limit, NULL);
     program_entry *e = clattn_calloc(1, sizeof *e);
     char *key = clattn_strdup(entry_key);
-    if (!kernel || !e || !key) {
-        s = kernel ? clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "no host memory for a program")
-                   : clattn_fail_cl(err, "clCreateKernel");
+    if (!kernel || err != CL_SUCCESS || !e || !key) {
+        s = !kernel               ? clattn_fail_cl(err, "clCreateKernel")
+            : err != CL_SUCCESS   ? clattn_fail_cl(err, "clGetKernelWorkGroupInfo")
+                                  : clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES,
+                                                "no host memory for a program");
         if (kernel)
             clReleaseKernel(kernel);
         clReleaseProgram(program);
@@ -238,13 +245,14 @@ static clattn_status new_entry(clattn_context *ctx, const char *const *files, co
     e->program_key_length = program_key_length;
     e->program = program;
     e->kernel = kernel;
+    e->work_group_limit = limit;
     *out = e;
     return CLATTN_SUCCESS;
 }
 
 clattn_status clattn_program_kernel(clattn_context *ctx, const char *const *files,
                                     const char *options, const char *kernel_name,
-                                    cl_kernel *kernel)
+                                    cl_kernel *kernel, size_t *work_group_limit)
 {
     char entry_key[1024];
     int n = snprintf(entry_key, sizeof entry_key, "%s|", options);
@@ -258,6 +266,7 @@ clattn_status clattn_program_kernel(clattn_context *ctx, const char *const *file
     for (program_entry *e = ctx->programs; e; e = e->next) {
         if (strcmp(e->key, entry_key) == 0) {
             *kernel = e->kernel;
+            *work_group_limit = e->work_group_limit;
             return CLATTN_SUCCESS;
         }
     }
@@ -268,6 +277,7 @@ clattn_status clattn_program_kernel(clattn_context *ctx, const char *const *file
     e->next = ctx->programs;
     ctx->programs = e;
     *kernel = e->kernel;
+    *work_group_limit = e->work_group_limit;
     return CLATTN_SUCCESS;
 }
 

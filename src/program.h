@@ -16,13 +16,14 @@ typedef struct clattn_embedded_kernel {
 extern const clattn_embedded_kernel clattn_embedded_kernels[];
 
 /* The kernel `kernel_name` of the program made of the .cl files `files` (concatenated in order,
-   NULL-terminated list) built with `options`. Built at most once per context, and loaded from
-   the disk cache when an entry for this device, source and options exists; kernels of the same
-   files and options share that program. The kernel stays
-   owned by the context; the caller holds ctx->lock from this call until its enqueue. */
+   NULL-terminated list) built with `options`, and its CL_KERNEL_WORK_GROUP_SIZE. Built at most
+   once per context, and loaded from the disk cache when an entry for this device, source and
+   options exists; kernels of the same files and options share that program. The kernel stays
+   owned by the context; the caller holds ctx->lock from this call until its enqueue (only
+   src/enqueue.c calls this). */
 clattn_status clattn_program_kernel(clattn_context *ctx, const char *const *files,
                                     const char *options, const char *kernel_name,
-                                    cl_kernel *kernel);
+                                    cl_kernel *kernel, size_t *work_group_limit);
 
 /* Release every program and kernel of ctx. */
 void clattn_programs_release(clattn_context *ctx);

@@ -83,18 +83,3 @@ clattn_forward_args clattn_forward_args_of(cl_context context, const clattn_atte
     a.context = context;
     return a;
 }
-
-cl_int clattn_set_view_args(cl_kernel kernel, cl_uint *index, const clattn_tensor *t)
-{
-    cl_mem buffer = t ? t->buffer : NULL;
-    cl_long values[4] = {0, 0, 0, 0};
-    if (t) {
-        values[0] = (cl_long)(t->offset / clattn_dtype_size(t->dtype));
-        for (int i = 0; i < 3; i++)
-            values[i + 1] = t->strides[i];
-    }
-    cl_int err = clSetKernelArg(kernel, (*index)++, sizeof buffer, &buffer);
-    for (int i = 0; i < 4 && err == CL_SUCCESS; i++)
-        err = clSetKernelArg(kernel, (*index)++, sizeof values[i], &values[i]);
-    return err;
-}

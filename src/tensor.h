@@ -26,8 +26,4 @@ clattn_forward_args clattn_forward_args_of(cl_context context, const clattn_atte
                                            const clattn_tensor *lse, clattn_out_role role,
                                            cl_uint num_wait, const cl_event *wait_list);
 
-/* Set the five kernel arguments of a strided view from *index on: buffer, element offset, and
-   the batch, head and seq strides (t NULL: a NULL buffer and zeros). */
-cl_int clattn_set_view_args(cl_kernel kernel, cl_uint *index, const clattn_tensor *t);
-
 #endif

@@ -4,7 +4,7 @@
 
    Chunking (plan_chunks, a pure function of the validated arguments):
    - A chunk's keys are the interval every row of it may see in any batch (chunk_keys): from the
-     dims, the mask and the range of the alignment offset that seqlens allow. Its scores are a
+     dims, the mask (cl/semantics.h) and the range of the alignment offset that seqlens allow. Its scores are a
      dense f32 [heads][rows][keys] matrix; `keys_max` bounds `keys` for every chunk.
    - Rows per chunk start at Sq, capped when the mask bounds the keys (rows_cap) so that GEMMs
      do not compute many masked scores. Then the most heads that fit: n whole kv groups
@@ -29,13 +29,12 @@
 
 #include <string.h>
 
-#include "dropout.h"
+#include "enqueue.h"
 #include "fault.h"
-#include "kernel_args.h"
-#include "launch.h"
 #include "log.h"
+#include "params.h"
 #include "plan.h"
-#include "program.h"
+#include "semantics.h"
 #include "status.h"
 
 /* Tests may lower the bound to force chunking at small sizes. */
@@ -47,14 +46,13 @@
 
 #define REGION_ALIGN 64               /* floats: each scratch region starts at 256 bytes */
 #define SIZE_CAP ((uint64_t)1 << 60)  /* saturation of size arithmetic */
-#define WINDOW_CAP ((int64_t)1 << 33) /* windows this wide see as much as unbounded ones */
-#define LOG2E 1.4426950408889634
 
 /* How a call is cut into chunks and where each piece of scratch lives. */
 typedef struct unfused_plan {
+    clattn_attention_params attn;       /* what the kernels get (src/params.c) */
     int64_t batch, heads_q, heads_kv, group, seq_q, seq_k, dim, dim_v;
-    int     causal, bottom_right;
-    int64_t window_left, window_right;  /* clamped to WINDOW_CAP; -1: unbounded */
+    int     causal;
+    int64_t window_left, window_right;  /* attn's: capped; -1: unbounded */
     int64_t off_min, off_max;           /* alignment offset over every possible batch */
     int     copy_q, copy_k, copy_v;     /* 1: packed into f32 scratch for the GEMMs */
     int64_t heads;                      /* query heads per chunk */
@@ -143,7 +141,9 @@ static void plan_problem(const clattn_forward_args *a, unfused_plan *p)
 {
     const clattn_tensor *q = a->q.t, *k = a->k.t, *v = a->v.t;
     const clattn_attention_desc *d = a->desc;
+    const clattn_problem problem = clattn_problem_of(a);
     memset(p, 0, sizeof *p);
+    p->attn = clattn_attention_params_of(d, &problem, 0);
     p->batch = q->dims[0];
     p->heads_q = q->dims[1];
     p->heads_kv = k->dims[1];
@@ -153,10 +153,9 @@ static void plan_problem(const clattn_forward_args *a, unfused_plan *p)
     p->dim = q->dims[3];
     p->dim_v = v->dims[3];
     p->causal = d->causal;
-    p->bottom_right = d->align == CLATTN_ALIGN_BOTTOM_RIGHT;
-    p->window_left = min64(d->window_left, WINDOW_CAP);
-    p->window_right = min64(d->window_right, WINDOW_CAP);
-    if (p->bottom_right) {
+    p->window_left = p->attn.window_left;
+    p->window_right = p->attn.window_right;
+    if (p->attn.flags & ATTENTION_BOTTOM_RIGHT) {
         /* off = sk_b - sq_b with sk_b, sq_b anywhere in [0, dim] when seqlens are given */
         p->off_min = (d->seqlens_k ? 0 : p->seq_k) - p->seq_q;
         p->off_max = p->seq_k - (d->seqlens_q ? 0 : p->seq_q);
@@ -200,7 +199,8 @@ size_t clattn_unfused_workspace_size(const clattn_forward_args *args)
 
 #include <clblast_c.h>
 
-static const char *const unfused_files[] = {"launch.h", "common.cl", "unfused.cl", NULL};
+static const char *const unfused_files[] = {"launch.h", "semantics.h", "common.cl", "unfused.cl",
+                                            NULL};
 
 /* CLBlast 1.5.3 races on its caches: one process-wide lock around every call into it. */
 static pthread_mutex_t clblast_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -210,11 +210,9 @@ typedef struct unfused_run {
     clattn_context *ctx;
     const clattn_forward_args *args;
     unfused_plan plan;
-    cl_mem  ws;               /* scratch: the caller's workspace or our own buffer */
+    cl_mem  ws;               /* scratch: the caller's workspace or the context's */
     char    options[160];     /* storage -D options of every kernel of the call */
     size_t  softmax_wg;       /* power of two <= SOFTMAX_WG; 0: unfused_softmax_rows */
-    cl_float alpha;           /* GEMM scale of S: scale * log2(e), or scale / softcap */
-    cl_float cap_mult;        /* softcap * log2(e), or 0 */
 } unfused_run;
 
 /* One chunk: batch b, query heads [h0, h0 + heads), rows [r0, r0 + rows), keys [k0, k0 + keys). */
@@ -228,12 +226,6 @@ typedef struct gemm_mat {
     size_t off, ld, hs;
 } gemm_mat;
 
-/* A kernel argument: its size and a pointer to its value. */
-typedef struct karg {
-    size_t size;
-    const void *value;
-} karg;
-
 int clattn_unfused_available(void)
 {
     return 1;
@@ -244,26 +236,15 @@ static cl_long elem_off(const clattn_tensor *t)
     return (cl_long)(t->offset / clattn_dtype_size(t->dtype));
 }
 
-/* Set the arguments of kernel `name` and enqueue it, holding ctx->lock throughout. */
-static clattn_status launch(unfused_run *run, const char *name, const karg *args, cl_uint nargs,
-                            const size_t global[3], const size_t *local)
+/* Enqueue kernel `name` of cl/unfused.cl with its buffers and parameter struct. */
+static clattn_status launch(unfused_run *run, const char *name, const cl_mem *buffers,
+                            cl_uint num_buffers, const void *params, size_t params_size,
+                            const size_t global[3], size_t wg)
 {
-    clattn_context *ctx = run->ctx;
-    cl_kernel kernel = NULL;
-    pthread_mutex_lock(&ctx->lock);
-    clattn_status s = clattn_program_kernel(ctx, unfused_files, run->options, name, &kernel);
-    cl_int err = CL_SUCCESS;
-    for (cl_uint i = 0; s == CLATTN_SUCCESS && err == CL_SUCCESS && i < nargs; i++)
-        err = clSetKernelArg(kernel, i, args[i].size, args[i].value);
-    if (s == CLATTN_SUCCESS && err != CL_SUCCESS)
-        s = clattn_fail_cl(err, name);
-    if (s == CLATTN_SUCCESS) {
-        err = clEnqueueNDRangeKernel(ctx->queue, kernel, 3, NULL, global, local, 0, NULL, NULL);
-        if (err != CL_SUCCESS)
-            s = clattn_fail_cl(err, name);
-    }
-    pthread_mutex_unlock(&ctx->lock);
-    return s;
+    const clattn_kernel_launch l = {unfused_files, run->options, name, buffers, num_buffers,
+                                    params, params_size, 3, {global[0], global[1], global[2]},
+                                    {wg, wg ? 1 : 0, wg ? 1 : 0}};
+    return clattn_enqueue_kernel(run->ctx, &l, 0, NULL, NULL);
 }
 
 /* Work-group of unfused_softmax: the largest power of two <= SOFTMAX_WG that the kernel can
@@ -271,22 +252,12 @@ static clattn_status launch(unfused_run *run, const char *name, const karg *args
    runs barriers and many small work-groups far slower). */
 static clattn_status softmax_group_size(unfused_run *run)
 {
-    clattn_context *ctx = run->ctx;
     run->softmax_wg = 0;
-    if (ctx->probe.device_class == CLATTN_DEVICE_CLASS_CPU)
+    if (run->ctx->probe.device_class == CLATTN_DEVICE_CLASS_CPU)
         return CLATTN_SUCCESS;
-    cl_kernel kernel = NULL;
     size_t limit = 0;
-    pthread_mutex_lock(&ctx->lock);
-    clattn_status s = clattn_program_kernel(ctx, unfused_files, run->options, "unfused_softmax",
-                                            &kernel);
-    cl_int err = CL_SUCCESS;
-    if (s == CLATTN_SUCCESS)
-        err = clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                       sizeof limit, &limit, NULL);
-    pthread_mutex_unlock(&ctx->lock);
-    if (s == CLATTN_SUCCESS && err != CL_SUCCESS)
-        s = clattn_fail_cl(err, "clGetKernelWorkGroupInfo(unfused_softmax)");
+    clattn_status s = clattn_kernel_work_group_limit(run->ctx, unfused_files, run->options,
+                                                     "unfused_softmax", &limit);
     run->softmax_wg = 1;
     while (run->softmax_wg * 2 <= SOFTMAX_WG && run->softmax_wg * 2 <= limit)
         run->softmax_wg *= 2;
@@ -310,26 +281,27 @@ static clattn_status pack(unfused_run *run, const clattn_tensor *src, cl_long sr
     const unfused_plan *p = &run->plan;
     const clattn_attention_desc *d = run->args->desc;
     const chunk *c = job->mask;
+    clattn_pack_params params;
+    memset(&params, 0, sizeof params);
+    params.attn = p->attn;
+    params.src_offset = src_off;
+    params.head_stride = hs;
+    params.row_stride = rs;
+    params.dst_offset = job->dst_off < 0 ? 0 : job->dst_off;
+    params.flag_at = (clattn_i64)p->at_flag;
+    params.batch = c ? c->b : 0;
+    params.rows = (clattn_i32)job->rows;
+    params.dim = (clattn_i32)job->dim;
     /* a v used in place is checked at every key of the GEMM: none is zeroed there */
-    const int masked = c != NULL && job->dst_off >= 0;
-    cl_int ints[] = {(cl_int)job->rows, (cl_int)job->dim, masked, (cl_int)job->key_first,
-                     c ? (cl_int)c->r0 : 0, c ? (cl_int)(c->r0 + c->rows) : 0, (cl_int)p->seq_q,
-                     (cl_int)p->seq_k, p->causal, p->bottom_right};
-    cl_long b = c ? c->b : 0, wl = p->window_left, wr = p->window_right;
-    cl_long dst_off = job->dst_off < 0 ? 0 : job->dst_off, flag_off = (cl_long)p->at_flag;
-    cl_mem dst = job->dst_off < 0 ? NULL : run->ws, flag = c ? run->ws : NULL;
-    const karg args[] = {
-        {sizeof(cl_mem), &src->buffer}, {8, &src_off}, {8, &hs}, {8, &rs},
-        {sizeof(cl_mem), &dst}, {8, &dst_off}, {4, &ints[0]}, {4, &ints[1]},
-        {4, &ints[2]}, {4, &ints[3]}, {sizeof(cl_mem), &d->seqlens_q},
-        {sizeof(cl_mem), &d->seqlens_k}, {8, &b}, {4, &ints[4]}, {4, &ints[5]}, {4, &ints[6]},
-        {4, &ints[7]}, {4, &ints[8]}, {4, &ints[9]}, {8, &wl}, {8, &wr},
-        {sizeof(cl_mem), &flag}, {8, &flag_off},
-    };
+    params.masked = c != NULL && job->dst_off >= 0;
+    params.key_first = (clattn_i32)job->key_first;
+    params.r0 = c ? (clattn_i32)c->r0 : 0;
+    params.r1 = c ? (clattn_i32)(c->r0 + c->rows) : 0;
+    const cl_mem buffers[] = {src->buffer, job->dst_off < 0 ? NULL : run->ws, d->seqlens_q,
+                              d->seqlens_k, c ? run->ws : NULL};
     const size_t global[3] = {(size_t)((job->dim + PACK_COLS - 1) / PACK_COLS), (size_t)job->rows,
                               (size_t)job->heads};
-    return launch(run, "unfused_pack", args, (cl_uint)(sizeof args / sizeof args[0]), global,
-                  NULL);
+    return launch(run, "unfused_pack", buffers, 5, &params, sizeof params, global, 0);
 }
 
 /* The q operand of chunk c: q in place, or its rows packed into scratch. */
@@ -448,7 +420,7 @@ static clattn_status scores(unfused_run *run, const chunk *c)
         s = kv_operand(run, c, run->args->k.t, p->dim, p->copy_k, c->k0 + c0, n, &km);
         const gemm_mat sm = {run->ws, p->at_s + (size_t)c0, keys, (size_t)c->rows * keys};
         if (s == CLATTN_SUCCESS)
-            s = gemm_heads(run, c, 1, (size_t)c->rows, (size_t)n, (size_t)p->dim, run->alpha,
+            s = gemm_heads(run, c, 1, (size_t)c->rows, (size_t)n, (size_t)p->dim, p->attn.q_mult,
                            qm, km, 0.0f, sm);
     }
     return s;
@@ -479,115 +451,76 @@ static clattn_status weighted_values(unfused_run *run, const chunk *c)
     return s;
 }
 
-/* Bias view arguments: element offset and batch, head, row strides (0 where a dim is 1). */
-static void bias_args(const clattn_tensor *bias, cl_mem *buf, cl_long v[4])
+/* The parameters of the chunk kernels (softmax, store, repair) for chunk c. */
+static clattn_chunk_params chunk_params(const unfused_run *run, const chunk *c)
 {
-    memset(v, 0, 4 * sizeof v[0]);
-    *buf = bias ? bias->buffer : NULL;
-    if (!bias)
-        return;
-    v[0] = elem_off(bias);
-    for (int i = 0; i < 3; i++)
-        v[i + 1] = bias->dims[i] == 1 ? 0 : bias->strides[i];
+    const unfused_plan *p = &run->plan;
+    const clattn_forward_args *a = run->args;
+    clattn_chunk_params params;
+    memset(&params, 0, sizeof params);
+    params.v = clattn_view_params_of(a->v.t, 0);
+    params.out = clattn_view_params_of(a->out.t, 0);
+    params.lse = clattn_view_params_of(a->lse.t, 0);
+    params.bias = clattn_view_params_of(a->bias.t, 1);
+    params.attn = p->attn;
+    params.batch = c->b;
+    params.scores_at = (clattn_i64)p->at_s;
+    params.sums_at = (clattn_i64)p->at_l;
+    params.values_at = (clattn_i64)p->at_o;
+    params.flag_at = (clattn_i64)p->at_flag;
+    params.h0 = (clattn_i32)c->h0;
+    params.r0 = (clattn_i32)c->r0;
+    params.rows = (clattn_i32)c->rows;
+    params.k0 = (clattn_i32)c->k0;
+    params.keys = (clattn_i32)c->keys;
+    return params;
 }
 
 /* Softcap, bias, mask and exp2 in place on the chunk's scores; row sums and lse. */
 static clattn_status softmax(unfused_run *run, const chunk *c)
 {
-    const unfused_plan *p = &run->plan;
     const clattn_forward_args *a = run->args;
-    const clattn_attention_desc *d = a->desc;
-    const clattn_tensor *lse = a->lse.t;
-    cl_long s_off = (cl_long)p->at_s, l_off = (cl_long)p->at_l, b = c->b;
-    cl_long e[4] = {0, 0, 0, 0}, bv[4], wl = p->window_left, wr = p->window_right;
-    cl_mem lse_buf = lse ? lse->buffer : NULL, bias_buf;
-    if (lse) {
-        e[0] = elem_off(lse);
-        for (int i = 0; i < 3; i++)
-            e[i + 1] = lse->strides[i];
-    }
-    bias_args(d->bias, &bias_buf, bv);
-    cl_int ints[] = {(cl_int)c->keys, (cl_int)c->k0, (cl_int)c->h0, (cl_int)c->r0,
-                     (cl_int)c->rows, (cl_int)p->seq_q, (cl_int)p->seq_k, p->causal,
-                     p->bottom_right};
-    cl_float bias_mult = (cl_float)LOG2E;
-    const cl_int heads_q = (cl_int)p->heads_q;
-    cl_uint drop[4];
-    cl_float keep_scale;
-    clattn_dropout_args(d, drop, &keep_scale);
-    const karg args[] = {
-        {sizeof(cl_mem), &run->ws}, {8, &s_off}, {4, &ints[0]}, {4, &ints[1]},
-        {sizeof(cl_mem), &run->ws}, {8, &l_off},
-        {sizeof(cl_mem), &lse_buf}, {8, &e[0]}, {8, &e[1]}, {8, &e[2]}, {8, &e[3]},
-        {sizeof(cl_mem), &bias_buf}, {8, &bv[0]}, {8, &bv[1]}, {8, &bv[2]}, {8, &bv[3]},
-        {sizeof(cl_mem), &d->seqlens_q}, {sizeof(cl_mem), &d->seqlens_k},
-        {8, &b}, {4, &ints[2]}, {4, &ints[3]}, {4, &ints[4]},
-        {4, &ints[5]}, {4, &ints[6]}, {4, &ints[7]}, {4, &ints[8]}, {8, &wl}, {8, &wr},
-        {4, &run->cap_mult}, {4, &bias_mult},
-        {4, &heads_q}, {4, &drop[0]}, {4, &drop[1]}, {4, &drop[2]}, {4, &drop[3]}, {4, &keep_scale},
-    };
+    const clattn_chunk_params params = chunk_params(run, c);
+    const cl_mem buffers[] = {run->ws, a->lse.t ? a->lse.t->buffer : NULL,
+                              a->bias.t ? a->bias.t->buffer : NULL, a->desc->seqlens_q,
+                              a->desc->seqlens_k};
     const size_t wg = run->softmax_wg, n = (size_t)(c->heads * c->rows);
-    const size_t global[3] = {n * (wg ? wg : 1), 1, 1}, local[3] = {wg, 1, 1};
-    return launch(run, wg ? "unfused_softmax" : "unfused_softmax_rows", args,
-                  (cl_uint)(sizeof args / sizeof args[0]), global, wg ? local : NULL);
+    const size_t global[3] = {n * (wg ? wg : 1), 1, 1};
+    return launch(run, wg ? "unfused_softmax" : "unfused_softmax_rows", buffers, 5, &params,
+                  sizeof params, global, wg);
 }
 
 /* out = O / row sum in out's dtype and view. */
 static clattn_status store(unfused_run *run, const chunk *c)
 {
-    const unfused_plan *p = &run->plan;
-    const clattn_tensor *out = run->args->out.t;
-    cl_long o_off = (cl_long)p->at_o, l_off = (cl_long)p->at_l, b = c->b;
-    cl_long view[4] = {elem_off(out), out->strides[0], out->strides[1], out->strides[2]};
-    cl_int ints[] = {(cl_int)c->h0, (cl_int)c->r0, (cl_int)c->rows, (cl_int)p->dim_v};
-    const karg args[] = {
-        {sizeof(cl_mem), &run->ws}, {8, &o_off}, {sizeof(cl_mem), &run->ws}, {8, &l_off},
-        {sizeof(cl_mem), &out->buffer}, {8, &view[0]}, {8, &view[1]}, {8, &view[2]},
-        {8, &view[3]}, {8, &b}, {4, &ints[0]}, {4, &ints[1]}, {4, &ints[2]}, {4, &ints[3]},
-    };
-    const size_t global[3] = {(size_t)p->dim_v, (size_t)c->rows, (size_t)c->heads};
-    return launch(run, "unfused_store", args, (cl_uint)(sizeof args / sizeof args[0]), global,
-                  NULL);
+    const clattn_chunk_params params = chunk_params(run, c);
+    const cl_mem buffers[] = {run->ws, run->args->out.t->buffer};
+    const size_t global[3] = {(size_t)run->plan.dim_v, (size_t)c->rows, (size_t)c->heads};
+    return launch(run, "unfused_store", buffers, 2, &params, sizeof params, global, 0);
 }
 
 /* Redo out of the chunk's rows without the GEMM when its flag is set (see unfused_repair). */
 static clattn_status repair(unfused_run *run, const chunk *c)
 {
-    const unfused_plan *p = &run->plan;
     const clattn_forward_args *a = run->args;
-    const clattn_tensor *v = a->v.t, *out = a->out.t;
-    cl_long flag_off = (cl_long)p->at_flag, s_off = (cl_long)p->at_s, l_off = (cl_long)p->at_l;
-    cl_long vv[4] = {elem_off(v), v->strides[0], v->strides[1], v->strides[2]};
-    cl_long ov[4] = {elem_off(out), out->strides[0], out->strides[1], out->strides[2]};
-    cl_long b = c->b, wl = p->window_left, wr = p->window_right;
-    cl_int ints[] = {(cl_int)c->keys, (cl_int)c->k0, (cl_int)p->group, (cl_int)c->h0,
-                     (cl_int)c->r0, (cl_int)c->rows, (cl_int)p->dim_v, (cl_int)p->seq_q,
-                     (cl_int)p->seq_k, p->causal, p->bottom_right};
-    const karg args[] = {
-        {sizeof(cl_mem), &run->ws}, {8, &flag_off}, {sizeof(cl_mem), &run->ws}, {8, &s_off},
-        {4, &ints[0]}, {4, &ints[1]}, {sizeof(cl_mem), &run->ws}, {8, &l_off},
-        {sizeof(cl_mem), &v->buffer}, {8, &vv[0]}, {8, &vv[1]}, {8, &vv[2]}, {8, &vv[3]},
-        {4, &ints[2]}, {sizeof(cl_mem), &out->buffer}, {8, &ov[0]}, {8, &ov[1]}, {8, &ov[2]},
-        {8, &ov[3]}, {sizeof(cl_mem), &a->desc->seqlens_q}, {sizeof(cl_mem), &a->desc->seqlens_k},
-        {8, &b}, {4, &ints[3]}, {4, &ints[4]}, {4, &ints[5]}, {4, &ints[6]}, {4, &ints[7]},
-        {4, &ints[8]}, {4, &ints[9]}, {4, &ints[10]}, {8, &wl}, {8, &wr},
-    };
-    const size_t global[3] = {(size_t)p->dim_v, (size_t)c->rows, (size_t)c->heads};
-    return launch(run, "unfused_repair", args, (cl_uint)(sizeof args / sizeof args[0]), global,
-                  NULL);
+    const clattn_chunk_params params = chunk_params(run, c);
+    const cl_mem buffers[] = {run->ws, a->v.t->buffer, a->out.t->buffer, a->desc->seqlens_q,
+                              a->desc->seqlens_k};
+    const size_t global[3] = {(size_t)run->plan.dim_v, (size_t)c->rows, (size_t)c->heads};
+    return launch(run, "unfused_repair", buffers, 5, &params, sizeof params, global, 0);
 }
 
-/* Keys that rows [r0, r1) may see in any batch: [*first, *first + *count). */
+/* Keys that rows [r0, r1) may see in any batch: [*first, *first + *count): the first key the
+   first row sees at the smallest alignment offset to the last key the last row sees at the
+   largest (semantics.h). */
 static void chunk_keys(const unfused_plan *p, int64_t r0, int64_t r1, int64_t *first,
                        int64_t *count)
 {
-    int64_t lo = 0, hi = p->seq_k - 1;
-    if (p->window_left >= 0)
-        lo = max64(lo, r0 + p->off_min - p->window_left);
-    if (p->causal)
-        hi = min64(hi, r1 - 1 + p->off_max);
-    if (p->window_right >= 0)
-        hi = min64(hi, r1 - 1 + p->off_max + p->window_right);
+    const clattn_mask lowest = {p->seq_q, p->seq_k, p->off_min, p->window_left, p->window_right,
+                                p->causal};
+    clattn_mask highest = lowest;
+    highest.off = p->off_max;
+    const int64_t lo = clattn_visible_lo(&lowest, r0), hi = clattn_visible_hi(&highest, r1 - 1);
     *first = lo;
     *count = hi >= lo ? hi - lo + 1 : 0;
 }
@@ -624,67 +557,34 @@ static clattn_status run_chunks(unfused_run *run)
     return s;
 }
 
-/* Scale, softcap and kernel options of the call. */
-static void run_init(unfused_run *run, clattn_context *ctx, const clattn_forward_args *args)
+/* The plan and kernel options of the call. */
+static void run_init(unfused_run *run, clattn_context *ctx, const clattn_forward_args *args,
+                     cl_mem scratch)
 {
     const clattn_attention_desc *d = args->desc;
     memset(run, 0, sizeof *run);
     run->ctx = ctx;
     run->args = args;
+    run->ws = scratch;
     plan_chunks(args, &run->plan);
-    const double scale = clattn_score_scale(d, run->plan.dim);
-    run->alpha = (cl_float)(d->softcap > 0.0f ? scale / d->softcap : scale * LOG2E);
-    run->cap_mult = (cl_float)(d->softcap > 0.0f ? d->softcap * LOG2E : 0.0);
     clattn_storage storage = {args->q.t->dtype, args->out.t->dtype,
                               d->bias ? d->bias->dtype : CLATTN_F32, CLATTN_F32};
     clattn_storage_build_options(&storage, run->options, sizeof run->options);
 }
 
-/* Use the caller's workspace, or make our own scratch buffer. */
-static clattn_status scratch(unfused_run *run, cl_mem workspace, int *owned)
-{
-    const uint64_t need = run->plan.bytes;
-    *owned = 0;
-    if (workspace) {
-        size_t size = 0;
-        cl_int err = clGetMemObjectInfo(workspace, CL_MEM_SIZE, sizeof size, &size, NULL);
-        if (err != CL_SUCCESS)
-            return clattn_fail_cl(err, "clGetMemObjectInfo(workspace)");
-        if (size < need)
-            return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "workspace holds %zu bytes; the "
-                               "unfused path needs %llu", size, (unsigned long long)need);
-        run->ws = workspace;
-        return CLATTN_SUCCESS;
-    }
-    if (need > run->ctx->probe.max_mem_alloc_size)
-        return clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "the unfused path needs %llu bytes of "
-                           "scratch; the device allocates at most %llu", (unsigned long long)need,
-                           (unsigned long long)run->ctx->probe.max_mem_alloc_size);
-    cl_int err = CL_SUCCESS;
-    run->ws = clattn_create_buffer(run->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)need, NULL,
-                                   &err);
-    if (!run->ws)
-        return clattn_fail_cl(err, "clCreateBuffer(unfused scratch)");
-    *owned = 1;
-    return CLATTN_SUCCESS;
-}
-
 clattn_status clattn_unfused_forward(clattn_context *ctx, const clattn_forward_args *args,
-                                     cl_mem workspace, cl_event *event)
+                                     cl_mem scratch, cl_event *event)
 {
     if (event)
         *event = NULL;
     unfused_run run;
-    run_init(&run, ctx, args);
+    run_init(&run, ctx, args, scratch);
     const unfused_plan *p = &run.plan;
     clattn_log(CLATTN_LOG_DEBUG, "unfused: heads=%lld rows=%lld keys_max=%lld key_block=%lld "
                "pack q=%d k=%d v=%d scratch=%llu", (long long)p->heads, (long long)p->rows,
                (long long)p->keys_max, (long long)p->key_block, p->copy_q, p->copy_k, p->copy_v,
                (unsigned long long)p->bytes);
-    int owned = 0;
-    clattn_status s = scratch(&run, workspace, &owned);
-    if (s == CLATTN_SUCCESS)
-        s = softmax_group_size(&run);
+    clattn_status s = softmax_group_size(&run);
     if (s == CLATTN_SUCCESS && args->num_wait > 0) {
         /* CLBlast takes no wait list: later commands wait behind this barrier */
         cl_int err = clEnqueueBarrierWithWaitList(ctx->queue, args->num_wait, args->wait_list, NULL);
@@ -698,9 +598,6 @@ clattn_status clattn_unfused_forward(clattn_context *ctx, const clattn_forward_a
         if (err != CL_SUCCESS)
             s = clattn_fail_cl(err, "clEnqueueMarkerWithWaitList");
     }
-    /* safe right after the last enqueue: the runtime keeps it until those commands are done */
-    if (owned)
-        clReleaseMemObject(run.ws);
     return s;
 }
 
@@ -712,11 +609,11 @@ int clattn_unfused_available(void)
 }
 
 clattn_status clattn_unfused_forward(clattn_context *ctx, const clattn_forward_args *args,
-                                     cl_mem workspace, cl_event *event)
+                                     cl_mem scratch, cl_event *event)
 {
     (void)ctx;
     (void)args;
-    (void)workspace;
+    (void)scratch;
     if (event)
         *event = NULL;
     return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "the unfused path: built without CLBlast");

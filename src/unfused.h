@@ -17,10 +17,12 @@ int clattn_unfused_available(void);
    unless one query row alone needs more). */
 size_t clattn_unfused_workspace_size(const clattn_forward_args *args);
 
-/* Enqueue the unfused forward of a validated call. workspace is NULL (the path allocates its
-   own scratch, and releases it when the queue is done with it) or at least
-   clattn_unfused_workspace_size bytes. The event, if not NULL, completes after every command. */
+/* Enqueue the unfused forward of a validated call into scratch, a buffer of at least
+   clattn_unfused_workspace_size bytes (the caller's workspace or the context's scratch, whose
+   size the caller checked: src/forward.c). The caller holds ctx->lock until this returns, so
+   that no other call's commands use the scratch in between. The event, if not NULL, completes
+   after every command. */
 clattn_status clattn_unfused_forward(clattn_context *ctx, const clattn_forward_args *args,
-                                     cl_mem workspace, cl_event *event);
+                                     cl_mem scratch, cl_event *event);
 
 #endif
