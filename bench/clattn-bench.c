@@ -18,7 +18,7 @@
  * calls (default 30), so that a drift of the machine's speed during the run touches every row
  * alike instead of skewing the ratios between rows. Each timed call is bracketed by OpenCL
  * profiling events: a marker enqueued just before it and the call's own event, so a call that
- * enqueues several commands is timed whole. FLOPs follow DESIGN.md: forward
+ * enqueues several commands is timed whole. FLOPs follow docs/semantics.md: forward
  * 2 * pairs * (D + Dv), backward 2 * pairs * (3D + 2Dv), pairs = visible (query, key) pairs
  * summed over batch and query heads. GB/s counts the K and V bytes a call must read once:
  * B * Hkv * Sk * (D + Dv) * element size (the figure that bounds decode). --dtype sets q, k, v,
@@ -129,7 +129,7 @@ static void usage(FILE *f)
                "calls (default 3, at least 1) first, then --iters timed ones (default 30) spread\n"
                "over --rounds turns through the list (default 10, at most --iters).\n"
                "--pass (default both; fwd alone for Sq=1): a fwd and/or a bwd row per shape; bwd/fwd is the\n"
-               "backward's GFLOP/s over the forward's (FLOPs as DESIGN.md counts them).\n"
+               "backward's GFLOP/s over the forward's (FLOPs as docs/semantics.md counts them).\n"
                "Peers (forward only): clattn's unfused path, and OpenBLAS on CPU devices;\n"
                "x_<peer> is ours / peer in GFLOP/s (> 1: clattn faster). --peak adds %% of the\n"
                "device's measured FMA rate and read bandwidth. bench/plot.sh FILE.csv OUT.png\n"
@@ -343,7 +343,8 @@ static double count_pairs(const shape *s)
     return per_head * (double)s->b * (double)s->hq;
 }
 
-/* DESIGN.md's FLOPs per visible pair: forward 2 (D + Dv), backward 2 (3D + 2Dv). */
+/* The FLOPs per visible pair (docs/semantics.md "FLOP counts"): forward 2 (D + Dv),
+   backward 2 (3D + 2Dv). */
 static double flops_per_pair(const shape *s, bench_pass pass)
 {
     return pass == PASS_FWD ? 2.0 * (double)(s->d + s->dv) : 2.0 * (double)(3 * s->d + 2 * s->dv);

@@ -45,7 +45,7 @@ clattn_status clattn_check_desc(const clattn_attention_desc *desc);
 /* One view: present, dtype, dims > 0, strides (>= 0, last == 1), aligned offset, extent within
    its buffer (BUFFER_TOO_SMALL), buffer from `context` with flags that allow the access, and
    for outputs, strides that nest (sorted by stride, each at least 1 + the extent of the
-   smaller ones: DESIGN.md), so no two elements share an address. */
+   smaller ones: docs/semantics.md "Precise rules"), so no two elements share an address. */
 clattn_status clattn_check_view(const clattn_view *view, cl_context context);
 
 /* No output view shares bytes with any other view of the list. */
