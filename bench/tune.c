@@ -1,14 +1,15 @@
 /*
  * clattn-bench --tune: search the fused kernel's tilings for the current device.
  *
- * For each shape: run the library's own choice (a user tuning file with no entry: the built-in
- * table, else the planner's heuristic), then the valid tilings of tune_space.c, most plausible
- * first, while the shape's share of the time budget lasts. Each candidate is tried through the
- * public API only: a one-entry tuning file named by CLATTN_TUNING_DB, and a fresh clattn context
- * (which reads it) borrowing the run's queue, so all candidates share one set of buffers. A
- * candidate counts only when the plan line says "tuned" with its tiling (else the library
- * ignored it: "does not fit"), its kernel builds, and its output matches a double-precision
- * reference on sampled rows; then it is timed by events like the bench (median of --iters).
+ * For each shape: run the library's own choice (its tuning database, else the planner's
+ * heuristic), then the tilings that the library lists as fitting the device and the call
+ * (clattn_forward_candidates, src/tools.h), most plausible first (tune_space.c), while the
+ * shape's share of the time budget lasts. Each candidate runs on the one context of the run,
+ * made to use it (clattn_context_force_tiling), so all candidates share one set of buffers and
+ * the kernels built so far. A candidate counts only when the library's plan says it runs the
+ * forced tiling (else "does not fit"), its kernel builds, and its output matches a
+ * double-precision reference on sampled rows; then it is timed by events like the bench
+ * (median of --iters).
  * Every finished candidate is appended to the progress file, which a later run reads to skip
  * what was measured; SIGINT stops after the current candidate and still writes the results.
  * The search ends when its share of the budget is spent (less CONFIRM_SHARE of it); then the
@@ -68,11 +69,10 @@ static double now_s(void)
 
 typedef struct session {
     const tune_options *o;
-    clattn_context *base;       /* owns the queue that every candidate's context borrows */
-    device_info dev;
+    clattn_context *ctx;        /* every measurement runs on it */
+    char device_key[1024];      /* "platform|device|driver", as tuning entries name it */
     progress prog;
-    char tune_path[4200], progress_path[4300], trial_path[4400];
-    char *saved_env;            /* CLATTN_TUNING_DB before the run, restored after it */
+    char tune_path[4200], progress_path[4300];
     double start, end;          /* budget: monotonic seconds */
     int tty;
 } session;
@@ -86,6 +86,9 @@ typedef struct shape_run {
     reference ref;
     int started, done;          /* done: the default ran (so the summary has a row) */
     char note[512];             /* why the shape was not tuned */
+    clattn_attention_desc desc; /* the forward call of the shape */
+    clattn_tiling *candidates_of; /* what the library lists for it; `candidates` in order */
+    clattn_tune_entry entry;    /* the shape's tuning-file key on this device (the library's) */
     result dflt;                /* the library's own choice */
     result best;                /* fastest OK result, possibly dflt */
     int have_best;
@@ -109,13 +112,14 @@ typedef struct step {
 /* Progress on stderr                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 
-static void short_tiling(const tiling *t, char *buf, size_t size)
+static void short_tiling(const clattn_tiling *t, char *buf, size_t size)
 {
-    snprintf(buf, size, "r%d w%d n%d v%d", t->rows, t->wg, t->bn, t->vec);
+    snprintf(buf, size, "r%d w%d n%d v%d", t->rows, t->wg, t->block_n, t->vec);
 }
 
 /* The one-line bar (TTY only): time share of the shape, step, best so far, what runs. */
-static void draw_bar(const session *ss, const shape_run *run, step at, const tiling *trying)
+static void draw_bar(const session *ss, const shape_run *run, step at,
+                     const clattn_tiling *trying)
 {
     char best[48] = "-", t[48] = "";
     double span = run->deadline - run->slice_start, used = now_s() - run->slice_start;
@@ -182,44 +186,41 @@ static int poison_out(cl_command_queue q, const shape *s, const operands *op)
     return err == CL_SUCCESS ? 1 : bench_cl_fail("clEnqueueFillBuffer", err);
 }
 
-/* The plan of ctx for the run's shape; with t, 0 unless the library took t. */
-static int check_plan(clattn_context *ctx, const clattn_attention_desc *desc, shape_run *run,
-                      const tiling *t, result *x, char *note, size_t size)
+/* The plan of the run's shape; with t (forced), 0 unless the library runs t. */
+static int check_plan(const session *ss, shape_run *run, const clattn_tiling *t, result *x,
+                      char *note, size_t size)
 {
-    char plan[256];
-    tiling got;
-    clattn_status st = clattn_attention_plan(ctx, desc, &run->op.q, &run->op.k, &run->op.v, plan,
-                                             sizeof plan);
-    if (st != CLATTN_SUCCESS || !tiling_from_plan(plan, &got))
-        return snprintf(note, size, "no tiling to tune: %s", plan), 0;
-    if (t && (!strstr(plan, " tuned ") || !tiling_equal(&got, t)))
-        return x->o = OUTCOME_NO_FIT, snprintf(note, size, "the library ran: %s", plan), 0;
+    clattn_plan plan;
+    clattn_status st = clattn_forward_plan(ss->ctx, &run->desc, &run->op.q, &run->op.k,
+                                           &run->op.v, &plan);
+    if (st != CLATTN_SUCCESS || plan.algo == CLATTN_ALGO_UNFUSED)
+        return snprintf(note, size, "no tiling to tune: %s", st != CLATTN_SUCCESS
+                        ? clattn_last_error() : "the plan is unfused"), 0;
+    if (t && (plan.source != CLATTN_TILING_FORCED || !tiling_equal(&plan.tiling, t)))
+        return x->o = OUTCOME_NO_FIT, snprintf(note, size, "the library did not take it"), 0;
     if (!t)
-        x->t = got, x->builtin = strstr(plan, " tuned ") != NULL;
+        x->t = plan.tiling, x->tuned = plan.source != CLATTN_TILING_HEURISTIC;
     return 1;
 }
 
-/* Builds, checks and times the tiling that ctx plans for the run's shape into x. */
-static void measure_on(const session *ss, clattn_context *ctx, shape_run *run, const tiling *t,
-                       result *x, char *note, size_t size)
+/* Builds, checks and times the tiling that the context plans for the run's shape into x. */
+static void measure(const session *ss, shape_run *run, const clattn_tiling *t, result *x,
+                    char *note, size_t size)
 {
     const tune_options *o = ss->o;
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
-    desc.causal = run->s->causal;
-    desc.algo = o->algo;
+    clattn_context *ctx = ss->ctx;
     double worst = 0, pilot = 0, *ms = calloc((size_t)o->iters, sizeof *ms);
     clattn_status st;
-    if (!ms || !check_plan(ctx, &desc, run, t, x, note, size) ||
+    if (!ms || !check_plan(ss, run, t, x, note, size) ||
         !poison_out(clattn_context_queue(ctx), run->s, &run->op)) {
         free(ms);
         return;
     }
-    if ((st = untimed_calls(ctx, &desc, &run->op, PASS_FWD,
+    if ((st = untimed_calls(ctx, &run->desc, &run->op, PASS_FWD,
                             o->warmup > 1 ? o->warmup - 1 : 1))) {
         x->o = st == CLATTN_ERROR_BUILD_FAILED ? OUTCOME_BUILD_FAILED : OUTCOME_ERROR;
         status_note("clattn_attention_forward", st, note, size);
-    } else if (!timed_calls(ctx, &desc, &run->op, PASS_FWD, 1, &pilot) ||
+    } else if (!timed_calls(ctx, &run->desc, &run->op, PASS_FWD, 1, &pilot) ||
                !reference_check(clattn_context_queue(ctx), &run->op, run->s, &run->ref, &worst)) {
         snprintf(note, size, "failed (see above)");
     } else if (!(worst <= reference_tolerance(run->s->dtype))) {
@@ -228,7 +229,7 @@ static void measure_on(const session *ss, clattn_context *ctx, shape_run *run, c
                  reference_tolerance(run->s->dtype));
     } else if (!run->confirming && run->have_best && pilot > SLOW_FACTOR * run->best.ms) {
         x->o = OUTCOME_SLOW, x->ms = pilot;
-    } else if (timed_calls(ctx, &desc, &run->op, PASS_FWD, o->iters, ms)) {
+    } else if (timed_calls(ctx, &run->desc, &run->op, PASS_FWD, o->iters, ms)) {
         double min = 0;
         summarize(ms, o->iters, &x->ms, &min);
         x->o = OUTCOME_OK;
@@ -237,26 +238,18 @@ static void measure_on(const session *ss, clattn_context *ctx, shape_run *run, c
 }
 
 /* Runs tiling t (NULL: the library's own choice) on the run's shape into x. */
-static void try_tiling(const session *ss, shape_run *run, const tiling *t, result *x, char *note,
-                       size_t size)
+static void try_tiling(const session *ss, shape_run *run, const clattn_tiling *t, result *x,
+                       char *note, size_t size)
 {
-    char line[1400];
-    clattn_context *ctx = NULL;
     memset(x, 0, sizeof *x);
     x->o = OUTCOME_ERROR;
     x->is_default = t == NULL;
     note[0] = '\0';
     if (t)
-        x->t = *t, tune_entry_line(&ss->dev, run->s, t, line, sizeof line);
-    if (!tune_write_single(ss->trial_path, t ? line : NULL) ||
-        setenv("CLATTN_TUNING_DB", ss->trial_path, 1) != 0)
-        return (void)snprintf(note, size, "cannot write %.400s", ss->trial_path);
-    clattn_status st = clattn_context_create_from_queue(clattn_context_queue(ss->base), &ctx);
-    if (st != CLATTN_SUCCESS)
-        return status_note("clattn_context_create_from_queue", st, note, size);
-    measure_on(ss, ctx, run, t, x, note, size);
-    clFinish(clattn_context_queue(ss->base));
-    clattn_context_release(ctx);
+        x->t = *t;
+    clattn_context_force_tiling(ss->ctx, t);
+    measure(ss, run, t, x, note, size);
+    clattn_context_force_tiling(ss->ctx, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -295,7 +288,7 @@ static int run_default(session *ss, shape_run *run)
     return progress_add(&ss->prog, run->id, &run->dflt);
 }
 
-static void run_candidates(session *ss, shape_run *run, const tiling *c)
+static void run_candidates(session *ss, shape_run *run, const clattn_tiling *c)
 {
     char note[512];
     for (size_t j = 0; j < run->candidates; j++) {
@@ -321,7 +314,7 @@ static void run_candidates(session *ss, shape_run *run, const tiling *c)
 }
 
 /* Inserts r into f[1, *n), sorted by ms, keeping the CONFIRM_TOP fastest. */
-static void keep_fastest(tiling *f, double *ms, size_t *n, const result *r)
+static void keep_fastest(clattn_tiling *f, double *ms, size_t *n, const result *r)
 {
     size_t k = *n;
     for (size_t i = 1; i < *n; i++)
@@ -338,9 +331,19 @@ static void keep_fastest(tiling *f, double *ms, size_t *n, const result *r)
     f[k] = r->t, ms[k] = r->ms;
 }
 
+/* The candidate of the run with t's rows, wg, block_n and vec (a result read back from the
+   progress file holds only those), or NULL. */
+static const clattn_tiling *candidate_like(const shape_run *run, const clattn_tiling *t)
+{
+    for (size_t i = 0; i < run->candidates; i++)
+        if (tiling_equal(&run->candidates_of[i], t))
+            return &run->candidates_of[i];
+    return NULL;
+}
+
 /* The default's tiling in f[0], then the tilings of up to CONFIRM_TOP other fastest OK results
-   of the run (measured now or resumed). Returns the count. */
-static size_t finalists(const session *ss, const shape_run *run, tiling *f)
+   of the run (measured now or resumed), as the library listed them. Returns the count. */
+static size_t finalists(const session *ss, const shape_run *run, clattn_tiling *f)
 {
     double ms[CONFIRM_TOP + 1] = {0};
     size_t n = 1;
@@ -348,9 +351,11 @@ static size_t finalists(const session *ss, const shape_run *run, tiling *f)
     for (size_t i = 0; i < ss->prog.count; i++) {
         const result *r = &ss->prog.items[i].r;
         if (strcmp(ss->prog.items[i].id, run->id) == 0 && r->o == OUTCOME_OK &&
-            !tiling_equal(&r->t, &f[0]))
+            !tiling_equal(&r->t, &f[0]) && candidate_like(run, &r->t))
             keep_fastest(f, ms, &n, r);
     }
+    for (size_t i = 1; i < n; i++)
+        f[i] = *candidate_like(run, &f[i]);
     return n;
 }
 
@@ -361,7 +366,7 @@ static size_t finalists(const session *ss, const shape_run *run, tiling *f)
    stand. */
 static void confirm(session *ss, shape_run *run)
 {
-    tiling f[CONFIRM_TOP + 1];
+    clattn_tiling f[CONFIRM_TOP + 1];
     double ms[CONFIRM_TOP + 1];
     char note[512];
     const size_t n = finalists(ss, run, f);
@@ -398,29 +403,52 @@ static void shape_id(const session *ss, const shape *s, char *buf, size_t size)
     static const char *const algos[] = {"auto", "fused", "split_kv", "unfused"};
     char text[200];
     shape_text(s, text, sizeof text);
-    snprintf(buf, size, "%.900s|%.200s algo=%s", ss->dev.key, text, algos[ss->o->algo]);
+    snprintf(buf, size, "%.900s|%.200s algo=%s", ss->device_key, text, algos[ss->o->algo]);
+}
+
+/* The library's candidates for the run's shape, in the order to try them (run->candidates). */
+static int list_candidates(session *ss, shape_run *run)
+{
+    size_t n = 0;
+    clattn_status st = clattn_forward_candidates(ss->ctx, &run->desc, &run->op.q, &run->op.k,
+                                                 &run->op.v, NULL, 0, &n);
+    run->candidates_of = malloc((n ? n : 1) * sizeof *run->candidates_of);
+    if (st == CLATTN_SUCCESS && run->candidates_of)
+        st = clattn_forward_candidates(ss->ctx, &run->desc, &run->op.q, &run->op.k, &run->op.v,
+                                       run->candidates_of, n, &n);
+    if (st != CLATTN_SUCCESS || !run->candidates_of)
+        return snprintf(run->note, sizeof run->note, "no candidates: %s",
+                        run->candidates_of ? clattn_last_error() : "out of memory"), 0;
+    run->candidates = order_candidates(run->s, &run->dflt.t, run->candidates_of, n);
+    st = clattn_forward_tuning_entry(ss->ctx, &run->desc, &run->op.q, &run->op.k, &run->op.v,
+                                     &run->dflt.t, &run->entry);
+    if (st != CLATTN_SUCCESS)
+        return snprintf(run->note, sizeof run->note, "no tuning key: %s", clattn_last_error()), 0;
+    return 1;
 }
 
 static void tune_shape(session *ss, shape_run *run)
 {
-    tiling *c = NULL;
-    cl_context cl = clattn_context_cl_context(ss->base);
+    cl_context cl = clattn_context_cl_context(ss->ctx);
     run->started = 1;
     shape_id(ss, run->s, run->id, sizeof run->id);
+    clattn_attention_desc_init(&run->desc);
+    run->desc.causal = run->s->causal;
+    run->desc.algo = ss->o->algo;
     run->slice_start = now_s();
     run->slice_end = run->slice_start +
                      (ss->end - run->slice_start) / (double)(run->of - run->index);
     run->deadline = run->slice_start + (1.0 - CONFIRM_SHARE) * (run->slice_end - run->slice_start);
     if (!make_operands(cl, run->s, &run->op) || !reference_make(run->s, &run->ref))
         snprintf(run->note, sizeof run->note, "out of memory (see above)");
-    else if (run_default(ss, run)) {
-        run->candidates = tune_candidates(&ss->dev, run->s, &run->dflt.t, &c);
-        run_candidates(ss, run, c);
+    else if (run_default(ss, run) && list_candidates(ss, run)) {
+        run_candidates(ss, run, run->candidates_of);
         confirm(ss, run);
         if (ss->tty)
             fprintf(stderr, "\r\033[K");
     }
-    free(c);
+    free(run->candidates_of);
+    run->candidates_of = NULL;
     reference_free(&run->ref);
     release_operands(&run->op);
 }
@@ -434,15 +462,13 @@ static int resolve_paths(session *ss)
     const tune_options *o = ss->o;
     if (o->tune_file)
         snprintf(ss->tune_path, sizeof ss->tune_path, "%s", o->tune_file);
-    else if (!tune_default_path(ss->tune_path, sizeof ss->tune_path))
+    else if (!clattn_tunedb_user_path(ss->tune_path, sizeof ss->tune_path))
         return fprintf(stderr, "clattn-bench: no user tuning file (CLATTN_TUNING_DB unset and "
                                "no kernel cache directory); give --tune-file\n"), 0;
     if (o->progress_file)
         snprintf(ss->progress_path, sizeof ss->progress_path, "%s", o->progress_file);
     else
         snprintf(ss->progress_path, sizeof ss->progress_path, "%s.progress", ss->tune_path);
-    snprintf(ss->trial_path, sizeof ss->trial_path, "%s.trial.%ld", ss->progress_path,
-             (long)getpid());
     return 1;
 }
 
@@ -450,15 +476,13 @@ static int session_open(session *ss, const tune_options *o)
 {
     memset(ss, 0, sizeof *ss);
     ss->o = o;
-    const char *env = getenv("CLATTN_TUNING_DB");
-    ss->saved_env = env ? strdup(env) : NULL;
     if (!resolve_paths(ss) || !tune_file_usable(ss->tune_path))
         return 0;
-    clattn_status st = clattn_context_create(o->device, &ss->base);
+    clattn_status st = clattn_context_create(o->device, &ss->ctx);
     if (st != CLATTN_SUCCESS)
         return bench_fail("clattn_context_create", st);
-    if (!device_info_query(clattn_context_queue(ss->base), &ss->dev) ||
-        !progress_open(&ss->prog, ss->progress_path))
+    clattn_context_device_key(ss->ctx, ss->device_key, sizeof ss->device_key);
+    if (!progress_open(&ss->prog, ss->progress_path))
         return 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -473,14 +497,8 @@ static int session_open(session *ss, const tune_options *o)
 
 static void session_close(session *ss)
 {
-    if (ss->saved_env)
-        setenv("CLATTN_TUNING_DB", ss->saved_env, 1);
-    else
-        unsetenv("CLATTN_TUNING_DB");
-    free(ss->saved_env);
-    remove(ss->trial_path);
     progress_close(&ss->prog);
-    clattn_context_release(ss->base);
+    clattn_context_release(ss->ctx);
     signal(SIGINT, SIG_DFL);
 }
 
@@ -488,23 +506,20 @@ static void session_close(session *ss)
 /* Results                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
 
-/* 1 when a and b share a tuning-file key (the device is the run's). */
-static int same_key(const shape *a, const shape *b)
-{
-    return a->dtype == b->dtype && a->d == b->d && a->dv == b->dv && a->causal == b->causal &&
-           shape_is_decode(a) == shape_is_decode(b);
-}
-
 /* The tuning entry of run i, unless a later run has the same key (then that one wins). */
-static int entry_of(const session *ss, shape_run *runs, size_t n, size_t i, tune_entry *e)
+static int entry_of(shape_run *runs, size_t n, size_t i, tune_entry *e)
 {
     char t[64], dt[64], date[32], text[200];
     time_t now = time(NULL);
     struct tm tm;
     for (size_t j = i + 1; j < n; j++)
-        if (runs[j].confirmed && same_key(runs[i].s, runs[j].s))
+        if (runs[j].confirmed && clattn_tune_same_key(&runs[i].entry.key, &runs[j].entry.key))
             return runs[i].superseded_by = j + 1, 0;
-    tune_entry_line(&ss->dev, runs[i].s, &runs[i].final.t, e->line, sizeof e->line);
+    e->entry = runs[i].entry;
+    e->entry.rows = runs[i].final.t.rows;
+    e->entry.wg = runs[i].final.t.wg;
+    e->entry.block_n = runs[i].final.t.block_n;
+    e->entry.vec = runs[i].final.t.vec;
     tiling_text(&runs[i].final.t, t, sizeof t);
     tiling_text(&runs[i].dflt.t, dt, sizeof dt);
     shape_text(runs[i].s, text, sizeof text);
@@ -519,7 +534,7 @@ static int write_results(const session *ss, shape_run *runs, size_t n, size_t *w
     tune_entry *e = calloc(n ? n : 1, sizeof *e);
     size_t k = 0;
     for (size_t i = 0; e && i < n; i++)
-        if (runs[i].confirmed && entry_of(ss, runs, n, i, &e[k]))
+        if (runs[i].confirmed && entry_of(runs, n, i, &e[k]))
             k++;
     int ok = e && (k == 0 || tune_file_merge(ss->tune_path, e, k));
     free(e);
@@ -540,7 +555,7 @@ static void summary_row(const shape_run *r)
     if (r->have_best && r->final_dflt_ms > 0)
         snprintf(speed, sizeof speed, "%.2fx", r->final_dflt_ms / r->final.ms);
     printf("%-60s %-9s %-26s %9s  %-26s %9s %7s %5zu %7zu %6zu %4zu %7zu\n", name,
-           !r->done ? "-" : r->dflt.builtin ? "built-in" : "heuristic", dt, dms, bt, bms, speed,
+           !r->done ? "-" : r->dflt.tuned ? "tuned" : "heuristic", dt, dms, bt, bms, speed,
            r->tried, r->resumed, r->failed, r->slow, r->skipped);
     if (!r->done)
         printf("  # not tuned: %s\n", r->started ? r->note : "not reached (interrupted)");
@@ -560,7 +575,7 @@ static void summary_row(const shape_run *r)
 static void print_summary(const session *ss, const shape_run *runs, size_t n)
 {
     printf("\ntuning summary: %s; %.0f of %.0f s; %d warm-up + %d timed calls per candidate\n",
-           ss->dev.key, now_s() - ss->start, ss->o->budget_s, ss->o->warmup, ss->o->iters);
+           ss->device_key, now_s() - ss->start, ss->o->budget_s, ss->o->warmup, ss->o->iters);
     printf("%-60s %-9s %-26s %9s  %-26s %9s %7s %5s %7s %6s %4s %7s\n", "shape", "default",
            "default tiling", "ms", "best tiling", "ms", "speedup", "tried", "resumed", "failed",
            "slow", "skipped");
@@ -596,7 +611,7 @@ int tune_run(const tune_options *o, const shape *shapes, size_t n)
     if (ok) {
         printf("tuning %zu shape%s on %s for %.0f s\ntuning file: %s\nprogress file: %s "
                "(%zu results of these shapes from earlier runs)\n", n, n == 1 ? "" : "s",
-               clattn_context_device_name(ss.base), o->budget_s, ss.tune_path, ss.progress_path,
+               clattn_context_device_name(ss.ctx), o->budget_s, ss.tune_path, ss.progress_path,
                earlier_results(&ss, shapes, n));
         fflush(stdout);
         for (size_t i = 0; i < n && !interrupted; i++) {

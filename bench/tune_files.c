@@ -1,5 +1,5 @@
-/* The tuner's files: the user tuning file (src/tunedb.h format), the one-entry files that try a
-   candidate, and the progress file that makes a run resumable. */
+/* The tuner's files: the user tuning file (src/tunedb.h format, read and written through the
+   library's own parser and formatter) and the progress file that makes a run resumable. */
 #include "tune_impl.h"
 
 #include <errno.h>
@@ -8,49 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TUNING_HEADER "clattn-tuning 1"           /* CLATTN_TUNEDB_HEADER */
 #define PROGRESS_HEADER "clattn-tune-progress 1"
-#define KEY_FIELDS 7                              /* device .. sq class */
 #define OUR_COMMENT "# clattn-bench --tune"
-
-/* The kernel cache directory as the library finds it (src/diskcache.c). */
-static int cache_dir(char *buf, size_t size)
-{
-    const char *dir = getenv("CLATTN_CACHE_DIR");
-    int n;
-    if (dir && strcmp(dir, "off") == 0)
-        return 0;
-    if (dir && dir[0])
-        n = snprintf(buf, size, "%s", dir);
-    else if ((dir = getenv("XDG_CACHE_HOME")) && dir[0])
-        n = snprintf(buf, size, "%s/clattn", dir);
-    else if ((dir = getenv("HOME")) && dir[0])
-        n = snprintf(buf, size, "%s/.cache/clattn", dir);
-    else
-        return 0;
-    return n > 0 && (size_t)n < size;
-}
-
-int tune_default_path(char *buf, size_t size)
-{
-    const char *env = getenv("CLATTN_TUNING_DB");
-    char dir[4096];
-    if (env && env[0])
-        return snprintf(buf, size, "%s", env), 1;
-    if (!cache_dir(dir, sizeof dir))
-        return 0;
-    int n = snprintf(buf, size, "%s/tuning.txt", dir);
-    return n > 0 && (size_t)n < size;
-}
-
-void tune_entry_line(const device_info *d, const shape *s, const tiling *t, char *buf,
-                     size_t size)
-{
-    static const char *const dtypes[] = {"f32", "f16", "bf16"};
-    snprintf(buf, size, "%s\tforward\t%s\t%lld\t%lld\t%d\t%s\t%d\t%d\t%d\t%d", d->key,
-             dtypes[s->dtype], (long long)s->d, (long long)s->dv, s->causal,
-             shape_is_decode(s) ? "decode" : "prefill", t->rows, t->wg, t->bn, t->vec);
-}
 
 /* Creates the directories above path (mkdir -p of its dirname); 0 on failure. */
 static int make_parent_dirs(const char *path)
@@ -76,17 +35,6 @@ static int close_ok(FILE *f)
 {
     int ok = !ferror(f);
     return (fclose(f) == 0) && ok;
-}
-
-int tune_write_single(const char *path, const char *line)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return fprintf(stderr, "clattn-bench: cannot write %s\n", path), 0;
-    fprintf(f, "%s\n", TUNING_HEADER);
-    if (line)
-        fprintf(f, "%s\n", line);
-    return close_ok(f) ? 1 : (fprintf(stderr, "clattn-bench: writing %s failed\n", path), 0);
 }
 
 /* The whole of a text file (caller frees), NULL when it does not exist or cannot be read
@@ -124,25 +72,19 @@ static int has_header(const char *text, const char *header)
     return strncmp(text, header, strlen(header)) == 0 && strcspn(text, "\r\n") == strlen(header);
 }
 
-/* The length of line's key: its first KEY_FIELDS tab-separated fields; 0 for a line that is not
-   an entry (comment, blank, short). */
-static size_t key_length(const char *line, size_t len)
-{
-    size_t tabs = 0;
-    if (len == 0 || line[0] == '#')
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (line[i] == '\t' && ++tabs == KEY_FIELDS)
-            return i;
-    return 0;
-}
-
-/* 1 when the existing line [line, line + len) has the key of one of e[0, n). */
+/* 1 when the existing line [line, line + len) is an entry with the key of one of e[0, n). */
 static int replaced(const char *line, size_t len, const tune_entry *e, size_t n)
 {
-    size_t k = key_length(line, len);
-    for (size_t i = 0; k && i < n; i++)
-        if (key_length(e[i].line, strlen(e[i].line)) == k && strncmp(line, e[i].line, k) == 0)
+    char copy[1024];
+    clattn_tune_entry old;
+    if (len >= sizeof copy)
+        return 0;
+    memcpy(copy, line, len);
+    copy[len] = '\0';
+    if (clattn_tunedb_parse_line(copy, &old) != 1)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (clattn_tune_same_key(&old.key, &e[i].entry.key))
             return 1;
     return 0;
 }
@@ -171,10 +113,10 @@ static char *read_tuning_file(const char *path)
     char *old = read_all(path, &exists);
     if (!exists)
         return calloc(1, 1);
-    if (!old || (old[0] && !has_header(old, TUNING_HEADER))) {
+    if (!old || (old[0] && !has_header(old, CLATTN_TUNEDB_HEADER))) {
         free(old);
         fprintf(stderr, "clattn-bench: %s is not a readable clattn tuning file (first line "
-                        "\"%s\"); left as it is\n", path, TUNING_HEADER);
+                        "\"%s\"); left as it is\n", path, CLATTN_TUNEDB_HEADER);
         return NULL;
     }
     return old;
@@ -196,10 +138,13 @@ int tune_file_merge(const char *path, const tune_entry *e, size_t n)
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = make_parent_dirs(path) ? fopen(tmp, "w") : NULL;
     if (f) {
-        fprintf(f, "%s\n", TUNING_HEADER);
+        fprintf(f, "%s\n", CLATTN_TUNEDB_HEADER);
         copy_kept(f, old, e, n);
-        for (size_t i = 0; i < n; i++)
-            fprintf(f, "%s\n%s\n", e[i].comment, e[i].line);
+        for (size_t i = 0; i < n; i++) {
+            char line[1400];
+            clattn_tunedb_format(&e[i].entry, line, sizeof line);
+            fprintf(f, "%s\n%s\n", e[i].comment, line);
+        }
     }
     free(old);
     if (!f || !close_ok(f) || rename(tmp, path) != 0) {
@@ -211,7 +156,7 @@ int tune_file_merge(const char *path, const tune_entry *e, size_t n)
 
 /* ---------------------------------------------------------------------------------------- */
 /* Progress: "<id> TAB <rows> TAB <wg> TAB <bn> TAB <vec> TAB <outcome> TAB <ms> TAB <role>",  */
-/* role: candidate, default (the heuristic's tiling) or built-in (the built-in table's)       */
+/* role: candidate, default (the heuristic's tiling) or tuned (the tuning database's)         */
 /* ---------------------------------------------------------------------------------------- */
 
 static int add_item(progress *p, const char *id, const result *r)
@@ -239,13 +184,16 @@ static int parse_progress_line(char *line, char **id, result *r)
         return 0;
     memset(r, 0, sizeof *r);
     *id = f[0];
-    r->t = (tiling){atoi(f[1]), atoi(f[2]), atoi(f[3]), atoi(f[4])};
+    r->t.rows = atoi(f[1]);
+    r->t.wg = atoi(f[2]);
+    r->t.block_n = atoi(f[3]);
+    r->t.vec = atoi(f[4]);
     r->ms = atof(f[6]);
-    r->builtin = strcmp(f[7], "built-in") == 0;
-    r->is_default = r->builtin || strcmp(f[7], "default") == 0;
+    r->tuned = strcmp(f[7], "tuned") == 0;
+    r->is_default = r->tuned || strcmp(f[7], "default") == 0;
     if (!r->is_default && strcmp(f[7], "candidate") != 0)
         return 0;
-    return r->t.rows > 0 && r->t.wg > 0 && r->t.bn > 0 && r->t.vec > 0 &&
+    return r->t.rows > 0 && r->t.wg > 0 && r->t.block_n > 0 && r->t.vec > 0 &&
            outcome_parse(f[5], &r->o);
 }
 
@@ -288,7 +236,8 @@ int progress_open(progress *p, const char *path)
     return 1;
 }
 
-const result *progress_find(const progress *p, const char *id, const tiling *t, int is_default)
+const result *progress_find(const progress *p, const char *id, const clattn_tiling *t,
+                            int is_default)
 {
     for (size_t i = 0; i < p->count; i++) {
         const result *r = &p->items[i].r;
@@ -301,9 +250,9 @@ const result *progress_find(const progress *p, const char *id, const tiling *t, 
 
 int progress_add(progress *p, const char *id, const result *r)
 {
-    fprintf(p->append, "%s\t%d\t%d\t%d\t%d\t%s\t%.6f\t%s\n", id, r->t.rows, r->t.wg, r->t.bn,
-            r->t.vec, outcome_name(r->o), r->ms,
-            r->builtin ? "built-in" : r->is_default ? "default" : "candidate");
+    fprintf(p->append, "%s\t%d\t%d\t%d\t%d\t%s\t%.6f\t%s\n", id, r->t.rows, r->t.wg,
+            r->t.block_n, r->t.vec, outcome_name(r->o), r->ms,
+            r->tuned ? "tuned" : r->is_default ? "default" : "candidate");
     int ok = fflush(p->append) == 0 && add_item(p, id, r);
     return ok ? 1 : (fprintf(stderr, "clattn-bench: writing the progress file failed\n"), 0);
 }

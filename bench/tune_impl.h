@@ -1,5 +1,7 @@
-/* The parts of clattn-bench --tune (tune.c drives them): the search space (tune_space.c), the
-   files it reads and writes (tune_files.c) and the reference check (tune_check.c). */
+/* The parts of clattn-bench --tune (tune.c drives them): the order of the search
+   (tune_space.c), the files it reads and writes (tune_files.c) and the reference check
+   (tune_check.c). The candidates, the plans and the tuning entries come from the library
+   itself (src/tools.h), never from a copy of its rules. */
 #ifndef CLATTN_BENCH_TUNE_IMPL_H
 #define CLATTN_BENCH_TUNE_IMPL_H
 
@@ -7,28 +9,24 @@
 
 #include "bench.h"
 #include "measure.h"
-
-/* The part of a tiling that a tuning entry sets (block_m = rows * wg; buckets follow from d). */
-typedef struct tiling {
-    int rows, wg, bn, vec;
-} tiling;
+#include "tools.h"
 
 typedef enum outcome {
     OUTCOME_OK,            /* checked and timed */
     OUTCOME_SLOW,          /* checked; its timed warm-up call took over 3x the best median */
     OUTCOME_BUILD_FAILED,  /* CLATTN_ERROR_BUILD_FAILED */
     OUTCOME_WRONG,         /* output differs from the reference */
-    OUTCOME_NO_FIT,        /* the library ignored the entry (plan line without "tuned") */
+    OUTCOME_NO_FIT,        /* the library did not run the forced tiling (its plan says so) */
     OUTCOME_ERROR,         /* any other failure of the call */
     OUTCOME_COUNT
 } outcome;
 
 typedef struct result {
-    tiling t;
+    clattn_tiling t;
     outcome o;
     double ms;        /* OK: median; SLOW: its one timed warm-up call; else 0 */
-    int is_default;   /* the library's own choice (no user entry), not a candidate entry */
-    int builtin;      /* is_default, and the plan said "tuned": the library's built-in table */
+    int is_default;   /* the library's own choice (nothing forced), not a candidate */
+    int tuned;        /* is_default, and that choice came from the tuning database */
 } result;
 
 /* "ok", "slow", "build-failed", "wrong-result", "does-not-fit", "error". */
@@ -37,51 +35,24 @@ int outcome_parse(const char *text, outcome *o);
 
 /* ---- tune_space.c ---- */
 
-typedef struct device_info {
-    char key[1024];      /* "platform name|device name|driver version", as the library keys */
-    int cpu_like;        /* CPU, or local memory not dedicated: the planner's CPU rules */
-    size_t max_wg;       /* min(CL_DEVICE_MAX_WORK_GROUP_SIZE, CL_DEVICE_MAX_WORK_ITEM_SIZES[0]) */
-    cl_ulong local_mem;  /* CL_DEVICE_LOCAL_MEM_SIZE */
-} device_info;
+/* The candidates c[0, n) in the order to try them: `first` (the library's own choice) left
+   out, then by distance from it. Returns the count left in c. */
+size_t order_candidates(const shape *s, const clattn_tiling *first, clattn_tiling *c, size_t n);
 
-/* The device of queue q; 0 on an OpenCL error (printed). */
-int device_info_query(cl_command_queue q, device_info *d);
-
-/* The valid tilings of shape s on d, most plausible first: `first` (the library's default
-   tiling) left out, then by distance from it. *out is malloc'ed; returns the count. */
-size_t tune_candidates(const device_info *d, const shape *s, const tiling *first, tiling **out);
-
-/* The tiling of a clattn_attention_plan line ("... bn=32 rows=32 vec=16 wg=1 ..."); 0 when
-   the line has none (unfused, not runnable). */
-int tiling_from_plan(const char *plan, tiling *t);
-
-int tiling_equal(const tiling *a, const tiling *b);
+/* 1 when a and b have the same rows, wg, block_n and vec (the part a tuning entry sets). */
+int tiling_equal(const clattn_tiling *a, const clattn_tiling *b);
 
 /* "rows=32 wg=1 bn=32 vec=16" */
-void tiling_text(const tiling *t, char *buf, size_t size);
-
-/* 1 when s is in the library's decode class: Sq * (Hq / Hkv) <= 16 rows per kv head. */
-int shape_is_decode(const shape *s);
+void tiling_text(const clattn_tiling *t, char *buf, size_t size);
 
 /* "b=1 hq=16 hkv=16 sq=1024 sk=1024 d=64 dv=64 bhsd f32 causal=0" */
 void shape_text(const shape *s, char *buf, size_t size);
 
 /* ---- tune_files.c ---- */
 
-/* The tuning file the library reads: $CLATTN_TUNING_DB, else tuning.txt in $CLATTN_CACHE_DIR,
-   $XDG_CACHE_HOME/clattn or ~/.cache/clattn. 0 when there is none (CLATTN_CACHE_DIR=off). */
-int tune_default_path(char *buf, size_t size);
-
-/* The tuning-file line of tiling t for shape s on d (src/tunedb.h format, no newline). */
-void tune_entry_line(const device_info *d, const shape *s, const tiling *t, char *buf,
-                     size_t size);
-
-/* Writes a tuning file holding the header and, when line is not NULL, that one entry. */
-int tune_write_single(const char *path, const char *line);
-
 /* A new entry for the tuning file and the comment line written above it. */
 typedef struct tune_entry {
-    char line[1400];
+    clattn_tune_entry entry;
     char comment[600];
 } tune_entry;
 
@@ -110,7 +81,8 @@ typedef struct progress {
 int progress_open(progress *p, const char *path);
 
 /* The result recorded for (id, t), or for id's default run when is_default; NULL if none. */
-const result *progress_find(const progress *p, const char *id, const tiling *t, int is_default);
+const result *progress_find(const progress *p, const char *id, const clattn_tiling *t,
+                            int is_default);
 
 /* Records r under id in memory and appends it to the file (flushed); 0 on failure. */
 int progress_add(progress *p, const char *id, const result *r);

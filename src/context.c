@@ -12,6 +12,7 @@
 #include "program.h"
 #include "scratch.h"
 #include "status.h"
+#include "tools.h"
 
 /* One device as the selector sees it. */
 typedef struct device_entry {
@@ -168,7 +169,7 @@ static void read_identity(clattn_context *ctx)
     device_text(ctx->device, CL_DRIVER_VERSION, driver, sizeof driver);
     snprintf(ctx->device_identity, sizeof ctx->device_identity, "%s|%s|%s|%s|%s", pname,
              pversion, dname, dversion, driver);
-    clattn_tunedb_device_key(pname, dname, driver, ctx->tuning_key, sizeof ctx->tuning_key);
+    ctx->tune_device = clattn_tune_device_of(pname, dname, driver);
 }
 
 static int init_recursive_mutex(pthread_mutex_t *m)
@@ -296,4 +297,17 @@ CLATTN_API cl_command_queue clattn_context_queue(const clattn_context *ctx)
 CLATTN_API const char *clattn_context_device_name(const clattn_context *ctx)
 {
     return ctx ? ctx->probe.device_name : "";
+}
+
+void clattn_context_force_tiling(clattn_context *ctx, const clattn_tiling *tiling)
+{
+    ctx->tiling_forced = tiling != NULL;
+    if (tiling)
+        ctx->forced_tiling = *tiling;
+}
+
+void clattn_context_device_key(const clattn_context *ctx, char *buf, size_t size)
+{
+    const clattn_tune_device *d = &ctx->tune_device;
+    snprintf(buf, size, "%s|%s|%s", d->platform, d->name, d->driver);
 }

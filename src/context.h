@@ -24,8 +24,11 @@ struct clattn_context {
     struct clattn_program_entry *programs;
     cl_mem           scratch;       /* see scratch.h */
     size_t           scratch_size;
-    char             tuning_key[600];  /* this device's key in the tuning database */
+    clattn_tune_device tune_device;    /* this device's name in the tuning database */
     clattn_tunedb    tunedb;           /* loaded at creation */
+    /* clattn-bench --tune: the tiling every fused forward call runs (tools.h) */
+    int              tiling_forced;
+    clattn_tiling    forced_tiling;
 };
 
 #endif

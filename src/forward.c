@@ -4,12 +4,14 @@
 
 #include "context.h"
 #include "enqueue.h"
+#include "log.h"
 #include "merge.h"
 #include "params.h"
 #include "plan.h"
 #include "scratch.h"
 #include "status.h"
 #include "tensor.h"
+#include "tools.h"
 #include "unfused.h"
 
 static const char *const forward_files[] = {"launch.h", "semantics.h", "common.cl", "tiles.cl",
@@ -27,6 +29,10 @@ static const char *dtype_name(clattn_dtype t)
 {
     return t == CLATTN_F16 ? "f16" : t == CLATTN_BF16 ? "bf16" : "f32";
 }
+
+/* How a plan line names the source of its tiling (the heuristic's: nothing). */
+static const char *const source_words[] = {"", "tuned=exact ", "tuned=device ", "tuned=class ",
+                                           "forced "};
 
 static const char *algo_name(clattn_algo a)
 {
@@ -54,24 +60,67 @@ static size_t workspace_bytes(const forward_call *call)
     return split_lse_offset(call) + (size_t)call->plan.splits * rows * sizeof(float);
 }
 
+/* The tiling ctx gives this call instead of the heuristic's: the one forced on it (tools.h),
+   else that of the first level of the tuning database (exact, device, class) whose entry fits
+   the device; *source says which (CLATTN_TILING_HEURISTIC: none). A forced tiling that does
+   not fit is CLATTN_ERROR_UNSUPPORTED. */
+static clattn_status chosen_tiling(const clattn_context *ctx, const clattn_problem *p,
+                                   clattn_tiling *t, clattn_tiling_source *source)
+{
+    char why[200];
+    *source = CLATTN_TILING_HEURISTIC;
+    if (ctx->tiling_forced) {
+        *t = ctx->forced_tiling;
+        *source = CLATTN_TILING_FORCED;
+        if (!clattn_tiling_fits(&ctx->probe, t, why, sizeof why))
+            return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "the forced tiling does not fit %s: %s",
+                               ctx->probe.device_name, why);
+        return CLATTN_SUCCESS;
+    }
+    const clattn_tune_key key = clattn_tune_key_of(&ctx->tune_device, p);
+    for (clattn_tiling_source level = CLATTN_TILING_TUNED_EXACT; level <= CLATTN_TILING_TUNED_CLASS;
+         level++) {
+        const clattn_tune_entry *e = clattn_tunedb_find(&ctx->tunedb, &key,
+                                                        ctx->probe.device_class, level);
+        if (!e)
+            continue;
+        *t = clattn_tunedb_tiling(e, p);
+        if (clattn_tiling_fits(&ctx->probe, t, why, sizeof why)) {
+            *source = level;
+            return CLATTN_SUCCESS;
+        }
+        char line[1400];
+        clattn_tunedb_format(e, line, sizeof line);
+        clattn_log(CLATTN_LOG_WARN, "tuning entry \"%s\" does not fit %s (%s); ignored", line,
+                   ctx->probe.device_name, why);
+    }
+    return CLATTN_SUCCESS;
+}
+
 static clattn_status plan_call(clattn_context *ctx, forward_call *call)
 {
     const clattn_forward_args *a = &call->args;
     clattn_problem *p = &call->problem;
     *p = clattn_problem_of(a);
     clattn_status s = clattn_check_kernel_limits(p);
+    clattn_tiling tiling;
+    clattn_tiling_source source;
+    if (s == CLATTN_SUCCESS)
+        s = chosen_tiling(ctx, p, &tiling, &source);
     if (s != CLATTN_SUCCESS)
         return s;
     char why[256];
-    const clattn_tune_key key = clattn_tune_key_of(ctx->tuning_key, p);
-    const clattn_tune_entry *entry = clattn_tunedb_find(&ctx->tunedb, &key);
-    const clattn_tiling tuned = entry ? clattn_tunedb_tiling(entry, p) : (clattn_tiling){0};
-    s = clattn_plan_call(&ctx->probe, p, a->desc->algo, entry ? &tuned : NULL,
-                                       &call->plan, why, sizeof why);
+    s = clattn_plan_call(&ctx->probe, p, a->desc->algo,
+                         source == CLATTN_TILING_HEURISTIC ? NULL : &tiling, source, &call->plan,
+                         why, sizeof why);
     if (s != CLATTN_SUCCESS)
         return clattn_fail(s, "%s cannot run head_dim=%lld head_dim_v=%lld on %s: %s",
                            algo_name(a->desc->algo), (long long)p->head_dim,
                            (long long)p->head_dim_v, ctx->probe.device_name, why);
+    if (source == CLATTN_TILING_FORCED && call->plan.algo != CLATTN_ALGO_UNFUSED &&
+        call->plan.source != CLATTN_TILING_FORCED)
+        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "the forced tiling's head-dim buckets "
+                           "(%d, %d) are not this call's", tiling.d_pad, tiling.dv_pad);
     if (call->plan.algo == CLATTN_ALGO_UNFUSED && !clattn_unfused_available())
         return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "the unfused path (head dims over 256 or "
                            "CLATTN_ALGO_UNFUSED) needs CLBlast, and clattn was built without it");
@@ -253,7 +302,7 @@ CLATTN_API clattn_status clattn_attention_plan(clattn_context *ctx,
         if (n > 0 && (size_t)n < buf_size && plan->algo == CLATTN_ALGO_UNFUSED)
             n += snprintf(buf + n, buf_size - (size_t)n, " workspace=%zu", call.workspace_bytes);
         if (n > 0 && (size_t)n < buf_size && plan->algo != CLATTN_ALGO_UNFUSED) {
-            n += snprintf(buf + n, buf_size - (size_t)n, plan->tuned ? " tuned " : " ");
+            n += snprintf(buf + n, buf_size - (size_t)n, " %s", source_words[plan->source]);
             if ((size_t)n < buf_size)
                 clattn_tiling_describe(&plan->tiling, buf + n, buf_size - (size_t)n);
         }
@@ -275,3 +324,42 @@ CLATTN_API clattn_status clattn_attention_workspace_size(clattn_context *ctx,
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
 }
 
+clattn_status clattn_forward_plan(clattn_context *ctx, const clattn_attention_desc *desc,
+                                  const clattn_tensor *q, const clattn_tensor *k,
+                                  const clattn_tensor *v, clattn_plan *plan)
+{
+    forward_call call;
+    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
+    *plan = call.plan;
+    return s == CLATTN_SUCCESS ? clattn_succeed() : s;
+}
+
+clattn_status clattn_forward_candidates(clattn_context *ctx, const clattn_attention_desc *desc,
+                                        const clattn_tensor *q, const clattn_tensor *k,
+                                        const clattn_tensor *v, clattn_tiling *out, size_t max,
+                                        size_t *count)
+{
+    forward_call call;
+    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
+    *count = s == CLATTN_SUCCESS ? clattn_plan_candidates(&ctx->probe, &call.problem, out, max)
+                                 : 0;
+    return s == CLATTN_SUCCESS ? clattn_succeed() : s;
+}
+
+clattn_status clattn_forward_tuning_entry(clattn_context *ctx, const clattn_attention_desc *desc,
+                                          const clattn_tensor *q, const clattn_tensor *k,
+                                          const clattn_tensor *v, const clattn_tiling *tiling,
+                                          clattn_tune_entry *entry)
+{
+    forward_call call;
+    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
+    memset(entry, 0, sizeof *entry);
+    if (s != CLATTN_SUCCESS)
+        return s;
+    entry->key = clattn_tune_key_of(&ctx->tune_device, &call.problem);
+    entry->rows = tiling->rows;
+    entry->wg = tiling->wg;
+    entry->block_n = tiling->block_n;
+    entry->vec = tiling->vec;
+    return clattn_succeed();
+}

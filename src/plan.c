@@ -27,7 +27,8 @@
  * Head dims are rounded up to a bucket (16, 32, 64, 128, 256; the backward also 512, 1024)
  * that sizes private arrays and local tiles (on CPUs, rows shrink to keep a work-item's private
  * rows under 128 KiB); the exact dims are runtime arguments, so one program serves a bucket.
- * A tiling from the tuning database (tunedb.c) replaces the heuristic's when it fits.
+ * A tiling from the tuning database (tunedb.c), or one forced on the context by the tuner,
+ * replaces the heuristic's when it fits; clattn_plan_candidates lists the tuner's choices.
  *
  * The backward (clattn_plan_backward) uses the same rules for its two kernels, whose rows are
  * the (query, head) rows of a kv head (dq) and its keys (dk, dv): rows from the larger of the
@@ -270,8 +271,9 @@ static int wants_split(const clattn_device_probe *probe, const clattn_problem *p
 }
 
 clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_problem *problem,
-                               clattn_algo requested, const clattn_tiling *tuned,
-                               clattn_plan *plan, char *why, size_t why_size)
+                               clattn_algo requested, const clattn_tiling *tiling,
+                               clattn_tiling_source source, clattn_plan *plan, char *why,
+                               size_t why_size)
 {
     memset(plan, 0, sizeof *plan);
     plan->splits = 1;
@@ -286,10 +288,10 @@ clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_pr
     clattn_status s = clattn_plan_forward(probe, problem, &plan->tiling, why, why_size);
     if (s != CLATTN_SUCCESS)
         return s;
-    if (tuned && clattn_tiling_fits(probe, tuned, NULL, 0) && tuned->d_pad == plan->tiling.d_pad &&
-        tuned->dv_pad == plan->tiling.dv_pad) {
-        plan->tiling = *tuned;
-        plan->tuned = 1;
+    if (tiling && clattn_tiling_fits(probe, tiling, NULL, 0) &&
+        tiling->d_pad == plan->tiling.d_pad && tiling->dv_pad == plan->tiling.dv_pad) {
+        plan->tiling = *tiling;
+        plan->source = source;
     }
     if (requested == CLATTN_ALGO_SPLIT_KV ||
         (requested == CLATTN_ALGO_AUTO && wants_split(probe, problem, &plan->tiling))) {
@@ -301,6 +303,40 @@ clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_pr
         plan->algo = CLATTN_ALGO_FUSED;
     }
     return CLATTN_SUCCESS;
+}
+
+size_t clattn_plan_candidates(const clattn_device_probe *probe, const clattn_problem *problem,
+                              clattn_tiling *out, size_t max)
+{
+    static const int rows_choices[] = {1, 2, 4, 8, 16, 32, 64};
+    static const int wg_choices[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    static const int bn_choices[] = {8, 16, 32, 64};
+    static const int vec_choices[] = {4, 8, 16};
+    const size_t warp = probe->work_group_multiple ? probe->work_group_multiple : 32;
+    size_t n = 0;
+    clattn_tiling t;
+    memset(&t, 0, sizeof t);
+    t.d_pad = clattn_head_dim_bucket(problem->head_dim);
+    t.dv_pad = clattn_head_dim_bucket(problem->head_dim_v);
+    for (size_t a = 0; a < sizeof rows_choices / sizeof rows_choices[0]; a++)
+        for (size_t b = 0; b < sizeof wg_choices / sizeof wg_choices[0]; b++)
+            for (size_t c = 0; c < sizeof bn_choices / sizeof bn_choices[0]; c++)
+                for (size_t v = 0; v < sizeof vec_choices / sizeof vec_choices[0]; v++) {
+                    t.rows = rows_choices[a];
+                    t.wg = wg_choices[b];
+                    t.block_n = bn_choices[c];
+                    t.vec = vec_choices[v];
+                    t.block_m = t.rows * t.wg;
+                    t.local_bytes = clattn_tiling_local_bytes(&t);
+                    const int shape_ok = is_cpu_like(probe) ? t.wg <= CLATTN_CPU_MAX_WG
+                                                            : (size_t)t.wg % warp == 0;
+                    if (!shape_ok || !clattn_tiling_fits(probe, &t, NULL, 0))
+                        continue;
+                    if (n < max)
+                        out[n] = t;
+                    n++;
+                }
+    return n;
 }
 
 int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *t,

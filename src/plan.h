@@ -47,14 +47,25 @@ clattn_status clattn_plan_forward(const clattn_device_probe *probe,
                                   const clattn_problem *problem,
                                   clattn_tiling *tiling, char *why, size_t why_size);
 
+/* Where a plan's tiling came from: the planner's heuristic, an entry of the tuning database
+   (tunedb.h) that names this exact device and driver, the device with any driver, or the
+   device's class on its platform; or a tiling forced on the context (clattn-bench --tune). */
+typedef enum clattn_tiling_source {
+    CLATTN_TILING_HEURISTIC = 0,
+    CLATTN_TILING_TUNED_EXACT,
+    CLATTN_TILING_TUNED_DEVICE,
+    CLATTN_TILING_TUNED_CLASS,
+    CLATTN_TILING_FORCED
+} clattn_tiling_source;
+
 /* What a call runs: the algorithm, and for FUSED and SPLIT_KV the tiling of the fused kernel;
    SPLIT_KV cuts the keys into `splits` ranges of `keys_per_split` (FUSED: 1 range). */
 typedef struct clattn_plan {
-    clattn_algo   algo;
-    clattn_tiling tiling;
-    int           tuned;        /* the tiling came from the tuning database */
-    int           splits;
-    int           keys_per_split;
+    clattn_algo          algo;
+    clattn_tiling        tiling;
+    clattn_tiling_source source;
+    int                  splits;
+    int                  keys_per_split;
 } clattn_plan;
 
 #define CLATTN_MIN_KEYS_PER_SPLIT 256
@@ -75,11 +86,23 @@ clattn_status clattn_plan_backward(const clattn_device_probe *probe, const clatt
 /* Choose the algorithm and its parameters for a request. AUTO: UNFUSED when a head dim is over
    256; SPLIT_KV when the query rows alone give under 4 work-groups per compute unit and there
    are at least 2 * CLATTN_MIN_KEYS_PER_SPLIT keys (decode); FUSED otherwise. A forced FUSED or
-   SPLIT_KV over 256 is CLATTN_ERROR_UNSUPPORTED with the reason in why. A tuned tiling (NULL:
-   none) replaces the heuristic's when it fits the device. */
+   SPLIT_KV over 256 is CLATTN_ERROR_UNSUPPORTED with the reason in why. A tiling from `source`
+   (NULL: none) replaces the heuristic's when it fits the device and has the call's buckets. */
 clattn_status clattn_plan_call(const clattn_device_probe *probe, const clattn_problem *problem,
-                               clattn_algo requested, const clattn_tiling *tuned,
-                               clattn_plan *plan, char *why, size_t why_size);
+                               clattn_algo requested, const clattn_tiling *tiling,
+                               clattn_tiling_source source, clattn_plan *plan, char *why,
+                               size_t why_size);
+
+/* The fused forward's tilings for problem that fit probe's device, the search space of
+   clattn-bench --tune: rows, wg, block_n and vec from the sets in plan.c, a work-group of at
+   most CLATTN_CPU_MAX_WG on CPU-like devices and a whole number of warps (the device's
+   work-group multiple) elsewhere, every one passing clattn_tiling_fits. Writes at most max
+   tilings to out; returns how many there are. */
+size_t clattn_plan_candidates(const clattn_device_probe *probe, const clattn_problem *problem,
+                              clattn_tiling *out, size_t max);
+
+/* CPU work-groups run as a loop on one core: wider ones only add barriers. */
+#define CLATTN_CPU_MAX_WG 8
 
 /* 1 if tiling is well-formed and within probe's limits (work-group size, local memory);
    else 0 with the first violated limit in why (may be NULL). */

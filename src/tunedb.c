@@ -21,17 +21,21 @@ static const char builtin_table[] =
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 
-void clattn_tunedb_device_key(const char *platform, const char *device, const char *driver,
-                              char *buf, size_t size)
+clattn_tune_device clattn_tune_device_of(const char *platform, const char *name,
+                                         const char *driver)
 {
-    snprintf(buf, size, "%s|%s|%s", platform, device, driver);
+    clattn_tune_device d;
+    snprintf(d.platform, sizeof d.platform, "%s", platform);
+    snprintf(d.name, sizeof d.name, "%s", name);
+    snprintf(d.driver, sizeof d.driver, "%s", driver);
+    return d;
 }
 
-clattn_tune_key clattn_tune_key_of(const char *device_key, const clattn_problem *problem)
+clattn_tune_key clattn_tune_key_of(const clattn_tune_device *device, const clattn_problem *problem)
 {
     clattn_tune_key key;
     memset(&key, 0, sizeof key);
-    snprintf(key.device, sizeof key.device, "%s", device_key);
+    key.device = *device;
     key.dtype = problem->dtype;
     key.head_dim = problem->head_dim;
     key.head_dim_v = problem->head_dim_v;
@@ -71,6 +75,22 @@ static int parse_dtype(const char *text, clattn_dtype *out)
     return 0;
 }
 
+/* "platform|name|driver": split at the first and the last '|' (a device name may hold one). */
+static int parse_device(const char *text, clattn_tune_device *d)
+{
+    const char *first = strchr(text, '|'), *last = strrchr(text, '|');
+    if (!first || first == last || first == text || last[1] == '\0' || last == first + 1)
+        return 0;
+    const size_t platform = (size_t)(first - text), name = (size_t)(last - first - 1);
+    if (platform >= sizeof d->platform || name >= sizeof d->name ||
+        strlen(last + 1) >= sizeof d->driver)
+        return 0;
+    snprintf(d->platform, sizeof d->platform, "%.*s", (int)platform, text);
+    snprintf(d->name, sizeof d->name, "%.*s", (int)name, first + 1);
+    snprintf(d->driver, sizeof d->driver, "%s", last + 1);
+    return 1;
+}
+
 int clattn_tunedb_parse_line(const char *line, clattn_tune_entry *e)
 {
     char copy[1024];
@@ -86,7 +106,7 @@ int clattn_tunedb_parse_line(const char *line, clattn_tune_entry *e)
     for (int i = 0; i < 11; i++)
         f[i] = next_field(&cursor);
     long v[8];
-    if (!f[10] || cursor || f[0][0] == '\0' || strlen(f[0]) >= sizeof e->key.device ||
+    if (!f[10] || cursor || !parse_device(f[0], &e->key.device) ||
         strcmp(f[1], "forward") != 0 || !parse_dtype(f[2], &e->key.dtype) ||
         !parse_int(f[3], 1, 1 << 20, &v[0]) || !parse_int(f[4], 1, 1 << 20, &v[1]) ||
         !parse_int(f[5], 0, 1, &v[2]) ||
@@ -94,7 +114,6 @@ int clattn_tunedb_parse_line(const char *line, clattn_tune_entry *e)
         !parse_int(f[7], 1, 1024, &v[3]) || !parse_int(f[8], 1, 1 << 16, &v[4]) ||
         !parse_int(f[9], 1, 4096, &v[5]) || !parse_int(f[10], 1, 16, &v[6]))
         return -1;
-    snprintf(e->key.device, sizeof e->key.device, "%s", f[0]);
     e->key.head_dim = v[0];
     e->key.head_dim_v = v[1];
     e->key.causal = (int)v[2];
@@ -108,43 +127,79 @@ int clattn_tunedb_parse_line(const char *line, clattn_tune_entry *e)
 
 size_t clattn_tunedb_format(const clattn_tune_entry *e, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "%s\tforward\t%s\t%lld\t%lld\t%d\t%s\t%d\t%d\t%d\t%d",
-                     e->key.device, dtype_names[e->key.dtype], (long long)e->key.head_dim,
-                     (long long)e->key.head_dim_v, e->key.causal,
+    const clattn_tune_device *d = &e->key.device;
+    int n = snprintf(buf, size, "%s|%s|%s\tforward\t%s\t%lld\t%lld\t%d\t%s\t%d\t%d\t%d\t%d",
+                     d->platform, d->name, d->driver, dtype_names[e->key.dtype],
+                     (long long)e->key.head_dim, (long long)e->key.head_dim_v, e->key.causal,
                      e->key.decode ? "decode" : "prefill", e->rows, e->wg, e->block_n, e->vec);
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size ? size - 1 : 0;
 }
 
-static int same_key(const clattn_tune_key *a, const clattn_tune_key *b)
+/* The problem class of a key, as a total order (the device aside). */
+static int compare_class(const clattn_tune_key *a, const clattn_tune_key *b)
 {
-    return strcmp(a->device, b->device) == 0 && a->dtype == b->dtype &&
-           a->head_dim == b->head_dim && a->head_dim_v == b->head_dim_v &&
-           a->causal == b->causal && a->decode == b->decode;
+    const int64_t x[5] = {a->dtype, a->head_dim, a->head_dim_v, a->causal, a->decode};
+    const int64_t y[5] = {b->dtype, b->head_dim, b->head_dim_v, b->causal, b->decode};
+    for (int i = 0; i < 5; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    return 0;
 }
 
-/* Add or replace the entry for e's key. */
-static int put_entry(clattn_tunedb *db, const clattn_tune_entry *e)
+int clattn_tune_same_key(const clattn_tune_key *a, const clattn_tune_key *b)
 {
-    for (size_t i = 0; i < db->count; i++)
-        if (same_key(&db->entries[i].key, &e->key))
-            return db->entries[i] = *e, 0;
-    clattn_tune_entry *grown = clattn_realloc(db->entries, (db->count + 1) * sizeof *grown);
-    if (!grown)
+    return compare_class(a, b) == 0 && strcmp(a->device.platform, b->device.platform) == 0 &&
+           strcmp(a->device.name, b->device.name) == 0 &&
+           strcmp(a->device.driver, b->device.driver) == 0;
+}
+
+/* qsort over the index: by problem class, then load order (the entries' order in memory). */
+static int compare_index(const void *pa, const void *pb)
+{
+    const clattn_tune_entry *a = *(const clattn_tune_entry *const *)pa;
+    const clattn_tune_entry *b = *(const clattn_tune_entry *const *)pb;
+    const int c = compare_class(&a->key, &b->key);
+    return c ? c : (a > b) - (a < b);
+}
+
+/* Rebuild db->index over every entry; -1 when the memory runs out (then db has no index and
+   finds nothing). */
+static int build_index(clattn_tunedb *db)
+{
+    free(db->index);
+    db->index = db->count ? clattn_malloc(db->count * sizeof *db->index) : NULL;
+    if (db->count && !db->index)
         return -1;
-    db->entries = grown;
+    for (size_t i = 0; i < db->count; i++)
+        db->index[i] = &db->entries[i];
+    qsort(db->index, db->count, sizeof *db->index, compare_index);
+    return 0;
+}
+
+/* Append e to the entries (the index is rebuilt once the text is read). */
+static int append_entry(clattn_tunedb *db, size_t *capacity, const clattn_tune_entry *e)
+{
+    if (db->count == *capacity) {
+        const size_t grown_capacity = *capacity ? 2 * *capacity : 16;
+        clattn_tune_entry *grown = clattn_realloc(db->entries, grown_capacity * sizeof *grown);
+        if (!grown)
+            return -1;
+        db->entries = grown;
+        *capacity = grown_capacity;
+    }
     db->entries[db->count++] = *e;
     return 0;
 }
 
 int clattn_tunedb_add_text(clattn_tunedb *db, const char *text, const char *origin)
 {
-    size_t header = strlen(CLATTN_TUNEDB_HEADER);
+    size_t header = strlen(CLATTN_TUNEDB_HEADER), capacity = db->count;
     if (strncmp(text, CLATTN_TUNEDB_HEADER, header) != 0 || strcspn(text, "\r\n") != header) {
         clattn_log(CLATTN_LOG_WARN, "tuning database %s: first line is not \"%s\"; ignored",
                    origin, CLATTN_TUNEDB_HEADER);
         return -1;
     }
-    int bad = 0, number = 1;
+    int bad = 0, number = 1, status = 0;
     for (const char *line = strchr(text, '\n'); line; line = strchr(line, '\n')) {
         line++;
         number++;
@@ -154,20 +209,54 @@ int clattn_tunedb_add_text(clattn_tunedb *db, const char *text, const char *orig
             clattn_log(CLATTN_LOG_WARN, "tuning database %s: line %d is malformed; skipped",
                        origin, number);
             bad++;
-        } else if (parsed > 0 && put_entry(db, &e) != 0) {
+        } else if (parsed > 0 && append_entry(db, &capacity, &e) != 0) {
             clattn_log(CLATTN_LOG_DEBUG, "tuning database %s: no host memory; line %d and the "
                        "rest are dropped", origin, number);
-            return -1;
+            status = -1;
+            break;
         }
     }
-    return bad;
+    if (build_index(db) != 0)
+        status = -1;
+    return status < 0 ? -1 : bad;
 }
 
-const clattn_tune_entry *clattn_tunedb_find(const clattn_tunedb *db, const clattn_tune_key *key)
+/* Whether an entry's device key matches device (of class device_class) at a lookup level. */
+static int device_matches(const clattn_tune_device *entry, const clattn_tune_device *device,
+                          clattn_device_class device_class, clattn_tiling_source level)
 {
-    for (size_t i = 0; i < db->count; i++)
-        if (same_key(&db->entries[i].key, key))
-            return &db->entries[i];
+    static const char *const class_names[] = {"[cpu]", "[gpu]", "[other]"};
+    if (strcmp(entry->platform, device->platform) != 0)
+        return 0;
+    if (level == CLATTN_TILING_TUNED_CLASS)
+        return strcmp(entry->name, class_names[device_class]) == 0;
+    if (strcmp(entry->name, device->name) != 0)
+        return 0;
+    return level == CLATTN_TILING_TUNED_DEVICE || strcmp(entry->driver, device->driver) == 0;
+}
+
+const clattn_tune_entry *clattn_tunedb_find(const clattn_tunedb *db, const clattn_tune_key *key,
+                                            clattn_device_class device_class,
+                                            clattn_tiling_source level)
+{
+    if (!db->index)
+        return NULL;
+    /* the last index position whose class is <= key's, then back through that class */
+    size_t lo = 0, hi = db->count;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (compare_class(&db->index[mid]->key, key) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i-- > 0;) {
+        const clattn_tune_entry *e = db->index[i];
+        if (compare_class(&e->key, key) != 0)
+            break;
+        if (device_matches(&e->key.device, &key->device, device_class, level))
+            return e;
+    }
     return NULL;
 }
 
@@ -224,6 +313,7 @@ void clattn_tunedb_load(clattn_tunedb *db)
 {
     db->entries = NULL;
     db->count = 0;
+    db->index = NULL;
     clattn_tunedb_add_text(db, builtin_table, "(built-in)");
     char path[4200];
     if (!clattn_tunedb_user_path(path, sizeof path))
@@ -242,6 +332,8 @@ void clattn_tunedb_load(clattn_tunedb *db)
 void clattn_tunedb_free(clattn_tunedb *db)
 {
     free(db->entries);
+    free(db->index);
     db->entries = NULL;
+    db->index = NULL;
     db->count = 0;
 }

@@ -6,7 +6,10 @@
 
 #include "tunedb.h"
 
-#define KEY "Some Platform|Some GPU|1.2.3"
+#define PLATFORM "Some Platform"
+#define KEY PLATFORM "|Some GPU|1.2.3"
+
+static const clattn_tune_device this_device = {PLATFORM, "Some GPU", "1.2.3"};
 
 static const char *const good_line =
     KEY "\tforward\tf16\t128\t64\t1\tdecode\t2\t64\t16\t4";
@@ -15,7 +18,9 @@ Test(tunedb, parses_every_field)
 {
     clattn_tune_entry e;
     cr_assert_eq(clattn_tunedb_parse_line(good_line, &e), 1);
-    cr_expect_str_eq(e.key.device, KEY);
+    cr_expect_str_eq(e.key.device.platform, PLATFORM);
+    cr_expect_str_eq(e.key.device.name, "Some GPU");
+    cr_expect_str_eq(e.key.device.driver, "1.2.3");
     cr_expect_eq(e.key.dtype, CLATTN_F16);
     cr_expect_eq(e.key.head_dim, 128);
     cr_expect_eq(e.key.head_dim_v, 64);
@@ -58,6 +63,9 @@ Test(tunedb, malformed_lines_are_rejected)
         KEY "\tforward\tf16\t128\t64\t1\tdecode\t-2\t64\t16\t4",        /* negative rows */
         KEY "\tforward\tf16\t128\t64\t1\tdecode\t2\t64\t16\t99",        /* vec 99 */
         "\tforward\tf16\t128\t64\t1\tdecode\t2\t64\t16\t4",             /* empty device */
+        "P|D\tforward\tf16\t128\t64\t1\tdecode\t2\t64\t16\t4",          /* no driver */
+        "|D|1\tforward\tf16\t128\t64\t1\tdecode\t2\t64\t16\t4",         /* no platform */
+        "P||1\tforward\tf16\t128\t64\t1\tdecode\t2\t64\t16\t4",         /* no device */
         "one field only",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -79,26 +87,66 @@ Test(tunedb, text_needs_the_header_and_counts_bad_lines)
     clattn_tunedb_free(&db);
 }
 
-Test(tunedb, later_entries_for_a_key_win_and_find_matches_exactly)
+/* The entry find returns for the f16 d=128 dv=64 causal decode class on this_device. */
+static const clattn_tune_entry *find(const clattn_tunedb *db, clattn_problem p,
+                                     clattn_tiling_source level)
+{
+    const clattn_tune_key key = clattn_tune_key_of(&this_device, &p);
+    return clattn_tunedb_find(db, &key, CLATTN_DEVICE_CLASS_GPU, level);
+}
+
+static const clattn_problem decode_problem = {CLATTN_F16, 1, 8, 8, 1, 4096, 128, 64, 1};
+
+Test(tunedb, later_entries_for_a_key_win_and_find_matches_the_class)
 {
     clattn_tunedb db = {0};
     char text[2048];
     snprintf(text, sizeof text, "%s\n%s\n%s\n", CLATTN_TUNEDB_HEADER, good_line,
              KEY "\tforward\tf16\t128\t64\t1\tdecode\t4\t32\t8\t8");
     cr_assert_eq(clattn_tunedb_add_text(&db, text, "test"), 0);
-    cr_assert_eq(db.count, 1);
-    clattn_problem p = {CLATTN_F16, 1, 8, 8, 1, 4096, 128, 64, 1};
-    clattn_tune_key key = clattn_tune_key_of(KEY, &p);
-    const clattn_tune_entry *e = clattn_tunedb_find(&db, &key);
+    clattn_problem p = decode_problem;
+    const clattn_tune_entry *e = find(&db, p, CLATTN_TILING_TUNED_EXACT);
     cr_assert_not_null(e);
     cr_expect(e->rows == 4 && e->wg == 32 && e->block_n == 8 && e->vec == 8);
     p.causal = 0;
-    key = clattn_tune_key_of(KEY, &p);
-    cr_expect_null(clattn_tunedb_find(&db, &key), "causal differs: no entry");
+    cr_expect_null(find(&db, p, CLATTN_TILING_TUNED_EXACT), "causal differs: no entry");
     p.causal = 1;
     p.seq_q = 1024;
-    key = clattn_tune_key_of(KEY, &p);
-    cr_expect_null(clattn_tunedb_find(&db, &key), "prefill differs from decode: no entry");
+    cr_expect_null(find(&db, p, CLATTN_TILING_TUNED_EXACT), "prefill differs from decode");
+    clattn_tunedb_free(&db);
+}
+
+Test(tunedb, lookup_falls_back_from_the_driver_to_the_device_class)
+{
+    clattn_tunedb db = {0};
+    char text[2048];
+    /* another driver of this device, a "*" entry for it, a class entry of its platform, and
+       entries of another platform and device that must never match */
+    snprintf(text, sizeof text, "%s\n%s\n%s\n%s\n%s\n%s\n", CLATTN_TUNEDB_HEADER,
+             PLATFORM "|Some GPU|1.0.0\tforward\tf16\t128\t64\t1\tdecode\t1\t64\t8\t4",
+             PLATFORM "|Some GPU|*\tforward\tf16\t128\t64\t1\tdecode\t2\t64\t8\t4",
+             PLATFORM "|[gpu]|*\tforward\tf16\t128\t64\t1\tdecode\t4\t64\t8\t4",
+             "Other Platform|[gpu]|*\tforward\tf16\t128\t64\t1\tdecode\t8\t64\t8\t4",
+             PLATFORM "|Other GPU|1.2.3\tforward\tf16\t128\t64\t1\tdecode\t16\t64\t8\t4");
+    cr_assert_eq(clattn_tunedb_add_text(&db, text, "test"), 0);
+    cr_expect_null(find(&db, decode_problem, CLATTN_TILING_TUNED_EXACT),
+                   "no entry has this driver");
+    const clattn_tune_entry *e = find(&db, decode_problem, CLATTN_TILING_TUNED_DEVICE);
+    cr_assert_not_null(e);
+    cr_expect_eq(e->rows, 2, "the device level takes the entry loaded last (the \"*\" one)");
+    e = find(&db, decode_problem, CLATTN_TILING_TUNED_CLASS);
+    cr_assert_not_null(e);
+    cr_expect_eq(e->rows, 4, "the class entry of this platform, not of another");
+    const clattn_tune_key key = clattn_tune_key_of(&this_device, &decode_problem);
+    cr_expect_null(clattn_tunedb_find(&db, &key, CLATTN_DEVICE_CLASS_CPU,
+                                      CLATTN_TILING_TUNED_CLASS), "a CPU is not in [gpu]");
+    /* the exact entry, added by a later file, wins over everything */
+    snprintf(text, sizeof text, "%s\n%s\n", CLATTN_TUNEDB_HEADER, good_line);
+    cr_assert_eq(clattn_tunedb_add_text(&db, text, "test"), 0);
+    e = find(&db, decode_problem, CLATTN_TILING_TUNED_EXACT);
+    cr_assert_not_null(e);
+    cr_expect_eq(e->rows, 2);
+    cr_expect_eq(e->wg, 64);
     clattn_tunedb_free(&db);
 }
 
@@ -127,25 +175,45 @@ Test(tunedb, planner_takes_a_tuned_tiling_only_when_it_fits)
     clattn_tiling tuned = clattn_tunedb_tiling(&e, &p);
     clattn_plan plan;
     char why[256];
-    cr_assert_eq(clattn_plan_call(&probe, &p, CLATTN_ALGO_AUTO, &tuned, &plan, why, sizeof why),
-                 CLATTN_SUCCESS);
-    cr_expect(plan.tuned && plan.tiling.rows == 2 && plan.tiling.wg == 32 &&
-              plan.tiling.block_m == 64 && plan.tiling.block_n == 16);
+    cr_assert_eq(clattn_plan_call(&probe, &p, CLATTN_ALGO_AUTO, &tuned, CLATTN_TILING_TUNED_EXACT,
+                                  &plan, why, sizeof why), CLATTN_SUCCESS);
+    cr_expect(plan.source == CLATTN_TILING_TUNED_EXACT && plan.tiling.rows == 2 &&
+              plan.tiling.wg == 32 && plan.tiling.block_m == 64 && plan.tiling.block_n == 16);
 
     /* too much local memory for this device: the heuristic's tiling runs instead */
     cr_assert_eq(clattn_tunedb_parse_line(KEY "\tforward\tf32\t64\t64\t0\tprefill\t1\t64\t256\t4",
                                           &e), 1);
     tuned = clattn_tunedb_tiling(&e, &p);
-    cr_assert_eq(clattn_plan_call(&probe, &p, CLATTN_ALGO_AUTO, &tuned, &plan, why, sizeof why),
-                 CLATTN_SUCCESS);
-    cr_expect_not(plan.tuned);
+    cr_assert_eq(clattn_plan_call(&probe, &p, CLATTN_ALGO_AUTO, &tuned, CLATTN_TILING_TUNED_EXACT,
+                                  &plan, why, sizeof why), CLATTN_SUCCESS);
+    cr_expect_eq(plan.source, CLATTN_TILING_HEURISTIC);
     cr_expect(clattn_tiling_fits(&probe, &plan.tiling, NULL, 0));
 
     /* a work-group over the device's limit: ignored too */
     cr_assert_eq(clattn_tunedb_parse_line(KEY "\tforward\tf32\t64\t64\t0\tprefill\t1\t1024\t16\t4",
                                           &e), 1);
     tuned = clattn_tunedb_tiling(&e, &p);
-    cr_assert_eq(clattn_plan_call(&probe, &p, CLATTN_ALGO_AUTO, &tuned, &plan, why, sizeof why),
-                 CLATTN_SUCCESS);
-    cr_expect_not(plan.tuned);
+    cr_assert_eq(clattn_plan_call(&probe, &p, CLATTN_ALGO_AUTO, &tuned, CLATTN_TILING_TUNED_EXACT,
+                                  &plan, why, sizeof why), CLATTN_SUCCESS);
+    cr_expect_eq(plan.source, CLATTN_TILING_HEURISTIC);
+}
+
+Test(tunedb, the_candidates_fit_and_include_the_heuristic)
+{
+    const clattn_device_probe probe = small_gpu();
+    const clattn_problem p = {CLATTN_F32, 1, 8, 8, 1024, 1024, 64, 64, 0};
+    clattn_tiling t[4096], heuristic;
+    const size_t n = clattn_plan_candidates(&probe, &p, t, 4096);
+    cr_assert(n > 10 && n <= 4096, "%zu candidates", n);
+    cr_assert_eq(clattn_plan_forward(&probe, &p, &heuristic, NULL, 0), CLATTN_SUCCESS);
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        cr_expect(clattn_tiling_fits(&probe, &t[i], NULL, 0));
+        cr_expect(t[i].wg % 32 == 0, "a GPU candidate of wg=%d is not whole warps", t[i].wg);
+        cr_expect(t[i].d_pad == 64 && t[i].dv_pad == 64);
+        found |= t[i].rows == heuristic.rows && t[i].wg == heuristic.wg &&
+                 t[i].block_n == heuristic.block_n && t[i].vec == heuristic.vec;
+    }
+    cr_expect(found, "the heuristic's tiling is not among the candidates");
+    cr_expect_eq(clattn_plan_candidates(&probe, &p, t, 3), n, "a short buffer still counts all");
 }

@@ -19,18 +19,34 @@ static void remove_db(void)
 
 TestSuite(tuning, .fini = remove_db);
 
-/* "platform name|device name|driver version" of the default test device. */
-static void device_key(char *buf, size_t size)
+/* The default test device's platform name, device name, driver version and class. */
+typedef struct device_names {
+    char platform[256], name[256], driver[256];
+    const char *class_name;
+} device_names;
+
+static device_names test_device(void)
 {
     cl_device_id device;
     cl_platform_id platform;
-    char pname[256], dname[256], driver[256];
+    cl_device_type type = 0;
+    device_names d;
     cr_assert_eq(clGetCommandQueueInfo(test_queue(), CL_QUEUE_DEVICE, sizeof device, &device, NULL), CL_SUCCESS);
     clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL);
-    clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof pname, pname, NULL);
-    clGetDeviceInfo(device, CL_DEVICE_NAME, sizeof dname, dname, NULL);
-    clGetDeviceInfo(device, CL_DRIVER_VERSION, sizeof driver, driver, NULL);
-    snprintf(buf, size, "%s|%s|%s", pname, dname, driver);
+    clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof d.platform, d.platform, NULL);
+    clGetDeviceInfo(device, CL_DEVICE_NAME, sizeof d.name, d.name, NULL);
+    clGetDeviceInfo(device, CL_DRIVER_VERSION, sizeof d.driver, d.driver, NULL);
+    clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    d.class_name = (type & CL_DEVICE_TYPE_GPU) ? "[gpu]" : (type & CL_DEVICE_TYPE_CPU) ? "[cpu]"
+                                                                                       : "[other]";
+    return d;
+}
+
+/* "platform name|device name|driver version" of the default test device. */
+static void device_key(char *buf, size_t size)
+{
+    const device_names d = test_device();
+    snprintf(buf, size, "%s|%s|%s", d.platform, d.name, d.driver);
 }
 
 /* Write the tuning file and point CLATTN_TUNING_DB at it; the next context reads it. */
@@ -65,8 +81,58 @@ Test(tuning, a_user_entry_changes_the_tiling)
     write_db(text);
     run_checked(plan, sizeof plan);
     cr_log_info("plan: %s", plan);
-    cr_expect(strstr(plan, " tuned ") != NULL, "the tuned entry was not used: %s", plan);
+    cr_expect(strstr(plan, " tuned=exact ") != NULL, "the tuned entry was not used: %s", plan);
     cr_expect(strstr(plan, "bn=16 rows=4 vec=8 wg=2") != NULL, "not the tuned tiling: %s", plan);
+}
+
+/* A driver update keeps the device's tuning: an entry of another driver version, or of any
+   ("*"), is taken when none names this one; and a class entry of the platform when no entry
+   names the device at all. The exact entry, when there is one, wins over both. */
+Test(tuning, entries_of_another_driver_and_of_the_class_are_found)
+{
+    const device_names d = test_device();
+    char text[3000], plan[512];
+    const char *rest = "\tforward\tf32\t16\t16\t1\tprefill";
+    snprintf(text, sizeof text, "clattn-tuning 1\n%s|%s|0.0-another-driver%s\t4\t2\t16\t8\n",
+             d.platform, d.name, rest);
+    write_db(text);
+    run_checked(plan, sizeof plan);
+    cr_expect(strstr(plan, " tuned=device ") && strstr(plan, "bn=16 rows=4 vec=8 wg=2"),
+              "another driver's entry: %s", plan);
+
+    snprintf(text, sizeof text, "clattn-tuning 1\n%s|%s|*%s\t2\t2\t8\t4\n", d.platform,
+             d.class_name, rest);
+    write_db(text);
+    run_checked(plan, sizeof plan);
+    cr_expect(strstr(plan, " tuned=class ") && strstr(plan, "bn=8 rows=2 vec=4 wg=2"),
+              "the class entry: %s", plan);
+
+    snprintf(text, sizeof text, "clattn-tuning 1\n%s|%s|*%s\t2\t2\t8\t4\n%s|%s|*%s\t4\t1\t32\t4\n"
+             "%s|%s|%s%s\t4\t2\t16\t8\n", d.platform, d.class_name, rest, d.platform, d.name,
+             rest, d.platform, d.name, d.driver, rest);
+    write_db(text);
+    run_checked(plan, sizeof plan);
+    cr_expect(strstr(plan, " tuned=exact ") && strstr(plan, "bn=16 rows=4 vec=8 wg=2"),
+              "the exact entry over the device's and the class's: %s", plan);
+}
+
+/* An entry that does not fit the device is ignored with a warning, and the next level runs. */
+Test(tuning, an_entry_that_does_not_fit_is_logged_and_skipped)
+{
+    const device_names d = test_device();
+    char text[3000], plan[512];
+    const char *rest = "\tforward\tf32\t16\t16\t1\tprefill";
+    /* bn=12 is not a multiple of vec=8: never runs; the class entry below does */
+    snprintf(text, sizeof text, "clattn-tuning 1\n%s|%s|%s%s\t4\t2\t12\t8\n%s|%s|*%s\t2\t2\t8\t4\n",
+             d.platform, d.name, d.driver, rest, d.platform, d.class_name, rest);
+    write_db(text);
+    test_log_start();
+    run_checked(plan, sizeof plan);
+    cr_expect(strstr(plan, " tuned=class ") && strstr(plan, "bn=8 rows=2 vec=4 wg=2"),
+              "the class entry after the one that does not fit: %s", plan);
+    cr_expect(test_logged("does not fit"), "no warning for the entry that does not fit: %s",
+              test_log);
+    clattn_set_log_callback(NULL, NULL);
 }
 
 Test(tuning, a_malformed_file_leaves_the_heuristic)
@@ -74,8 +140,8 @@ Test(tuning, a_malformed_file_leaves_the_heuristic)
     char plan[512];
     write_db("clattn-tuning 1\nthis line is not an entry\n");
     run_checked(plan, sizeof plan);
-    cr_expect(strstr(plan, " tuned ") == NULL, "%s", plan);
+    cr_expect(strstr(plan, " tuned") == NULL, "%s", plan);
     write_db("no header\n");
     run_checked(plan, sizeof plan);
-    cr_expect(strstr(plan, " tuned ") == NULL, "%s", plan);
+    cr_expect(strstr(plan, " tuned") == NULL, "%s", plan);
 }
