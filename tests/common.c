@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -927,4 +928,730 @@ void tt_fill_outside(test_tensor *t, double x)
             store_element(t->host + e, t->view.dtype, x);
     }
     free(mask);
+}
+
+/* ---- small shared helpers ---------------------------------------------------------------- */
+
+double test_out_tolerance(clattn_dtype out_dtype)
+{
+    return TOL_F32_OUT + (out_dtype == CLATTN_F16    ? TOL_OUT_STORE_F16
+                          : out_dtype == CLATTN_BF16 ? TOL_OUT_STORE_BF16
+                                                     : 0.0);
+}
+
+const char *test_dtype_name(clattn_dtype t)
+{
+    return t == CLATTN_F16 ? "f16" : t == CLATTN_BF16 ? "bf16" : t == CLATTN_F32 ? "f32" : "?";
+}
+
+const char *test_algo_name(clattn_algo a)
+{
+    switch (a) {
+    case CLATTN_ALGO_AUTO: return "AUTO";
+    case CLATTN_ALGO_FUSED: return "FUSED";
+    case CLATTN_ALGO_SPLIT_KV: return "SPLIT_KV";
+    case CLATTN_ALGO_UNFUSED: return "UNFUSED";
+    default: return "?";
+    }
+}
+
+void test_wait_event(cl_event ev, const char *label)
+{
+    cr_assert_not_null(ev, "%s: no event returned", label);
+    cr_assert_eq(clWaitForEvents(1, &ev), CL_SUCCESS, "%s: clWaitForEvents", label);
+    cl_int status = -1;
+    cr_assert_eq(clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status,
+                                NULL), CL_SUCCESS);
+    cr_assert_eq(status, CL_COMPLETE, "%s: event status %d", label, status);
+    cr_assert_eq(clReleaseEvent(ev), CL_SUCCESS);
+}
+
+int test_message_names(const char *msg, const char *alternatives)
+{
+    for (const char *a = alternatives; *a;) {
+        size_t n = strcspn(a, "|");
+        for (const char *m = msg; *m; m++)
+            if (strncmp(m, a, n) == 0)
+                return 1;
+        a += n + (a[n] == '|');
+    }
+    return 0;
+}
+
+const test_layout LAYOUT_BHSD_GUARDED = {"bhsd+guard", {0, 1, 2, 3}, {0, 0, 0, 0}, 64, 48};
+
+/* ==== one test case ======================================================================== */
+
+test_case tc_shape(int64_t B, int64_t Hq, int64_t Hkv, int64_t Sq, int64_t Sk, int64_t D,
+                   int64_t Dv)
+{
+    test_case c;
+    memset(&c, 0, sizeof c);
+    c.B = B, c.Hq = Hq, c.Hkv = Hkv, c.Sq = Sq, c.Sk = Sk, c.D = D, c.Dv = Dv;
+    c.seed = (uint64_t)(B * 1000003 + Hq * 10007 + Hkv * 1009 + Sq * 101 + Sk * 11 + D * 7 + Dv);
+    return c;
+}
+
+void tc_desc(const test_case *c, clattn_attention_desc *d)
+{
+    clattn_attention_desc_init(d);
+    d->scale = c->scale;
+    d->causal = c->causal;
+    d->align = c->align;
+    d->window_left = c->window.on ? c->window.left : -1;
+    d->window_right = c->window.on ? c->window.right : -1;
+    d->softcap = c->softcap;
+    d->dropout_p = c->dropout_p;
+    d->dropout_seed = c->dropout_seed;
+    d->dropout_offset = c->dropout_offset;
+    d->algo = c->algo;
+}
+
+void tc_ref_params(const test_case *c, ref_params *p)
+{
+    clattn_attention_desc d;
+    tc_desc(c, &d);
+    *p = test_ref_params_of(&d);
+    p->seqlens_q = c->seqlens_q;
+    p->seqlens_k = c->seqlens_k;
+}
+
+int tc_runs_dtype(const test_case *c, clattn_dtype t)
+{
+    return !c->dtypes || (c->dtypes & TC_ONLY(t));
+}
+
+/* ---- tc_describe ---------------------------------------------------------------------------- */
+
+/* Append printf output to buf (of size bytes), cut short when it is full. */
+static void cat(char *buf, size_t size, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    if (used + 1 >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, size - used, fmt, ap);
+    va_end(ap);
+}
+
+static void cat_seqlens(char *buf, size_t size, const char *name, const int32_t *lens,
+                        int64_t B)
+{
+    if (!lens)
+        return;
+    cat(buf, size, " %s={", name);
+    for (int64_t b = 0; b < B; b++)
+        cat(buf, size, "%s%d", b ? "," : "", (int)lens[b]);
+    cat(buf, size, "}");
+}
+
+static const char *const bias_names[] = {"none", "[B,Hq,Sq,Sk]", "[1,Hq,Sq,Sk]", "[B,1,Sq,Sk]",
+                                         "[B,Hq,1,Sk]", "[1,1,1,Sk]", "[B,Hq,Sq,Sk] stride-0"};
+
+static void describe_desc(const test_case *c, char *buf, size_t size)
+{
+    if (c->scale != 0.0f)
+        cat(buf, size, " scale=%g", (double)c->scale);
+    if (c->causal)
+        cat(buf, size, c->causal == 1 ? " causal" : " causal=%d", c->causal);
+    if (c->align != CLATTN_ALIGN_BOTTOM_RIGHT)
+        cat(buf, size, c->align == CLATTN_ALIGN_TOP_LEFT ? " TL" : " align=%d", (int)c->align);
+    if (c->window.on)
+        cat(buf, size, " window=(%ld,%ld)", (long)c->window.left, (long)c->window.right);
+    if (c->softcap != 0.0f)
+        cat(buf, size, " softcap=%g", (double)c->softcap);
+    if (c->bias)
+        cat(buf, size, " bias %s %s", (unsigned)c->bias < 7 ? bias_names[c->bias] : "?",
+            test_dtype_name(c->bias_dtype));
+    cat_seqlens(buf, size, "seqlens_q", c->seqlens_q, c->B);
+    cat_seqlens(buf, size, "seqlens_k", c->seqlens_k, c->B);
+    if (c->dropout_p != 0.0f)   /* seed and offset matter only then */
+        cat(buf, size, " dropout=%g (seed %#llx, offset %#llx)", (double)c->dropout_p,
+            (unsigned long long)c->dropout_seed, (unsigned long long)c->dropout_offset);
+    if (c->algo)
+        cat(buf, size, " algo=%s", test_algo_name(c->algo));
+    if (c->no_lse)
+        cat(buf, size, " lse=NULL");
+}
+
+static void describe_layouts(const test_case *c, char *buf, size_t size)
+{
+    const test_layout *const l[] = {c->lq, c->lk, c->lv, c->lo, c->ll, c->ldo, c->ldq, c->ldk,
+                                    c->ldv};
+    static const char *const names[] = {"q", "k", "v", "out", "lse", "dout", "dq", "dk", "dv"};
+    for (int i = 0; i < (c->backward ? 9 : 5); i++)
+        if (l[i])
+            cat(buf, size, " %s=%s", names[i], l[i]->name);
+    if (c->kv_batch_broadcast)
+        cat(buf, size, " k,v=batch-broadcast");
+}
+
+/* " label=a,b" for the set bits of flags, bit i named names[i]. */
+static void cat_flags(char *buf, size_t size, const char *label, int flags,
+                      const char *const *names, int n)
+{
+    if (!flags)
+        return;
+    cat(buf, size, " %s=", label);
+    for (int i = 0, first = 1; i < n; i++)
+        if (flags & (1 << i)) {
+            cat(buf, size, "%s%s", first ? "" : ",", names[i]);
+            first = 0;
+        }
+}
+
+static void describe_data(const test_case *c, char *buf, size_t size)
+{
+    static const char *const inf[] = {"-inf scatter", "-inf stripes", "-inf row", "NaN keys"};
+    static const char *const poison[] = {"keys", "padding rows", "empty rows"};
+    static const char *const plant[] = {"-inf", "all -inf rows", "NaN out", "NaN lse",
+                                        "garbage"};
+    if (c->dtype)
+        cat(buf, size, " q/k/v %s", test_dtype_name(c->dtype));
+    if (c->out_dtype)
+        cat(buf, size, " out %s", test_dtype_name(c->out_dtype));
+    if (c->grad_dtype)
+        cat(buf, size, " grads %s", test_dtype_name(c->grad_dtype));
+    if (c->qk_range != 0.0)
+        cat(buf, size, " q,k in +-%g", c->qk_range);
+    cat_flags(buf, size, "planted", c->bias_inf, inf, 4);
+    if (c->nan_q)
+        cat(buf, size, " NaN in q row %ld", (long)c->special_row);
+    else if (c->bias_inf & (TC_INF_ROW | TC_NAN_KEYS))
+        cat(buf, size, " special row %ld", (long)c->special_row);
+    cat_flags(buf, size, "poisoned", c->poison, poison, 3);
+    if (c->merge.n)
+        cat(buf, size, " parts=%zu %s/%s", c->merge.n, test_dtype_name(c->merge.part_dtype),
+            test_dtype_name(c->merge.alt_dtype));
+    cat_flags(buf, size, "parts hold", c->merge.plant, plant, 5);
+    if (c->merge.split[0] || c->merge.split[1])
+        cat(buf, size, " keys split at %ld,%ld", (long)c->merge.split[0],
+            (long)c->merge.split[1]);
+    cat(buf, size, " data seed %#llx", (unsigned long long)c->seed);
+}
+
+const char *tc_describe(const test_case *c, char *buf, size_t size)
+{
+    if (!size)
+        return buf;
+    buf[0] = '\0';
+    if (c->name)
+        cat(buf, size, "%s: ", c->name);
+    cat(buf, size, "B=%ld Hq=%ld Hkv=%ld Sq=%ld Sk=%ld D=%ld Dv=%ld", (long)c->B, (long)c->Hq,
+        (long)c->Hkv, (long)c->Sq, (long)c->Sk, (long)c->D, (long)c->Dv);
+    describe_desc(c, buf, size);
+    describe_layouts(c, buf, size);
+    describe_data(c, buf, size);
+    return buf;
+}
+
+/* ---- the tensors of a case ----------------------------------------------------------------- */
+
+void tc_dims(const test_case *c, tc_which w, int64_t dims[4])
+{
+    int kv = w == TC_K || w == TC_V || w == TC_DK || w == TC_DV;
+    int head_dim = w == TC_Q || w == TC_K || w == TC_DQ || w == TC_DK;
+    dims[0] = c->B;
+    dims[1] = kv ? c->Hkv : c->Hq;
+    dims[2] = kv ? c->Sk : c->Sq;
+    dims[3] = w == TC_LSE ? 1 : head_dim ? c->D : c->Dv;
+}
+
+static clattn_dtype dtype_of(const test_case *c, tc_which w)
+{
+    switch (w) {
+    case TC_Q: case TC_K: case TC_V: return c->dtype;
+    case TC_OUT: case TC_DOUT: return c->out_dtype;
+    case TC_LSE: return CLATTN_F32;
+    default: return c->grad_dtype;
+    }
+}
+
+void tc_tensor(test_tensor *t, const test_case *c, tc_which w)
+{
+    const test_layout *const by[] = {c->lq, c->lk, c->lv, c->lo, c->ll, c->ldo, c->ldq, c->ldk,
+                                     c->ldv};
+    const test_layout *l = by[w] ? by[w] : w >= TC_DQ ? &LAYOUT_BHSD_GUARDED : &LAYOUT_BHSD;
+    int64_t dims[4];
+    tc_dims(c, w, dims);
+    if (c->kv_batch_broadcast && (w == TC_K || w == TC_V)) {
+        const int64_t strides[4] = {0, dims[2] * dims[3], dims[3], 1};
+        tt_init_strided(t, dtype_of(c, w), dims, strides, w == TC_K ? 8 : 4,
+                        w == TC_K ? 16 : 12);
+        return;
+    }
+    tt_init(t, dtype_of(c, w), dims, l);
+}
+
+/* The bias of c: dims [B|1, Hq|1, Sq|1, Sk], dense strides (0 for TC_BIAS_STRIDE0), two
+   elements of offset and 8 bytes of tail. */
+static void bias_tensor(test_tensor *t, const test_case *c)
+{
+    int64_t b = c->B, h = c->Hq, s = c->Sq;
+    switch (c->bias) {
+    case TC_BIAS_BATCH1: b = 1; break;
+    case TC_BIAS_HEAD1: h = 1; break;
+    case TC_BIAS_ROW1: s = 1; break;
+    case TC_BIAS_KEYS: b = h = s = 1; break;
+    default: break;
+    }
+    int stride0 = c->bias == TC_BIAS_STRIDE0;
+    const int64_t dims[4] = {b, h, s, c->Sk};
+    const int64_t strides[4] = {stride0 ? 0 : h * s * c->Sk, stride0 ? 0 : s * c->Sk, c->Sk, 1};
+    tt_init_strided(t, c->bias_dtype, dims, strides, 2 * dtype_size(c->bias_dtype), 8);
+}
+
+/* -INFINITY at about one entry in 11 (scatter) or at every 7th key of a row, from key
+   (i + h) mod 7 (stripes). */
+static int planted_inf(int stripes, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    return stripes ? (j - i - h) % 7 == 0 : (i * 7 + j * 3 + b * 5 + h) % 11 == 0;
+}
+
+static void plant_inf(test_tensor *t, int stripes)
+{
+    const int64_t *n = t->view.dims;
+    for (int64_t b = 0; b < n[0]; b++)
+        for (int64_t h = 0; h < n[1]; h++)
+            for (int64_t i = 0; i < n[2]; i++)
+                for (int64_t j = 0; j < n[3]; j++)
+                    if (planted_inf(stripes, b, h, i, j))
+                        tt_set(t, b, h, i, j, -INFINITY);
+}
+
+/* NaN at the last key row special_row of the last (batch, head) sees, with batch 0's lengths;
+   NaN at every key that row 0 of (0, 0) does not see. */
+static void plant_nan_keys(test_tensor *t, const test_case *c, const ref_params *p)
+{
+    const int64_t *n = t->view.dims;
+    int64_t sq_b = ref_seq_q(p, 0, c->Sq), sk_b = ref_seq_k(p, 0, c->Sk);
+    for (int64_t j = c->Sk - 1; j >= 0; j--)
+        if (ref_key_visible(p, sq_b, sk_b, c->special_row, j)) {
+            tt_set(t, n[0] - 1, n[1] - 1, c->special_row, j, NAN);
+            break;
+        }
+    for (int64_t j = 0; j < c->Sk; j++)
+        if (!ref_key_visible(p, sq_b, sk_b, 0, j))
+            tt_set(t, 0, 0, 0, j, NAN);
+}
+
+/* Row special_row of the last (batch, head): -INFINITY at every key it sees, +40 elsewhere. */
+static void plant_inf_row(test_tensor *t, const test_case *c, const ref_params *p)
+{
+    const int64_t *n = t->view.dims;
+    cr_assert(n[2] == c->Sq && c->special_row < c->Sq, "%s: TC_INF_ROW needs a bias with rows",
+              c->name ? c->name : "case");
+    int64_t b = n[0] - 1, h = n[1] - 1, i = c->special_row;
+    int64_t sq_b = ref_seq_q(p, n[0] == 1 ? 0 : b, c->Sq);
+    int64_t sk_b = ref_seq_k(p, n[0] == 1 ? 0 : b, c->Sk);
+    for (int64_t j = 0; j < c->Sk; j++)
+        tt_set(t, b, h, i, j, ref_key_visible(p, sq_b, sk_b, i, j) ? -INFINITY : 40.0);
+}
+
+static void build_bias(tc_run *r, test_rng *rng)
+{
+    const test_case *c = &r->c;
+    ref_params p;
+    tc_ref_params(c, &p);
+    bias_tensor(&r->bias, c);
+    tt_fill_random(&r->bias, rng, -1.5, 1.5);
+    if (c->bias_inf & TC_INF_SCATTER)
+        plant_inf(&r->bias, 0);
+    if (c->bias_inf & TC_INF_STRIPES)
+        plant_inf(&r->bias, 1);
+    if (c->bias_inf & TC_NAN_KEYS)
+        plant_nan_keys(&r->bias, c, &p);
+    if (c->bias_inf & TC_INF_ROW)
+        plant_inf_row(&r->bias, c, &p);
+    tt_fill_outside(&r->bias, NAN);
+}
+
+static int batch_valid(const ref_params *p, int64_t b, int64_t sq, int64_t sk)
+{
+    int64_t sq_b = ref_seq_q(p, b, sq), sk_b = ref_seq_k(p, b, sk);
+    return sq_b >= 0 && sq_b <= sq && sk_b >= 0 && sk_b <= sk;
+}
+
+void tc_poison_key(tc_run *r, int64_t b, int64_t j)
+{
+    const double bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int64_t g = 0; g < r->c.Hkv; g++) {
+        for (int64_t d = 0; d < r->c.D; d++)
+            tt_set(&r->k, b, g, j, d, bad[(j + d) % 3]);
+        for (int64_t d = 0; d < r->c.Dv; d++)
+            tt_set(&r->v, b, g, j, d, bad[(j + d + 1) % 3]);
+        r->poisoned += r->c.D + r->c.Dv;
+    }
+}
+
+/* TC_POISON_KEYS: the keys no row of their batch sees (the mask alone: keys masked only by
+   -INFINITY bias take part in the score and stay clean). */
+static void poison_keys(tc_run *r, const ref_params *p)
+{
+    const test_case *c = &r->c;
+    cr_assert(!c->kv_batch_broadcast, "%s: k, v shared by batches cannot be poisoned",
+              c->name ? c->name : "case");
+    for (int64_t b = 0; b < c->B; b++) {
+        if (!batch_valid(p, b, c->Sq, c->Sk))
+            continue;
+        int64_t sq_b = ref_seq_q(p, b, c->Sq), sk_b = ref_seq_k(p, b, c->Sk);
+        for (int64_t j = 0; j < c->Sk; j++) {
+            int seen = 0;
+            for (int64_t i = 0; i < sq_b && !seen; i++)
+                seen = ref_key_visible(p, sq_b, sk_b, i, j);
+            if (!seen)
+                tc_poison_key(r, b, j);
+        }
+    }
+}
+
+/* Whether TC_POISON_ROWS / TC_POISON_EMPTY hit row i of a valid batch. */
+static int row_poisoned(const test_case *c, const ref_params *p, int64_t sq_b, int64_t sk_b,
+                        int64_t i)
+{
+    if (i >= sq_b)
+        return (c->poison & TC_POISON_ROWS) != 0;
+    for (int64_t j = 0; j < sk_b; j++)
+        if (ref_key_visible(p, sq_b, sk_b, i, j))
+            return 0;
+    return (c->poison & TC_POISON_EMPTY) != 0;
+}
+
+/* NaN into the q (and dout) rows of padding rows and of rows that see no key. */
+static void poison_rows(tc_run *r, const ref_params *p)
+{
+    const test_case *c = &r->c;
+    for (int64_t b = 0; b < c->B; b++) {
+        if (!batch_valid(p, b, c->Sq, c->Sk))
+            continue;
+        int64_t sq_b = ref_seq_q(p, b, c->Sq), sk_b = ref_seq_k(p, b, c->Sk);
+        for (int64_t i = 0; i < c->Sq; i++) {
+            if (!row_poisoned(c, p, sq_b, sk_b, i))
+                continue;
+            for (int64_t h = 0; h < c->Hq; h++) {
+                for (int64_t d = 0; d < c->D; d++)
+                    tt_set(&r->q, b, h, i, d, NAN);
+                for (int64_t d = 0; c->backward && d < c->Dv; d++)
+                    tt_set(&r->dout, b, h, i, d, NAN);
+                r->poisoned += c->D + (c->backward ? c->Dv : 0);
+            }
+        }
+    }
+}
+
+static void build_tensors(tc_run *r)
+{
+    const test_case *c = &r->c;
+    tc_tensor(&r->q, c, TC_Q);
+    tc_tensor(&r->k, c, TC_K);
+    tc_tensor(&r->v, c, TC_V);
+    tc_tensor(&r->out, c, TC_OUT);
+    tc_tensor(&r->lse, c, TC_LSE);
+    if (!c->backward)
+        return;
+    tc_tensor(&r->dout, c, TC_DOUT);
+    tc_tensor(&r->dq, c, TC_DQ);
+    tc_tensor(&r->dk, c, TC_DK);
+    tc_tensor(&r->dv, c, TC_DV);
+}
+
+void tc_build(tc_run *r, const test_case *c)
+{
+    memset(r, 0, sizeof *r);
+    r->c = *c;
+    build_tensors(r);
+    test_rng rng;
+    rng_seed(&rng, c->seed);
+    double a = c->qk_range > 0.0 ? c->qk_range : 1.0;
+    tt_fill_random(&r->q, &rng, -a, a);
+    tt_fill_random(&r->k, &rng, -a, a);
+    /* v off-centre: a row's outputs then rarely cancel to ~0, which would make the per-row
+       relative metric measure f32 rounding of a cancellation instead of the kernel (Dv = 1) */
+    tt_fill_random(&r->v, &rng, -0.5, 1.5);
+    if (c->backward)
+        tt_fill_random(&r->dout, &rng, -1.0, 1.0);
+    if (c->nan_q)
+        tt_set(&r->q, c->B - 1, c->Hq - 1, c->special_row, c->D / 2, NAN);
+    if (c->bias)
+        build_bias(r, &rng);
+    ref_params p;
+    tc_ref_params(c, &p);
+    if (c->poison & TC_POISON_KEYS)
+        poison_keys(r, &p);
+    if (c->poison & (TC_POISON_ROWS | TC_POISON_EMPTY))
+        poison_rows(r, &p);
+    cr_assert(!c->poison || r->poisoned > 0, "table: %s poisons nothing",
+              c->name ? c->name : "case");
+    /* bytes outside the input views: a kernel that reads them gets NaN or Inf */
+    tt_fill_outside(&r->q, NAN);
+    tt_fill_outside(&r->k, INFINITY);
+    tt_fill_outside(&r->v, NAN);
+    if (c->backward)
+        tt_fill_outside(&r->dout, NAN);
+}
+
+void tc_upload(tc_run *r)
+{
+    cl_mem_flags in = r->c.writable_inputs ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY;
+    test_tensor *const inputs[] = {&r->q, &r->k, &r->v, &r->dout, &r->bias};
+    test_tensor *const outputs[] = {&r->out, &r->lse, &r->dq, &r->dk, &r->dv};
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
+        if (inputs[i]->host)
+            tt_upload(inputs[i], in);
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+        if (outputs[i]->host)
+            tt_upload(outputs[i], CL_MEM_READ_WRITE);
+    size_t lens = (size_t)r->c.B * sizeof(int32_t);
+    if (r->c.seqlens_q)
+        r->seqlens_q = buf_new(CL_MEM_READ_ONLY, lens, r->c.seqlens_q);
+    if (r->c.seqlens_k)
+        r->seqlens_k = buf_new(CL_MEM_READ_ONLY, lens, r->c.seqlens_k);
+}
+
+void tc_free(tc_run *r)
+{
+    test_tensor *const all[] = {&r->q, &r->k, &r->v, &r->out, &r->lse, &r->bias,
+                                &r->dout, &r->dq, &r->dk, &r->dv};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tt_free(all[i]);
+    if (r->seqlens_q)
+        clReleaseMemObject(r->seqlens_q);
+    if (r->seqlens_k)
+        clReleaseMemObject(r->seqlens_k);
+    free(r->ref_out_data);
+    free(r->ref_lse_data);
+    memset(r, 0, sizeof *r);
+}
+
+void tc_run_desc(const tc_run *r, clattn_attention_desc *d)
+{
+    tc_desc(&r->c, d);
+    d->bias = r->bias.host ? &r->bias.view : NULL;
+    d->seqlens_q = r->seqlens_q;
+    d->seqlens_k = r->seqlens_k;
+}
+
+/* ---- calls ------------------------------------------------------------------------------- */
+
+void tc_args_init(tc_args *a, const tc_run *r)
+{
+    memset(a, 0, sizeof *a);
+    a->ctx = test_ctx();
+    tc_run_desc(r, &a->desc);
+    a->q = r->q.view, a->k = r->k.view, a->v = r->v.view;
+    a->out = r->out.view, a->lse = r->lse.view, a->dout = r->dout.view;
+    a->dq = r->dq.view, a->dk = r->dk.view, a->dv = r->dv.view;
+    a->descp = &a->desc;
+    a->qp = &a->q, a->kp = &a->k, a->vp = &a->v;
+    a->outp = &a->out, a->lsep = r->c.no_lse ? NULL : &a->lse, a->doutp = &a->dout;
+    a->dqp = &a->dq, a->dkp = &a->dk, a->dvp = &a->dv;
+}
+
+clattn_status tc_call_forward(const tc_args *a, cl_event *event)
+{
+    return clattn_attention_forward(a->ctx, a->descp, a->qp, a->kp, a->vp, a->outp, a->lsep,
+                                    a->num_wait, a->wait_list, event);
+}
+
+clattn_status tc_call_backward(const tc_args *a, cl_event *event)
+{
+    return clattn_attention_backward(a->ctx, a->descp, a->qp, a->kp, a->vp, a->outp, a->doutp,
+                                     a->lsep, a->dqp, a->dkp, a->dvp, a->num_wait, a->wait_list,
+                                     event);
+}
+
+clattn_status tc_forward(tc_run *r, cl_uint num_wait, const cl_event *wait_list,
+                         cl_event *event)
+{
+    tc_args a;
+    tc_args_init(&a, r);
+    a.num_wait = num_wait;
+    a.wait_list = wait_list;
+    return tc_call_forward(&a, event);
+}
+
+clattn_status tc_backward(tc_run *r, cl_uint num_wait, const cl_event *wait_list,
+                          cl_event *event)
+{
+    tc_args a;
+    tc_args_init(&a, r);
+    a.lsep = &a.lse;   /* the backward always needs the forward's lse */
+    a.num_wait = num_wait;
+    a.wait_list = wait_list;
+    return tc_call_backward(&a, event);
+}
+
+void tc_expect_rejected(const test_case *c, clattn_status st, cl_event ev, const char *label)
+{
+    const char *msg = clattn_last_error(), *want = clattn_status_string(c->expect.status);
+    cr_log_info("%-46s -> %s: %s", label, clattn_status_string(st), msg);
+    cr_expect(st == c->expect.status || (c->expect.also && st == c->expect.also),
+              "%s: got %s (%s), want %s%s%s", label, clattn_status_string(st), msg, want,
+              c->expect.also ? " or " : "",
+              c->expect.also ? clattn_status_string(c->expect.also) : "");
+    cr_expect(msg && *msg, "%s: empty clattn_last_error()", label);
+    const char *names[2] = {c->expect.names, c->expect.names2};
+    for (int i = 0; i < 2; i++)
+        if (names[i] && msg)
+            cr_expect(test_message_names(msg, names[i]), "%s: message \"%s\" does not name %s",
+                      label, msg, names[i]);
+    cr_expect_null(ev, "%s: *event not NULL after a failure", label);
+    if (st == CLATTN_SUCCESS && ev)
+        test_wait_event(ev, label);
+}
+
+/* ---- reference and checks ------------------------------------------------------------------ */
+
+void tc_reference(tc_run *r)
+{
+    if (r->ref_out_data)
+        return;
+    ref_params p;
+    tc_ref_params(&r->c, &p);
+    test_reference_of(p, &r->q, &r->k, &r->v, r->bias.host ? &r->bias : NULL,
+                      &r->ref_out_data, &r->ref_out, &r->ref_lse_data, &r->ref_lse);
+}
+
+void tc_reference_grads(tc_run *r, test_grads *g, unsigned char **zero_q,
+                        unsigned char **zero_kv)
+{
+    const test_case *c = &r->c;
+    ref_params p;
+    tc_ref_params(c, &p);
+    const test_tensor *bias = r->bias.host ? &r->bias : NULL;
+    test_reference_backward_of(p, &r->q, &r->k, &r->v, &r->dout, bias, g);
+    double *bias_store = NULL;
+    ref_tensor rb;
+    if (bias) {
+        rb = tt_to_ref(bias, &bias_store);
+        p.bias = &rb;
+    }
+    test_grad_zero_rows(&p, c->B, c->Hq, c->Hkv, c->Sq, c->Sk, zero_q, zero_kv);
+    free(bias_store);
+}
+
+void tc_expect_unchanged(const test_tensor *t, const char *name, const char *label)
+{
+    unsigned char *now = malloc(t->bytes ? t->bytes : 1);
+    cr_assert_not_null(now);
+    buf_read(t->view.buffer, t->bytes, now);
+    size_t first = SIZE_MAX;
+    for (size_t i = 0; i < t->bytes && first == SIZE_MAX; i++)
+        if (now[i] != t->host[i])
+            first = i;
+    cr_expect_eq(first, SIZE_MAX, "%s: input %s was written (byte %zu)", label, name, first);
+    free(now);
+}
+
+void tc_expect_outside_intact(const test_tensor *t, const char *name, const char *label)
+{
+    size_t first;
+    size_t bad = tt_outside_damage(t, &first);
+    cr_expect_eq(bad, 0, "%s: %zu bytes around the %s view changed (first at byte %zu of %zu)",
+                 label, bad, name, first, t->bytes);
+}
+
+/* The table's want flags against the reference forward. */
+static void check_forward_wants(const tc_run *r, const char *label, tc_fwd_result *res)
+{
+    res->empty_rows = res->nan_rows = 0;
+    for (int64_t i = 0; i < ref_numel(&r->ref_lse); i++) {
+        double x = r->ref_lse_data[i];
+        res->empty_rows += isinf(x) && x < 0;
+        res->nan_rows += isnan(x) != 0;
+    }
+    int want = r->c.want;
+    cr_assert(!(want & TC_WANT_EMPTY) || res->empty_rows > 0, "table: %s has no empty row",
+              label);
+    cr_assert(((want & TC_WANT_NAN) != 0) == (res->nan_rows > 0), "table: %s: %ld NaN rows",
+              label, (long)res->nan_rows);
+}
+
+void tc_check_forward(tc_run *r, const char *label, tc_fwd_result *res)
+{
+    char buf[256];
+    tc_fwd_result local;
+    if (!res)
+        res = &local;
+    tt_download(&r->out);
+    tt_download(&r->lse);
+    tc_reference(r);
+    check_forward_wants(r, label, res);
+    double tol = test_out_tolerance(r->c.out_dtype);
+    res->out = compare_out(&r->out, &r->ref_out);
+    cr_expect(res->out.worst <= tol, "%s: out %s (tolerance %g)", label,
+              cmp_describe(&res->out, buf, sizeof buf), tol);
+    res->lse = cmp_none();
+    if (!r->c.no_lse) {
+        res->lse = compare_lse(&r->lse, &r->ref_lse);
+        cr_expect(res->lse.worst <= TOL_F32_LSE, "%s: lse %s (tolerance %g)", label,
+                  cmp_describe(&res->lse, buf, sizeof buf), TOL_F32_LSE);
+    } else {
+        size_t first = canary_first_bad(r->lse.host, r->lse.bytes);
+        cr_expect_eq(first, SIZE_MAX, "%s: lse == NULL, yet its buffer changed at byte %zu",
+                     label, first);
+    }
+    tc_expect_outside_intact(&r->out, "out", label);
+    tc_expect_outside_intact(&r->lse, "lse", label);
+    tc_expect_unchanged(&r->q, "q", label);
+    tc_expect_unchanged(&r->k, "k", label);
+    tc_expect_unchanged(&r->v, "v", label);
+}
+
+/* The table's want flags against the reference gradients. */
+static void check_backward_wants(const tc_run *r, const test_grads *g, const unsigned char *zq,
+                                 const unsigned char *zkv, const char *label)
+{
+    const test_case *c = &r->c;
+    int64_t zero_q = 0, zero_kv = 0, nan = 0;
+    for (int64_t i = 0; i < c->B * c->Hq * c->Sq; i++)
+        zero_q += zq[i];
+    for (int64_t i = 0; i < c->B * c->Hkv * c->Sk; i++)
+        zero_kv += zkv[i];
+    for (int64_t i = 0; i < ref_numel(&g->dq); i++)
+        nan += isnan(g->dq_data[i]) != 0;
+    cr_assert(!(c->want & TC_WANT_ZERO_DQ) || zero_q > 0, "table: %s has no zero dq row", label);
+    cr_assert(!(c->want & TC_WANT_ZERO_DKV) || zero_kv > 0, "table: %s has no zero dk row",
+              label);
+    cr_assert(((c->want & TC_WANT_NAN) != 0) == (nan > 0), "table: %s: %ld NaN in the reference",
+              label, (long)nan);
+}
+
+static void expect_grad(const cmp_result *r, double tol, const char *name, const char *label)
+{
+    char buf[256];
+    cr_expect(r->worst <= tol && r->hard == 0, "%s: %s %s (tolerance %g)", label, name,
+              cmp_describe(r, buf, sizeof buf), tol);
+}
+
+void tc_check_backward(tc_run *r, const char *label, tc_grad_result *res)
+{
+    tc_grad_result local;
+    if (!res)
+        res = &local;
+    tt_download(&r->dq);
+    tt_download(&r->dk);
+    tt_download(&r->dv);
+    test_grads g;
+    unsigned char *zq, *zkv;
+    tc_reference_grads(r, &g, &zq, &zkv);
+    check_backward_wants(r, &g, zq, zkv, label);
+    res->tol = test_grad_tolerance(r->c.grad_dtype, r->c.out_dtype);
+    res->dq = compare_grad(&r->dq, &g.dq, zq);
+    res->dk = compare_grad(&r->dk, &g.dk, zkv);
+    res->dv = compare_grad(&r->dv, &g.dv, zkv);
+    expect_grad(&res->dq, res->tol, "dq", label);
+    expect_grad(&res->dk, res->tol, "dk", label);
+    expect_grad(&res->dv, res->tol, "dv", label);
+    tc_expect_outside_intact(&r->dq, "dq", label);
+    tc_expect_outside_intact(&r->dk, "dk", label);
+    tc_expect_outside_intact(&r->dv, "dv", label);
+    const test_tensor *in[4] = {&r->q, &r->k, &r->v, &r->dout};
+    const char *names[4] = {"q", "k", "v", "dout"};
+    for (int i = 0; i < 4; i++)
+        tc_expect_unchanged(in[i], names[i], label);
+    free(zq);
+    free(zkv);
+    test_grads_free(&g);
 }

@@ -288,4 +288,305 @@ cmp_result compare_grad(const test_tensor *got, const ref_tensor *want,
    tensor's dtype; bytes of a partial slot at the end stay canary. */
 void tt_fill_outside(test_tensor *t, double x);
 
+/* ---- small shared helpers ---------------------------------------------------------------- */
+
+/* An out stored in 16 bits adds its rounding to the f32 tolerance, relative to the row scale:
+   half an ulp of the format (f16: 2^-11 = 4.9e-4, bf16: 2^-8 = 3.9e-3) with margin. */
+#define TOL_OUT_STORE_F16 1e-3
+#define TOL_OUT_STORE_BF16 8e-3
+
+/* The out tolerance for an out stored in out_dtype: TOL_F32_OUT plus its storage rounding. */
+double test_out_tolerance(clattn_dtype out_dtype);
+
+/* "f32", "f16", "bf16"; "AUTO", "FUSED", "SPLIT_KV", "UNFUSED". */
+const char *test_dtype_name(clattn_dtype t);
+const char *test_algo_name(clattn_algo a);
+
+/* Wait for ev, assert it completed, release it; label names the call in failures. */
+void test_wait_event(cl_event ev, const char *label);
+
+/* Whether msg contains one of the '|'-separated alternatives ("dq.dims[2]|dq"), case and
+   all. */
+int test_message_names(const char *msg, const char *alternatives);
+
+/* [b,h,s,d] with dense BHSD strides and 64 guard bytes before and 48 after the view: the
+   default layout of gradients, so that a write past either end of a view shows. */
+extern const test_layout LAYOUT_BHSD_GUARDED;
+
+/* ==== one test case ======================================================================== */
+
+/* Every device suite (forward, backward, semantics, merge, bad input, small) describes a case
+   with a test_case, so that a new feature of the desc is a field here, in tc_desc,
+   tc_ref_params, tc_describe and (if it needs tensors) tc_build, and nowhere else.
+
+   Every field is 0 by default (clattn_attention_desc_init's defaults, f32, dense BHSD, ...), so
+   a table entry names only what it changes:
+       {"causal TL", TC_SHAPE(1, 2, 1, 37, 90, 16, 16), .causal = 1, TC_TL}
+   and tc_shape() makes one in code. A case is turned into tensors by tc_build (host) and
+   tc_upload (device), both into a tc_run. */
+
+typedef enum tc_bias {
+    TC_BIAS_NONE = 0,
+    TC_BIAS_FULL,       /* [B, Hq, Sq, Sk] */
+    TC_BIAS_BATCH1,     /* [1, Hq, Sq, Sk]: broadcast over the batch */
+    TC_BIAS_HEAD1,      /* [B, 1, Sq, Sk]: broadcast over the heads */
+    TC_BIAS_ROW1,       /* [B, Hq, 1, Sk]: broadcast over the query rows */
+    TC_BIAS_KEYS,       /* [1, 1, 1, Sk]: one key bias for everything */
+    TC_BIAS_STRIDE0     /* dims [B, Hq, Sq, Sk], strides[0] = strides[1] = 0 */
+} tc_bias;
+
+/* bias_inf: what tc_build plants into the bias (random in [-1.5, 1.5) otherwise). */
+#define TC_INF_SCATTER 1    /* -INFINITY at about one entry in 11 */
+#define TC_INF_STRIPES 2    /* -INFINITY at every 7th key of a row, from key (i + h) mod 7 */
+#define TC_INF_ROW 4        /* row special_row of the bias's last (batch, head): every key
+                               visible to it -INFINITY (a row without keys), every invisible
+                               key +40 */
+#define TC_NAN_KEYS 8       /* NaN at the last key visible to row special_row of the last
+                               (batch, head) (that row is NaN); at every key that row 0 of
+                               (0, 0) does not see (changes nothing) */
+
+/* poison: NaN/Inf that tc_build puts where no output may depend on it. */
+#define TC_POISON_KEYS 1    /* k and v rows of keys that no query row of their batch sees (the
+                               mask and seqlens alone): NaN, +Inf, -Inf */
+#define TC_POISON_ROWS 2    /* q (and dout) rows i >= Sq_b (padding): NaN */
+#define TC_POISON_EMPTY 4   /* q (and dout) rows i < Sq_b that see no key: NaN */
+
+/* want: what the reference of a case must contain (checks the table itself). */
+#define TC_WANT_EMPTY 1     /* a row without a visible key (out 0, lse -inf) */
+#define TC_WANT_NAN 2       /* NaN in the reference (a NaN row, a NaN batch): exactly when set */
+#define TC_WANT_ZERO_DQ 4   /* a dq row that must be exactly 0 */
+#define TC_WANT_ZERO_DKV 8  /* a dk/dv row that must be exactly 0 */
+
+/* merge.plant: what a merge case plants into its parts. */
+#define TC_PLANT_INF 1      /* lse_p = -inf in about a quarter of (part, row) */
+#define TC_PLANT_ALL_INF 2  /* rows [0,0,0] and [B-1,H-1,S-1]: every part -inf */
+#define TC_PLANT_NAN_OUT 4  /* NaN in one element of out_p of a part with finite lse_p */
+#define TC_PLANT_NAN_LSE 8  /* NaN in lse_p of one part of one row */
+#define TC_PLANT_GARBAGE 16 /* out_p of every -inf part holds NaN / +Inf / -Inf */
+
+/* dtypes: the q/k/v storage types a table runs a case for (0: all). */
+#define TC_ONLY(t) (1 << (t))
+
+typedef struct tc_window {
+    int on;                 /* 0: both -1 (unbounded) */
+    int64_t left, right;    /* -1: unbounded on that side */
+} tc_window;
+
+/* The buffers a bad-input table keeps beside a case's own (too short, read-only, from another
+   context, ...). Each bad-input suite defines struct tc_spares for itself. */
+typedef struct tc_spares tc_spares;
+struct tc_args;
+
+/* A change to a valid call's arguments (bad input). */
+typedef void (*tc_mutation)(struct tc_args *a, tc_spares *s);
+
+typedef struct test_case {
+    const char *name;                   /* a table's label; NULL: none */
+
+    /* shape: q [B,Hq,Sq,D], k [B,Hkv,Sk,D], v [B,Hkv,Sk,Dv], out [B,Hq,Sq,Dv] */
+    int64_t B, Hq, Hkv, Sq, Sk, D, Dv;
+
+    /* storage types */
+    clattn_dtype dtype;                 /* q, k, v */
+    clattn_dtype out_dtype;             /* out and dout */
+    clattn_dtype grad_dtype;            /* dq, dk, dv */
+    clattn_dtype bias_dtype;
+
+    /* the desc */
+    float scale;
+    int causal;
+    clattn_mask_align align;
+    tc_window window;
+    float softcap;
+    tc_bias bias;
+    const int32_t *seqlens_q;           /* NULL or B entries */
+    const int32_t *seqlens_k;
+    float dropout_p;
+    uint64_t dropout_seed, dropout_offset;
+    clattn_algo algo;
+    int no_lse;                         /* the forward gets lse == NULL */
+
+    /* layouts by tensor; NULL: dense BHSD (dq, dk, dv: LAYOUT_BHSD_GUARDED) */
+    const test_layout *lq, *lk, *lv, *lo, *ll, *ldo, *ldq, *ldk, *ldv;
+    int kv_batch_broadcast;             /* k, v one batch's data, strides[0] = 0 */
+
+    /* the data */
+    uint64_t seed;                      /* of the random inputs */
+    double qk_range;                    /* q, k uniform in [-r, r); 0: 1 (v in [-0.5, 1.5)) */
+    int backward;                       /* also dout (random in [-1, 1)), dq, dk, dv */
+    int writable_inputs;                /* inputs CL_MEM_READ_WRITE, not READ_ONLY */
+    int bias_inf;                       /* TC_INF_*, TC_NAN_KEYS */
+    int64_t special_row;                /* the row of TC_INF_ROW, TC_NAN_KEYS, nan_q */
+    int nan_q;                          /* NaN in q[B-1, Hq-1, special_row, D/2] */
+    int poison;                         /* TC_POISON_* */
+
+    /* what a suite does with it */
+    int want;                           /* TC_WANT_* */
+    int also_without_lse;               /* run again with lse == NULL: out bit-identical */
+    int dtypes;                         /* TC_ONLY(q/k/v dtype) | ...; 0: every dtype */
+    int group;                          /* the suite's group of cases, for its report */
+
+    /* merge */
+    struct {
+        size_t n;                       /* parts */
+        clattn_dtype part_dtype;        /* of the parts' outs */
+        clattn_dtype alt_dtype;         /* != part_dtype: the odd parts' outs have this dtype */
+        int plant;                      /* TC_PLANT_* */
+        int64_t split[2];               /* forward over keys [0, a), [a, b), [b, Sk) */
+    } merge;
+
+    /* bad input: the change to a valid call and the answer it must get */
+    tc_mutation mutate;                 /* NULL: only the desc fields above differ */
+    struct {
+        clattn_status status;           /* the status the call must return */
+        const char *names;              /* the message names one of these ("a|b"); NULL:
+                                           only non-empty */
+        const char *names2;             /* and one of these */
+        clattn_status also;             /* another accepted status; CLATTN_SUCCESS: none */
+    } expect;
+} test_case;
+
+/* For tables: the shape, top-left alignment, a window, seqlens. */
+#define TC_SHAPE(b, hq, hkv, sq, sk, d, dv) \
+    .B = (b), .Hq = (hq), .Hkv = (hkv), .Sq = (sq), .Sk = (sk), .D = (d), .Dv = (dv)
+#define TC_TL .align = CLATTN_ALIGN_TOP_LEFT
+#define TC_WIN(l, r) {1, (l), (r)}          /* in code: c.window = (tc_window)TC_WIN(l, r) */
+#define TC_SEQ(...) ((const int32_t[]){__VA_ARGS__})
+/* Padded, permuted views with offsets, different per tensor. */
+#define TC_PADDED                                                                          \
+    .lq = &LAYOUT_BSHD_PADDED, .lk = &LAYOUT_SBHD_PADDED, .lv = &LAYOUT_BHSD_PADDED,       \
+    .lo = &LAYOUT_BSHD_PADDED, .ll = &LAYOUT_SBHD_PADDED, .ldo = &LAYOUT_SBHD_PADDED,      \
+    .ldq = &LAYOUT_BHSD_PADDED, .ldk = &LAYOUT_BSHD_PADDED, .ldv = &LAYOUT_SBHD_PADDED
+/* Every tensor but lse dense BSHD. */
+#define TC_ALL_BSHD                                                                        \
+    .lq = &LAYOUT_BSHD, .lk = &LAYOUT_BSHD, .lv = &LAYOUT_BSHD, .lo = &LAYOUT_BSHD,        \
+    .ldo = &LAYOUT_BSHD, .ldq = &LAYOUT_BSHD, .ldk = &LAYOUT_BSHD, .ldv = &LAYOUT_BSHD
+
+/* For bad-input tables: the status a call must get, what its message names ("a|b", or NULL),
+   and optionally .names2 = "...", .also = another accepted status. */
+#define TC_REJECT(st, ...) .expect = {.status = (st), .names = __VA_ARGS__}
+
+/* A case of this shape with every default, and a seed made from the shape. */
+test_case tc_shape(int64_t B, int64_t Hq, int64_t Hkv, int64_t Sq, int64_t Sk, int64_t D,
+                   int64_t Dv);
+
+/* The desc of the case; bias and seqlens stay NULL (they are device tensors: tc_run_desc). */
+void tc_desc(const test_case *c, clattn_attention_desc *d);
+
+/* The reference's parameters of the case, seqlens included; p->bias stays NULL. */
+void tc_ref_params(const test_case *c, ref_params *p);
+
+/* One line naming the case and every field that is not its default, for failure messages;
+   returns buf. */
+const char *tc_describe(const test_case *c, char *buf, size_t size);
+
+/* Whether a table runs c for q/k/v dtype t (c->dtypes). */
+int tc_runs_dtype(const test_case *c, clattn_dtype t);
+
+/* ---- the tensors of a case ----------------------------------------------------------------- */
+
+typedef enum tc_which { TC_Q, TC_K, TC_V, TC_OUT, TC_LSE, TC_DOUT, TC_DQ, TC_DK, TC_DV } tc_which;
+
+/* The dims of tensor w of the case. */
+void tc_dims(const test_case *c, tc_which w, int64_t dims[4]);
+
+/* Host tensor w of the case: its dims, dtype and layout, every byte canary. */
+void tc_tensor(test_tensor *t, const test_case *c, tc_which w);
+
+/* A case made into tensors. */
+typedef struct tc_run {
+    test_case c;                        /* a copy of the case */
+    test_tensor q, k, v, out, lse, bias;        /* bias: when c.bias */
+    test_tensor dout, dq, dk, dv;               /* when c.backward */
+    cl_mem seqlens_q, seqlens_k;        /* tc_upload, when the case has them */
+    int64_t poisoned;                   /* input elements c.poison set to NaN/Inf */
+    double *ref_out_data, *ref_lse_data;        /* tc_reference */
+    ref_tensor ref_out, ref_lse;
+} tc_run;
+
+/* Host tensors of c: random inputs from c->seed, NaN (q, v, dout) and +Inf (k) in the bytes
+   outside the input views, the bias with what c->bias_inf plants, c->nan_q, c->poison; canary
+   in and around the outputs. Nothing is on the device yet: a test may plant more first. */
+void tc_build(tc_run *r, const test_case *c);
+
+/* The device buffers of the host tensors (and seqlens): inputs READ_ONLY (READ_WRITE with
+   c.writable_inputs), outputs READ_WRITE. */
+void tc_upload(tc_run *r);
+
+/* Free host and device memory. */
+void tc_free(tc_run *r);
+
+/* Poison key j of batch b in every kv head: NaN, +Inf, -Inf in turn along k and v. */
+void tc_poison_key(tc_run *r, int64_t b, int64_t j);
+
+/* The desc of the run: tc_desc with its bias and seqlens. */
+void tc_run_desc(const tc_run *r, clattn_attention_desc *d);
+
+/* ---- calls ------------------------------------------------------------------------------- */
+
+/* The arguments of a forward or backward call; the pointers point into the struct (lsep is
+   NULL when c.no_lse) until a test changes them. */
+typedef struct tc_args {
+    clattn_context *ctx;
+    clattn_attention_desc desc;
+    clattn_tensor q, k, v, out, lse, dout, dq, dk, dv;
+    const clattn_attention_desc *descp;
+    const clattn_tensor *qp, *kp, *vp, *outp, *lsep, *doutp, *dqp, *dkp, *dvp;
+    cl_uint num_wait;
+    const cl_event *wait_list;
+} tc_args;
+
+/* The arguments of r's calls in the test context. */
+void tc_args_init(tc_args *a, const tc_run *r);
+clattn_status tc_call_forward(const tc_args *a, cl_event *event);
+clattn_status tc_call_backward(const tc_args *a, cl_event *event);
+
+/* r's forward / backward with its own arguments and the given wait list. */
+clattn_status tc_forward(tc_run *r, cl_uint num_wait, const cl_event *wait_list,
+                         cl_event *event);
+clattn_status tc_backward(tc_run *r, cl_uint num_wait, const cl_event *wait_list,
+                          cl_event *event);
+
+/* A rejected call: status c->expect.status (or .also), a message that names c->expect.names
+   and .names2, *event cleared. Logs the answer. */
+void tc_expect_rejected(const test_case *c, clattn_status st, cl_event ev, const char *label);
+
+/* ---- reference and checks ------------------------------------------------------------------ */
+
+/* The reference forward of r into r->ref_out, r->ref_lse (once). */
+void tc_reference(tc_run *r);
+
+/* The reference gradients of r (dout included), and which rows must be exactly 0 (see
+   test_grad_zero_rows; the caller frees both). */
+void tc_reference_grads(tc_run *r, test_grads *g, unsigned char **zero_q,
+                        unsigned char **zero_kv);
+
+/* Every byte of t's buffer on the device equals its host copy (an input stayed unwritten). */
+void tc_expect_unchanged(const test_tensor *t, const char *name, const char *label);
+
+/* No byte of t's host copy outside its view lost its canary. */
+void tc_expect_outside_intact(const test_tensor *t, const char *name, const char *label);
+
+typedef struct tc_fwd_result {
+    cmp_result out, lse;                /* lse: cmp_none() when c.no_lse */
+    int64_t empty_rows, nan_rows;       /* of the reference */
+} tc_fwd_result;
+
+/* After a forward of r: downloads out and lse, computes the reference, checks c.want against
+   it (asserts), expects out under test_out_tolerance(out_dtype) and lse under TOL_F32_LSE
+   (with lse == NULL: the lse buffer untouched), the bytes around both views intact and q, k,
+   v unchanged. res (if not NULL) gets the results. */
+void tc_check_forward(tc_run *r, const char *label, tc_fwd_result *res);
+
+typedef struct tc_grad_result {
+    cmp_result dq, dk, dv;
+    double tol;                         /* test_grad_tolerance of the case */
+} tc_grad_result;
+
+/* After a backward of r: downloads dq, dk, dv, checks c.want against the reference (asserts),
+   expects each gradient under test_grad_tolerance() with its contract's zero rows exactly 0,
+   the bytes around the gradient views intact and q, k, v, dout unchanged. res (if not NULL)
+   gets the results. */
+void tc_check_backward(tc_run *r, const char *label, tc_grad_result *res);
+
 #endif
