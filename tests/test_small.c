@@ -13,149 +13,80 @@
 
 #include "common.h"
 
-typedef struct small_case {
-    int64_t b, hq, hkv, sq, sk, d, dv;
-    int causal;
-    clattn_mask_align align;
-    int64_t window_left, window_right;
-    const test_layout *layout;
-    clattn_dtype dtype;      /* q, k, v and out */
-    clattn_algo algo;
-    float softcap;
-    int bias;                /* 0: none; 1: [1, Hq, Sq, Sk] with -inf entries */
-    int seqlens;             /* 0: none; 1: seqlens_q = Sq - 3 and seqlens_k = Sk - 5 per batch */
-    float dropout_p;
-} small_case;
+#define SHAPE TC_SHAPE
+#define TL TC_TL
+#define WIN TC_WIN
+#define SEQ TC_SEQ
+/* q, k, v and out in layout l (lse dense) */
+#define ALL(l) .lq = &(l), .lk = &(l), .lv = &(l), .lo = &(l)
+/* q, k, v, out and the bias in dtype t */
+#define STORED(t) .dtype = (t), .out_dtype = (t), .bias_dtype = (t)
+/* bias [1, Hq, Sq, Sk] with -inf at every 7th key of a row */
+#define STRIPED_BIAS .bias = TC_BIAS_BATCH1, .bias_inf = TC_INF_STRIPES
 
-#define F32 CLATTN_F32, CLATTN_ALGO_AUTO, 0.0f, 0, 0, 0.0f
-
-static const small_case cases[] = {
-    {1, 1, 1, 1, 1, 1, 1, 0, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD, F32},
-    {1, 2, 1, 9, 13, 20, 20, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD, F32},
-    {2, 4, 2, 70, 67, 16, 24, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BSHD_PADDED, F32},
-    {1, 2, 2, 67, 5, 8, 8, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD_PADDED, F32},
-    {1, 3, 1, 33, 80, 5, 3, 1, CLATTN_ALIGN_TOP_LEFT, -1, -1, &LAYOUT_SBHD_PADDED, F32},
-    {1, 2, 1, 40, 40, 12, 12, 0, CLATTN_ALIGN_BOTTOM_RIGHT, 7, 3, &LAYOUT_BHSD, F32},
-    {1, 2, 2, 30, 70, 33, 17, 1, CLATTN_ALIGN_TOP_LEFT, 10, -1, &LAYOUT_BSHD, F32},
-    {2, 4, 2, 21, 37, 16, 16, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD_PADDED,
-     CLATTN_F16, CLATTN_ALGO_FUSED, 5.0f, 1, 1, 0.0f},
-    {2, 2, 1, 3, 600, 24, 8, 0, CLATTN_ALIGN_BOTTOM_RIGHT, 300, -1, &LAYOUT_BSHD,
-     CLATTN_BF16, CLATTN_ALGO_SPLIT_KV, 0.0f, 1, 1, 0.0f},
-    {1, 4, 1, 2, 530, 8, 8, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD,
-     CLATTN_F32, CLATTN_ALGO_AUTO, 30.0f, 0, 0, 0.0f},
-    {2, 2, 2, 19, 23, 8, 8, 1, CLATTN_ALIGN_TOP_LEFT, -1, -1, &LAYOUT_BHSD,
-     CLATTN_F32, CLATTN_ALGO_AUTO, 0.0f, 0, 0, 0.25f},
-    {1, 4, 2, 2, 600, 8, 8, 0, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, &LAYOUT_BHSD,
-     CLATTN_F32, CLATTN_ALGO_SPLIT_KV, 0.0f, 0, 1, 0.5f},
+/* Every case runs with q and k uniform in [-2, 2) (run_case), sharper scores than the other
+   suites' [-1, 1). */
+static const test_case cases[] = {
+    {"1x1", SHAPE(1, 1, 1, 1, 1, 1, 1)},
+    {"causal", SHAPE(1, 2, 1, 9, 13, 20, 20), .causal = 1},
+    {"causal, D != Dv, bshd+pad", SHAPE(2, 4, 2, 70, 67, 16, 24), .causal = 1,
+     ALL(LAYOUT_BSHD_PADDED)},
+    {"causal Sq > Sk, bhsd+pad", SHAPE(1, 2, 2, 67, 5, 8, 8), .causal = 1,
+     ALL(LAYOUT_BHSD_PADDED)},
+    {"causal TL, odd head dims, sbhd+pad", SHAPE(1, 3, 1, 33, 80, 5, 3), .causal = 1, TL,
+     ALL(LAYOUT_SBHD_PADDED)},
+    {"window (7,3)", SHAPE(1, 2, 1, 40, 40, 12, 12), .window = WIN(7, 3)},
+    {"causal TL window (10,-1), bshd", SHAPE(1, 2, 2, 30, 70, 33, 17), .causal = 1, TL,
+     .window = WIN(10, -1), ALL(LAYOUT_BSHD)},
+    {"f16 FUSED softcap bias seqlens", SHAPE(2, 4, 2, 21, 37, 16, 16), .causal = 1,
+     ALL(LAYOUT_BHSD_PADDED), STORED(CLATTN_F16), .algo = CLATTN_ALGO_FUSED, .softcap = 5.0f,
+     STRIPED_BIAS, .seqlens_q = SEQ(18, 19), .seqlens_k = SEQ(32, 33)},
+    {"bf16 SPLIT_KV window bias seqlens", SHAPE(2, 2, 1, 3, 600, 24, 8),
+     .window = WIN(300, -1), ALL(LAYOUT_BSHD), STORED(CLATTN_BF16),
+     .algo = CLATTN_ALGO_SPLIT_KV, STRIPED_BIAS, .seqlens_q = SEQ(3, 3),
+     .seqlens_k = SEQ(595, 596)},
+    {"decode causal softcap", SHAPE(1, 4, 1, 2, 530, 8, 8), .causal = 1, .softcap = 30.0f},
+    {"causal TL dropout", SHAPE(2, 2, 2, 19, 23, 8, 8), .causal = 1, TL, .dropout_p = 0.25f},
+    {"SPLIT_KV seqlens dropout", SHAPE(1, 4, 2, 2, 600, 8, 8), .algo = CLATTN_ALGO_SPLIT_KV,
+     .seqlens_q = SEQ(2), .seqlens_k = SEQ(595), .dropout_p = 0.5f},
 };
-
-/* bias [1, Hq, Sq, Sk] in dtype, every 7th entry -inf; its f64 copy in *store. */
-static void make_bias(const small_case *c, test_tensor *bias, test_rng *rng)
-{
-    const int64_t dims[4] = {1, c->hq, c->sq, c->sk};
-    tt_init(bias, c->dtype, dims, &LAYOUT_BHSD);
-    tt_fill_random(bias, rng, -1.0, 1.0);
-    for (int64_t h = 0; h < c->hq; h++)
-        for (int64_t i = 0; i < c->sq; i++)
-            for (int64_t j = (i + h) % 7; j < c->sk; j += 7)
-                tt_set(bias, 0, h, i, j, -INFINITY);
-    tt_upload(bias, CL_MEM_READ_ONLY);
-}
-
-/* out stored in 16 bits: relative rounding of the storage (half an ulp, and a margin) */
-#define TOL_F16_STORE 1e-3
-#define TOL_BF16_STORE 8e-3
 
 TestSuite(small, .fini = test_ctx_release);
 
-static void run_case(const small_case *c, cmp_result *worst_out, cmp_result *worst_lse)
+/* The scaled error of a result: 16-bit outputs scaled by the storage's relative precision to
+   f32's tolerance (tol_f32 / tol). */
+static void fold_scaled(cmp_result *worst, cmp_result r, double tol_f32, double tol)
 {
-    const int64_t qd[4] = {c->b, c->hq, c->sq, c->d}, kd[4] = {c->b, c->hkv, c->sk, c->d},
-                  vd[4] = {c->b, c->hkv, c->sk, c->dv}, od[4] = {c->b, c->hq, c->sq, c->dv},
-                  ld[4] = {c->b, c->hq, c->sq, 1};
-    test_tensor q, k, v, out, lse, bias;
-    test_rng rng;
-    rng_seed(&rng, (uint64_t)(c->sq * 1000 + c->sk));
-    tt_init(&q, c->dtype, qd, c->layout);
-    tt_init(&k, c->dtype, kd, c->layout);
-    tt_init(&v, c->dtype, vd, c->layout);
-    tt_init(&out, c->dtype, od, c->layout);
-    tt_init(&lse, CLATTN_F32, ld, &LAYOUT_BHSD);
-    test_tensor *inputs[] = {&q, &k, &v};
-    for (int i = 0; i < 3; i++) {
-        tt_fill_random(inputs[i], &rng, -2.0, 2.0);
-        tt_upload(inputs[i], CL_MEM_READ_ONLY);
-    }
-    tt_upload(&out, CL_MEM_READ_WRITE);
-    tt_upload(&lse, CL_MEM_READ_WRITE);
+    r.worst *= tol_f32 / tol;
+    cmp_merge(worst, &r);
+}
 
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
-    desc.causal = c->causal;
-    desc.align = c->align;
-    desc.window_left = c->window_left;
-    desc.window_right = c->window_right;
-    desc.algo = c->algo;
-    desc.softcap = c->softcap;
-    desc.dropout_p = c->dropout_p;
-    desc.dropout_seed = 0x5eed0000beefull + (uint64_t)c->sk;
-    if (c->bias) {
-        make_bias(c, &bias, &rng);
-        desc.bias = &bias.view;
-    }
-    int32_t seqlens_q[2], seqlens_k[2];
-    for (int b = 0; b < 2; b++) {
-        seqlens_q[b] = (int32_t)(c->sq > 3 ? c->sq - 3 + b : c->sq);
-        seqlens_k[b] = (int32_t)(c->sk - 5 + b);
-    }
-    cl_mem lengths_q = NULL, lengths_k = NULL;
-    if (c->seqlens) {
-        lengths_q = buf_new(CL_MEM_READ_ONLY, sizeof seqlens_q, seqlens_q);
-        lengths_k = buf_new(CL_MEM_READ_ONLY, sizeof seqlens_k, seqlens_k);
-        desc.seqlens_q = lengths_q;
-        desc.seqlens_k = lengths_k;
-    }
-    TEST_CHECK_STATUS(clattn_attention_forward(test_ctx(), &desc, &q.view, &k.view, &v.view,
-                                               &out.view, &lse.view, 0, NULL, NULL),
-                      "forward");
-    tt_download(&out);
-    tt_download(&lse);
+/* What a forward's out error is scaled by: the storage rounding of a 16-bit out, else the f32
+   tolerance (scale 1). */
+static double out_scale(clattn_dtype out_dtype)
+{
+    return out_dtype == CLATTN_F16    ? TOL_OUT_STORE_F16
+           : out_dtype == CLATTN_BF16 ? TOL_OUT_STORE_BF16
+                                      : TOL_F32_OUT;
+}
 
-    ref_params p;
-    ref_params_init(&p);
-    p.causal = c->causal;
-    p.align = c->align;
-    p.window_left = c->window_left;
-    p.window_right = c->window_right;
-    p.softcap = c->softcap;
-    p.dropout_p = c->dropout_p;
-    p.dropout_seed = desc.dropout_seed;
-    if (c->seqlens) {
-        p.seqlens_q = seqlens_q;
-        p.seqlens_k = seqlens_k;
-    }
-    double *want_out, *want_lse;
-    ref_tensor ro, rl;
-    test_reference_of(p, &q, &k, &v, c->bias ? &bias : NULL, &want_out, &ro, &want_lse, &rl);
-    cmp_result r_out = compare_out(&out, &ro), r_lse = compare_lse(&lse, &rl);
-    /* 16-bit outputs: scale the error by the storage's relative precision to f32's tolerance */
-    if (c->dtype != CLATTN_F32)
-        r_out.worst *= TOL_F32_OUT / (c->dtype == CLATTN_F16 ? TOL_F16_STORE : TOL_BF16_STORE);
-    cmp_merge(worst_out, &r_out);
-    cmp_merge(worst_lse, &r_lse);
-    cr_expect_eq(tt_outside_damage(&out, NULL), 0, "bytes outside the out view were written");
-
-    free(want_out);
-    free(want_lse);
-    test_tensor *all[] = {&q, &k, &v, &out, &lse};
-    for (int i = 0; i < 5; i++)
-        tt_free(all[i]);
-    if (c->bias)
-        tt_free(&bias);
-    if (lengths_q) {
-        clReleaseMemObject(lengths_q);
-        clReleaseMemObject(lengths_k);
-    }
+static void run_case(const test_case *table_case, cmp_result *worst_out, cmp_result *worst_lse)
+{
+    test_case c = *table_case;
+    c.seed = (uint64_t)(c.Sq * 1000 + c.Sk);
+    c.qk_range = 2.0;
+    c.dropout_seed = 0x5eed0000beefull + (uint64_t)c.Sk;
+    char label[512];
+    tc_describe(&c, label, sizeof label);
+    tc_run r;
+    tc_build(&r, &c);
+    tc_upload(&r);
+    TEST_CHECK_STATUS(tc_forward(&r, 0, NULL, NULL), label);
+    tc_fwd_result res;
+    tc_check_forward(&r, label, &res);
+    fold_scaled(worst_out, res.out, TOL_F32_OUT, out_scale(c.out_dtype));
+    cmp_merge(worst_lse, &res.lse);
+    tc_free(&r);
 }
 
 Test(small, every_kernel_branch_matches_reference)
@@ -172,142 +103,45 @@ Test(small, every_kernel_branch_matches_reference)
 
 /* ---- the backward ------------------------------------------------------------------------- */
 
-typedef struct small_bwd_case {
-    int64_t b, hq, hkv, sq, sk, d, dv;
-    int causal;
-    clattn_mask_align align;
-    int64_t window_left, window_right;
-    clattn_dtype dtype;        /* q, k, v */
-    clattn_dtype out_dtype;    /* out and dout */
-    clattn_dtype grad_dtype;   /* dq, dk, dv */
-    float softcap;
-    int bias;                  /* 1: [1, Hq, Sq, Sk] with -inf entries (make_bias) */
-    int seqlens;               /* 1: seqlens_q = Sq - 2 + b, seqlens_k = Sk - 3 + b */
-    float dropout_p;
-} small_bwd_case;
+/* Every tensor in its own layout. */
+#define BWD_LAYOUTS                                                                         \
+    .lk = &LAYOUT_BSHD_PADDED, .ldq = &LAYOUT_BHSD_PADDED, .ldk = &LAYOUT_BSHD_PADDED,      \
+    .ldv = &LAYOUT_SBHD_PADDED
 
 /* Tiny: both kernels (dk/dv over key blocks, dq over query blocks) with partial blocks, GQA
    sums, causal with rows and keys that see nothing, bias with -inf, dropout, f16 storage of
    every tensor; and f32 with a window, softcap and padded batches. */
-static const small_bwd_case bwd_cases[] = {
-    {1, 2, 1, 7, 9, 8, 8, 1, CLATTN_ALIGN_BOTTOM_RIGHT, -1, -1, CLATTN_F16, CLATTN_F16,
-     CLATTN_F16, 0.0f, 1, 0, 0.25f},
-    {2, 2, 1, 9, 5, 8, 5, 1, CLATTN_ALIGN_TOP_LEFT, 2, -1, CLATTN_F32, CLATTN_F32, CLATTN_F32,
-     3.0f, 0, 1, 0.0f},
+static const test_case bwd_cases[] = {
+    {"f16 everywhere, causal, bias, dropout", SHAPE(1, 2, 1, 7, 9, 8, 8), .causal = 1,
+     STORED(CLATTN_F16), .grad_dtype = CLATTN_F16, STRIPED_BIAS, .dropout_p = 0.25f,
+     BWD_LAYOUTS},
+    {"f32 causal TL, window, softcap, seqlens", SHAPE(2, 2, 1, 9, 5, 8, 5), .causal = 1, TL,
+     .window = WIN(2, -1), .softcap = 3.0f, .seqlens_q = SEQ(7, 8), .seqlens_k = SEQ(2, 3),
+     BWD_LAYOUTS},
 };
 
-static void run_bwd_case(const small_bwd_case *c, size_t index, cmp_result *worst)
+static void run_bwd_case(const test_case *table_case, size_t index, cmp_result *worst)
 {
-    const int64_t qd[4] = {c->b, c->hq, c->sq, c->d}, kd[4] = {c->b, c->hkv, c->sk, c->d},
-                  vd[4] = {c->b, c->hkv, c->sk, c->dv}, od[4] = {c->b, c->hq, c->sq, c->dv},
-                  ld[4] = {c->b, c->hq, c->sq, 1};
-    test_tensor q, k, v, out, dout, lse, dq, dk, dv, bias;
-    test_rng rng;
-    rng_seed(&rng, 0xb0c0 + index);
-    tt_init(&q, c->dtype, qd, &LAYOUT_BHSD);
-    tt_init(&k, c->dtype, kd, &LAYOUT_BSHD_PADDED);
-    tt_init(&v, c->dtype, vd, &LAYOUT_BHSD);
-    tt_init(&out, c->out_dtype, od, &LAYOUT_BHSD);
-    tt_init(&dout, c->out_dtype, od, &LAYOUT_BHSD);
-    tt_init(&lse, CLATTN_F32, ld, &LAYOUT_BHSD);
-    tt_init(&dq, c->grad_dtype, qd, &LAYOUT_BHSD_PADDED);
-    tt_init(&dk, c->grad_dtype, kd, &LAYOUT_BSHD_PADDED);
-    tt_init(&dv, c->grad_dtype, vd, &LAYOUT_SBHD_PADDED);
-    tt_fill_random(&q, &rng, -2.0, 2.0);
-    tt_fill_random(&k, &rng, -2.0, 2.0);
-    tt_fill_random(&v, &rng, -1.0, 2.0);
-    tt_fill_random(&dout, &rng, -1.0, 1.0);
-    test_tensor *inputs[] = {&q, &k, &v, &dout};
-    for (int i = 0; i < 4; i++)
-        tt_upload(inputs[i], CL_MEM_READ_ONLY);
-    test_tensor *outputs[] = {&out, &lse, &dq, &dk, &dv};
-    for (int i = 0; i < 5; i++)
-        tt_upload(outputs[i], CL_MEM_READ_WRITE);
-
-    clattn_attention_desc desc;
-    clattn_attention_desc_init(&desc);
-    desc.causal = c->causal;
-    desc.align = c->align;
-    desc.window_left = c->window_left;
-    desc.window_right = c->window_right;
-    desc.softcap = c->softcap;
-    desc.dropout_p = c->dropout_p;
-    desc.dropout_seed = 0xd00d0000feedull + index;
-    desc.dropout_offset = 3 + index;
-    if (c->bias) {
-        small_case shape = {.hq = c->hq, .sq = c->sq, .sk = c->sk, .dtype = c->dtype};
-        make_bias(&shape, &bias, &rng);
-        desc.bias = &bias.view;
-    }
-    int32_t seqlens_q[2], seqlens_k[2];
-    for (int b = 0; b < 2; b++) {
-        seqlens_q[b] = (int32_t)(c->sq - 2 + b);
-        seqlens_k[b] = (int32_t)(c->sk - 3 + b);
-    }
-    cl_mem lengths_q = NULL, lengths_k = NULL;
-    if (c->seqlens) {
-        lengths_q = buf_new(CL_MEM_READ_ONLY, sizeof seqlens_q, seqlens_q);
-        lengths_k = buf_new(CL_MEM_READ_ONLY, sizeof seqlens_k, seqlens_k);
-        desc.seqlens_q = lengths_q;
-        desc.seqlens_k = lengths_k;
-    }
-    TEST_CHECK_STATUS(clattn_attention_forward(test_ctx(), &desc, &q.view, &k.view, &v.view,
-                                               &out.view, &lse.view, 0, NULL, NULL),
-                      "forward");
-    TEST_CHECK_STATUS(clattn_attention_backward(test_ctx(), &desc, &q.view, &k.view, &v.view,
-                                                &out.view, &dout.view, &lse.view, &dq.view,
-                                                &dk.view, &dv.view, 0, NULL, NULL),
-                      "backward");
-    tt_download(&dq);
-    tt_download(&dk);
-    tt_download(&dv);
-
-    ref_params p = test_ref_params_of(&desc);
-    if (c->seqlens) {
-        p.seqlens_q = seqlens_q;
-        p.seqlens_k = seqlens_k;
-    }
-    test_grads want;
-    test_reference_backward_of(p, &q, &k, &v, &dout, c->bias ? &bias : NULL, &want);
-    double *bias_store = NULL;
-    ref_tensor rb;
-    if (c->bias) {
-        rb = tt_to_ref(&bias, &bias_store);
-        p.bias = &rb;
-    }
-    unsigned char *zq, *zkv;
-    test_grad_zero_rows(&p, c->b, c->hq, c->hkv, c->sq, c->sk, &zq, &zkv);
-    const test_tensor *got[3] = {&dq, &dk, &dv};
-    const ref_tensor *ref[3] = {&want.dq, &want.dk, &want.dv};
-    const unsigned char *zero[3] = {zq, zkv, zkv};
-    const char *names[3] = {"dq", "dk", "dv"};
-    double tol = test_grad_tolerance(c->grad_dtype, c->out_dtype);
-    for (int g = 0; g < 3; g++) {
-        char buf[256];
-        cmp_result r = compare_grad(got[g], ref[g], zero[g]);
-        cr_expect(r.worst <= tol && r.hard == 0, "backward case %zu: %s %s (tolerance %g)",
-                  index, names[g], cmp_describe(&r, buf, sizeof buf), tol);
-        cr_expect_eq(tt_outside_damage(got[g], NULL), 0,
-                     "backward case %zu: bytes outside the %s view were written", index,
-                     names[g]);
-        /* scaled to the f32 tolerance, as the forward cases above do for 16-bit outputs */
-        r.worst *= TOL_F32_GRAD / tol;
-        cmp_merge(worst, &r);
-    }
-    free(zq);
-    free(zkv);
-    free(bias_store);
-    test_grads_free(&want);
-    for (int i = 0; i < 4; i++)
-        tt_free(inputs[i]);
-    for (int i = 0; i < 5; i++)
-        tt_free(outputs[i]);
-    if (c->bias)
-        tt_free(&bias);
-    if (lengths_q) {
-        clReleaseMemObject(lengths_q);
-        clReleaseMemObject(lengths_k);
-    }
+    test_case c = *table_case;
+    c.backward = 1;
+    c.seed = 0xb0c0 + index;
+    c.qk_range = 2.0;
+    c.dropout_seed = 0xd00d0000feedull + index;
+    c.dropout_offset = 3 + index;
+    char label[512];
+    tc_describe(&c, label, sizeof label);
+    tc_run r;
+    tc_build(&r, &c);
+    tc_upload(&r);
+    TEST_CHECK_STATUS(tc_forward(&r, 0, NULL, NULL), "forward");
+    TEST_CHECK_STATUS(tc_backward(&r, 0, NULL, NULL), "backward");
+    tc_grad_result g;
+    tc_check_backward(&r, label, &g);
+    /* scaled to the f32 tolerance, as the forward cases above do for 16-bit outputs */
+    fold_scaled(worst, g.dq, TOL_F32_GRAD, g.tol);
+    fold_scaled(worst, g.dk, TOL_F32_GRAD, g.tol);
+    fold_scaled(worst, g.dv, TOL_F32_GRAD, g.tol);
+    tc_free(&r);
 }
 
 Test(small, backward_matches_reference)
