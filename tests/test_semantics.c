@@ -1,6 +1,7 @@
-/* The forward's semantics (DESIGN.md "Semantics" and "Precise rules"), as ONE table of cases
-   run for every algorithm (FUSED, SPLIT_KV, UNFUSED, AUTO) x every q/k/v storage type (f32,
-   f16, bf16): one Criterion test per (algo, dtype), each in its own process.
+/* The forward's semantics (docs/semantics.md: "Scores", "Which keys a row sees", "Softmax, lse
+   and empty rows", "Precise rules", "Algorithms"), as ONE table of cases (test_case) run for
+   every algorithm (FUSED, SPLIT_KV, UNFUSED, AUTO) x every q/k/v storage type (f32, f16,
+   bf16): one Criterion test per (algo, dtype), each in its own process.
 
    Covered: scale (default, explicit, negative); causal with both aligns and Sq < Sk, Sq == Sk,
    Sq > Sk; windows left/right with and without causal, both aligns; softcap; bias [B,Hq,Sq,Sk]
@@ -27,70 +28,19 @@
 
 #include "common.h"
 
-/* Extra out tolerance, relative to the row scale, for an out stored in 16 bits: half an ulp
-   of the format (f16: 2^-11 = 4.9e-4, bf16: 2^-8 = 3.9e-3) with margin. */
-#define TOL_OUT_STORE_F16 1e-3
-#define TOL_OUT_STORE_BF16 8e-3
-
 TestSuite(semantics, .fini = test_ctx_release);
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-typedef enum bias_kind {
-    BIAS_NONE = 0,
-    BIAS_FULL,       /* [B, Hq, Sq, Sk] */
-    BIAS_BATCH1,     /* [1, Hq, Sq, Sk]: broadcast over the batch */
-    BIAS_HEAD1,      /* [B, 1, Sq, Sk]: broadcast over the heads */
-    BIAS_ROW1,       /* [B, Hq, 1, Sk]: broadcast over the query rows */
-    BIAS_KEYS,       /* [1, 1, 1, Sk]: one key bias for everything */
-    BIAS_STRIDE0     /* dims [B, Hq, Sq, Sk], strides[0] = strides[1] = 0 */
-} bias_kind;
+#define SHAPE TC_SHAPE
+#define TL TC_TL
+#define WIN TC_WIN
+#define SEQ TC_SEQ
 
-/* -INFINITY in the bias. */
-#define INF_SCATTER 1   /* about one entry in 11 */
-#define INF_ROW 2       /* row special_row of the last (batch, head) of the bias: every key
-                           visible to it -INFINITY, every invisible key +40 */
-#define NAN_KEYS 4      /* NaN: at the last key visible to row special_row of the last
-                           (batch, head) (that row is NaN); at every key that row 0 of (0, 0)
-                           does not see (changes nothing) */
-
-/* What the reference of a case must contain (checks the table itself). */
-#define WANT_EMPTY 1    /* at least one row without a visible key (out 0, lse -inf) */
-#define WANT_NAN 2      /* at least one NaN row */
-
-typedef struct sem_window {
-    int on;
-    int64_t left, right;
-} sem_window;
-#define WIN(l, r) {1, (l), (r)}
-
-typedef struct sem_case {
-    const char *name;
-    int64_t B, Hq, Hkv, Sq, Sk, D, Dv;
-    float scale;
-    int causal;
-    clattn_mask_align align;
-    sem_window window;              /* off: both -1 */
-    float softcap;
-    bias_kind bias;
-    int bias_inf;                   /* INF_SCATTER | INF_ROW */
-    clattn_dtype bias_dtype;
-    clattn_dtype out_dtype;
-    const int32_t *seqlens_q;       /* NULL or B entries */
-    const int32_t *seqlens_k;
-    int nan_q;                      /* NaN in q[B-1, Hq-1, special_row, D/2] */
-    int64_t special_row;
-    int layouts;                    /* permuted, padded views with offsets */
-    int also_without_lse;           /* run again with lse == NULL: out must be bit-identical */
-    int want;                       /* WANT_EMPTY | WANT_NAN */
-} sem_case;
-
-#define SHAPE(b, hq, hkv, sq, sk, d, dv) \
-    .B = (b), .Hq = (hq), .Hkv = (hkv), .Sq = (sq), .Sk = (sk), .D = (d), .Dv = (dv)
-#define TL .align = CLATTN_ALIGN_TOP_LEFT
-#define SEQ(...) ((const int32_t[]){__VA_ARGS__})
-
-static const sem_case table[] = {
+/* Each case runs for every (algo, q/k/v dtype): tc_build makes the tensors (the bias with what
+   bias_inf plants, nan_q, padded layouts), tc_check_forward checks the outputs and that the
+   reference has the empty and NaN rows `want` says (TC_WANT_*, common.h). */
+static const test_case table[] = {
     /* scale */
     {"scale default 1/sqrt(D)", SHAPE(2, 2, 2, 33, 47, 64, 64), .also_without_lse = 1},
     {"scale 0.5", SHAPE(1, 2, 1, 29, 41, 32, 32), .scale = 0.5f},
@@ -100,7 +50,7 @@ static const sem_case table[] = {
     /* causal, both aligns, Sq < Sk, Sq == Sk, Sq > Sk */
     {"causal BR Sq<Sk", SHAPE(1, 2, 1, 37, 90, 64, 64), .causal = 1},
     {"causal BR Sq==Sk", SHAPE(2, 2, 2, 70, 70, 32, 32), .causal = 1, .also_without_lse = 1},
-    {"causal BR Sq>Sk", SHAPE(1, 2, 1, 90, 37, 64, 64), .causal = 1, .want = WANT_EMPTY},
+    {"causal BR Sq>Sk", SHAPE(1, 2, 1, 90, 37, 64, 64), .causal = 1, .want = TC_WANT_EMPTY},
     {"causal TL Sq<Sk", SHAPE(1, 2, 1, 37, 90, 16, 16), .causal = 1, TL},
     {"causal TL Sq==Sk", SHAPE(1, 2, 2, 64, 64, 128, 128), .causal = 1, TL},
     {"causal TL Sq>Sk", SHAPE(1, 2, 1, 90, 37, 48, 48), .causal = 1, TL},
@@ -117,11 +67,11 @@ static const sem_case table[] = {
     {"window left 5, BR Sq<Sk", SHAPE(1, 2, 1, 40, 70, 16, 24), .window = WIN(5, -1)},
     {"window right 3, TL Sq==Sk", SHAPE(1, 2, 1, 50, 50, 16, 24), TL, .window = WIN(-1, 3)},
     {"window (4,2), BR Sq>Sk", SHAPE(1, 2, 2, 70, 40, 32, 32), .window = WIN(4, 2),
-     .want = WANT_EMPTY},
+     .want = TC_WANT_EMPTY},
     {"window left 8 + causal BR Sq<Sk", SHAPE(1, 2, 1, 31, 64, 64, 64), .causal = 1,
      .window = WIN(8, -1)},
     {"window left 3 + causal TL Sq>Sk", SHAPE(1, 2, 1, 64, 31, 16, 16), .causal = 1, TL,
-     .window = WIN(3, -1), .want = WANT_EMPTY},
+     .window = WIN(3, -1), .want = TC_WANT_EMPTY},
     {"window (0,0) TL: diagonal only", SHAPE(1, 2, 1, 40, 40, 32, 32), TL,
      .window = WIN(0, 0)},
     {"window (10,10) + causal BR Sq==Sk", SHAPE(1, 2, 2, 100, 100, 64, 64), .causal = 1,
@@ -134,69 +84,71 @@ static const sem_case table[] = {
     /* softcap */
     {"softcap 5, scale 1", SHAPE(1, 2, 1, 40, 60, 32, 32), .scale = 1.0f, .softcap = 5.0f},
     {"softcap 2 + causal + full bias", SHAPE(2, 2, 1, 33, 47, 64, 64), .softcap = 2.0f,
-     .causal = 1, .bias = BIAS_FULL},
+     .causal = 1, .bias = TC_BIAS_FULL},
     {"softcap 3, scale -1, window", SHAPE(1, 2, 2, 30, 30, 16, 16), .scale = -1.0f,
      .softcap = 3.0f, .window = WIN(6, 6)},
     {"softcap 4, scale 1, GQA, Sq=8 Sk=1100", SHAPE(1, 2, 1, 8, 1100, 64, 64), .scale = 1.0f,
      .softcap = 4.0f},
 
     /* bias */
-    {"bias [B,Hq,Sq,Sk] with -inf", SHAPE(2, 4, 2, 33, 57, 32, 32), .bias = BIAS_FULL,
-     .bias_inf = INF_SCATTER, .also_without_lse = 1},
-    {"bias [1,Hq,Sq,Sk] + causal", SHAPE(2, 2, 1, 40, 40, 64, 64), .bias = BIAS_BATCH1,
-     .bias_inf = INF_SCATTER, .causal = 1},
-    {"bias [B,1,Sq,Sk] + window", SHAPE(2, 4, 4, 35, 50, 32, 16), .bias = BIAS_HEAD1,
+    {"bias [B,Hq,Sq,Sk] with -inf", SHAPE(2, 4, 2, 33, 57, 32, 32), .bias = TC_BIAS_FULL,
+     .bias_inf = TC_INF_SCATTER, .also_without_lse = 1},
+    {"bias [1,Hq,Sq,Sk] + causal", SHAPE(2, 2, 1, 40, 40, 64, 64), .bias = TC_BIAS_BATCH1,
+     .bias_inf = TC_INF_SCATTER, .causal = 1},
+    {"bias [B,1,Sq,Sk] + window", SHAPE(2, 4, 4, 35, 50, 32, 16), .bias = TC_BIAS_HEAD1,
      .window = WIN(7, 3)},
-    {"bias [B,Hq,1,Sk]", SHAPE(2, 2, 1, 30, 45, 16, 16), .bias = BIAS_ROW1,
-     .bias_inf = INF_SCATTER},
-    {"bias [1,1,1,Sk] with -inf", SHAPE(2, 2, 2, 31, 64, 64, 64), .bias = BIAS_KEYS,
-     .bias_inf = INF_SCATTER},
+    {"bias [B,Hq,1,Sk]", SHAPE(2, 2, 1, 30, 45, 16, 16), .bias = TC_BIAS_ROW1,
+     .bias_inf = TC_INF_SCATTER},
+    {"bias [1,1,1,Sk] with -inf", SHAPE(2, 2, 2, 31, 64, 64, 64), .bias = TC_BIAS_KEYS,
+     .bias_inf = TC_INF_SCATTER},
     {"bias stride-0 over batch and heads", SHAPE(2, 3, 1, 25, 39, 32, 32),
-     .bias = BIAS_STRIDE0, .bias_inf = INF_SCATTER},
+     .bias = TC_BIAS_STRIDE0, .bias_inf = TC_INF_SCATTER},
     {"bias row all -inf where visible (causal BR)", SHAPE(2, 2, 1, 40, 50, 32, 32),
-     .causal = 1, .bias = BIAS_FULL, .bias_inf = INF_ROW | INF_SCATTER, .special_row = 17,
-     .want = WANT_EMPTY},
+     .causal = 1, .bias = TC_BIAS_FULL, .bias_inf = TC_INF_ROW | TC_INF_SCATTER,
+     .special_row = 17, .want = TC_WANT_EMPTY},
     {"bias [B,1,Sq,Sk] row all -inf (every head)", SHAPE(2, 4, 2, 30, 30, 16, 16),
-     .bias = BIAS_HEAD1, .bias_inf = INF_ROW, .special_row = 0, .want = WANT_EMPTY},
-    {"bias f16 [B,Hq,Sq,Sk] with -inf", SHAPE(1, 2, 1, 33, 47, 64, 64), .bias = BIAS_FULL,
-     .bias_dtype = CLATTN_F16, .bias_inf = INF_SCATTER | INF_ROW, .special_row = 5,
-     .want = WANT_EMPTY},
+     .bias = TC_BIAS_HEAD1, .bias_inf = TC_INF_ROW, .special_row = 0, .want = TC_WANT_EMPTY},
+    {"bias f16 [B,Hq,Sq,Sk] with -inf", SHAPE(1, 2, 1, 33, 47, 64, 64), .bias = TC_BIAS_FULL,
+     .bias_dtype = CLATTN_F16, .bias_inf = TC_INF_SCATTER | TC_INF_ROW, .special_row = 5,
+     .want = TC_WANT_EMPTY},
     {"bias bf16 [1,Hq,Sq,Sk] + causal TL", SHAPE(2, 2, 2, 29, 29, 32, 32),
-     .bias = BIAS_BATCH1, .bias_dtype = CLATTN_BF16, .bias_inf = INF_SCATTER, .causal = 1, TL},
+     .bias = TC_BIAS_BATCH1, .bias_dtype = CLATTN_BF16, .bias_inf = TC_INF_SCATTER,
+     .causal = 1, TL},
     {"bias NaN: at a visible key (row NaN), at invisible keys (nothing)",
-     SHAPE(2, 2, 1, 30, 40, 32, 32), .causal = 1, .window = WIN(12, -1), .bias = BIAS_FULL,
-     .bias_inf = NAN_KEYS | INF_SCATTER, .special_row = 20, .want = WANT_NAN},
-    {"bias [1,1,1,Sk] decode Sk=1100", SHAPE(2, 4, 1, 1, 1100, 64, 64), .bias = BIAS_KEYS,
-     .bias_inf = INF_SCATTER},
+     SHAPE(2, 2, 1, 30, 40, 32, 32), .causal = 1, .window = WIN(12, -1), .bias = TC_BIAS_FULL,
+     .bias_inf = TC_NAN_KEYS | TC_INF_SCATTER, .special_row = 20, .want = TC_WANT_NAN},
+    {"bias [1,1,1,Sk] decode Sk=1100", SHAPE(2, 4, 1, 1, 1100, 64, 64), .bias = TC_BIAS_KEYS,
+     .bias_inf = TC_INF_SCATTER},
 
     /* seqlens */
     {"seqlens_q {5,0,33}", SHAPE(3, 2, 1, 33, 40, 32, 32), .seqlens_q = SEQ(5, 0, 33),
-     .want = WANT_EMPTY, .also_without_lse = 1},
+     .want = TC_WANT_EMPTY, .also_without_lse = 1},
     {"seqlens_k {40,0,17}", SHAPE(3, 2, 1, 33, 40, 32, 32), .seqlens_k = SEQ(40, 0, 17),
-     .want = WANT_EMPTY},
+     .want = TC_WANT_EMPTY},
     {"seqlens q,k + causal BR", SHAPE(3, 2, 2, 33, 40, 64, 64), .causal = 1,
-     .seqlens_q = SEQ(10, 33, 1), .seqlens_k = SEQ(40, 12, 0), .want = WANT_EMPTY},
+     .seqlens_q = SEQ(10, 33, 1), .seqlens_k = SEQ(40, 12, 0), .want = TC_WANT_EMPTY},
     {"seqlens q,k + causal TL + window", SHAPE(2, 2, 1, 50, 45, 16, 16), .causal = 1, TL,
      .window = WIN(5, -1), .seqlens_q = SEQ(50, 20), .seqlens_k = SEQ(11, 45),
-     .want = WANT_EMPTY},
+     .want = TC_WANT_EMPTY},
     {"seqlens q,k + BR window (3,3)", SHAPE(2, 2, 1, 40, 60, 32, 32), .window = WIN(3, 3),
-     .seqlens_q = SEQ(30, 40), .seqlens_k = SEQ(60, 25), .want = WANT_EMPTY},
+     .seqlens_q = SEQ(30, 40), .seqlens_k = SEQ(60, 25), .want = TC_WANT_EMPTY},
     {"seqlens_q -1 (invalid): batch 0 NaN", SHAPE(3, 2, 1, 33, 40, 32, 32),
-     .seqlens_q = SEQ(-1, 33, 5), .want = WANT_NAN | WANT_EMPTY},
+     .seqlens_q = SEQ(-1, 33, 5), .want = TC_WANT_NAN | TC_WANT_EMPTY},
     {"seqlens_k 41 > Sk (invalid): batch 1 NaN", SHAPE(3, 2, 1, 33, 40, 32, 32), .causal = 1,
-     .seqlens_k = SEQ(12, 41, 40), .want = WANT_NAN},
+     .seqlens_k = SEQ(12, 41, 40), .want = TC_WANT_NAN},
     {"seqlens_q 34 > Sq (invalid), seqlens_k -5", SHAPE(3, 2, 2, 33, 40, 16, 16),
-     .seqlens_q = SEQ(34, 3, 33), .seqlens_k = SEQ(40, 40, -5), .want = WANT_NAN | WANT_EMPTY},
-    {"seqlens + full bias with -inf", SHAPE(2, 2, 1, 30, 44, 32, 32), .bias = BIAS_FULL,
-     .bias_inf = INF_SCATTER, .seqlens_q = SEQ(30, 7), .seqlens_k = SEQ(19, 44),
-     .want = WANT_EMPTY},
+     .seqlens_q = SEQ(34, 3, 33), .seqlens_k = SEQ(40, 40, -5),
+     .want = TC_WANT_NAN | TC_WANT_EMPTY},
+    {"seqlens + full bias with -inf", SHAPE(2, 2, 1, 30, 44, 32, 32), .bias = TC_BIAS_FULL,
+     .bias_inf = TC_INF_SCATTER, .seqlens_q = SEQ(30, 7), .seqlens_k = SEQ(19, 44),
+     .want = TC_WANT_EMPTY},
     {"seqlens_k decode Sk=1100 {1100,1,600,0}", SHAPE(4, 2, 1, 1, 1100, 64, 64),
-     .seqlens_k = SEQ(1100, 1, 600, 0), .want = WANT_EMPTY},
+     .seqlens_k = SEQ(1100, 1, 600, 0), .want = TC_WANT_EMPTY},
     {"seqlens q,k causal BR Sq=4 Sk=1100", SHAPE(2, 2, 1, 4, 1100, 32, 32), .causal = 1,
-     .seqlens_q = SEQ(4, 2), .seqlens_k = SEQ(700, 1100), .want = WANT_EMPTY},
+     .seqlens_q = SEQ(4, 2), .seqlens_k = SEQ(700, 1100), .want = TC_WANT_EMPTY},
     {"seqlens q,k + causal BR + key bias, Sq=12 Sk=1100", SHAPE(2, 1, 1, 12, 1100, 64, 64),
-     .causal = 1, .seqlens_q = SEQ(12, 5), .seqlens_k = SEQ(1100, 300), .bias = BIAS_KEYS,
-     .bias_inf = INF_SCATTER, .want = WANT_EMPTY},
+     .causal = 1, .seqlens_q = SEQ(12, 5), .seqlens_k = SEQ(1100, 300), .bias = TC_BIAS_KEYS,
+     .bias_inf = TC_INF_SCATTER, .want = TC_WANT_EMPTY},
 
     /* GQA / MQA */
     {"GQA 8:2 causal", SHAPE(2, 8, 2, 33, 45, 32, 32), .causal = 1},
@@ -212,52 +164,41 @@ static const sem_case table[] = {
 
     /* NaN, empty rows */
     {"NaN in one q row, causal", SHAPE(2, 2, 1, 40, 40, 32, 32), .causal = 1, .nan_q = 1,
-     .special_row = 20, .want = WANT_NAN},
-    {"NaN in one q row + bias + window", SHAPE(1, 4, 2, 33, 50, 64, 64), .bias = BIAS_FULL,
-     .window = WIN(10, 0), .nan_q = 1, .special_row = 32, .want = WANT_NAN},
+     .special_row = 20, .want = TC_WANT_NAN},
+    {"NaN in one q row + bias + window", SHAPE(1, 4, 2, 33, 50, 64, 64), .bias = TC_BIAS_FULL,
+     .window = WIN(10, 0), .nan_q = 1, .special_row = 32, .want = TC_WANT_NAN},
     {"NaN in a q row without keys: still 0/-inf", SHAPE(1, 2, 1, 30, 10, 16, 16),
-     .causal = 1, .nan_q = 1, .special_row = 3, .want = WANT_EMPTY},
+     .causal = 1, .nan_q = 1, .special_row = 3, .want = TC_WANT_EMPTY},
     {"NaN in one q row, decode Sk=1100", SHAPE(2, 4, 1, 1, 1100, 64, 64), .nan_q = 1,
-     .special_row = 0, .want = WANT_NAN},
+     .special_row = 0, .want = TC_WANT_NAN},
 
     /* layouts */
     {"padded, permuted views with offsets, causal", SHAPE(2, 4, 2, 37, 53, 40, 24),
-     .causal = 1, .layouts = 1, .bias = BIAS_HEAD1, .bias_inf = INF_SCATTER},
+     .causal = 1, TC_PADDED, .bias = TC_BIAS_HEAD1, .bias_inf = TC_INF_SCATTER},
 
     /* out in f16 / bf16 */
     {"out f16, causal", SHAPE(2, 2, 1, 45, 60, 64, 64), .out_dtype = CLATTN_F16, .causal = 1,
      .also_without_lse = 1},
     {"out bf16, bias bf16", SHAPE(1, 4, 2, 33, 47, 32, 32), .out_dtype = CLATTN_BF16,
-     .bias = BIAS_FULL, .bias_dtype = CLATTN_BF16, .bias_inf = INF_SCATTER},
+     .bias = TC_BIAS_FULL, .bias_dtype = CLATTN_BF16, .bias_inf = TC_INF_SCATTER},
     {"out f16, seqlens incl. invalid, bias f16", SHAPE(3, 2, 1, 30, 40, 16, 16),
-     .out_dtype = CLATTN_F16, .bias = BIAS_KEYS, .bias_dtype = CLATTN_F16,
-     .seqlens_q = SEQ(30, 12, 31), .seqlens_k = SEQ(0, 40, 20), .want = WANT_EMPTY | WANT_NAN},
+     .out_dtype = CLATTN_F16, .bias = TC_BIAS_KEYS, .bias_dtype = CLATTN_F16,
+     .seqlens_q = SEQ(30, 12, 31), .seqlens_k = SEQ(0, 40, 20),
+     .want = TC_WANT_EMPTY | TC_WANT_NAN},
     {"out bf16, decode Sk=1100, window", SHAPE(1, 4, 1, 2, 1100, 64, 64),
      .out_dtype = CLATTN_BF16, .window = WIN(300, -1)},
 
     /* head dims over 256: only UNFUSED and AUTO */
     {"D 384 Dv 384 causal", SHAPE(1, 2, 1, 40, 70, 384, 384), .causal = 1},
-    {"D 512 Dv 512 bias + seqlens", SHAPE(2, 1, 1, 33, 50, 512, 512), .bias = BIAS_FULL,
-     .bias_inf = INF_SCATTER, .seqlens_k = SEQ(50, 21), .also_without_lse = 1},
+    {"D 512 Dv 512 bias + seqlens", SHAPE(2, 1, 1, 33, 50, 512, 512), .bias = TC_BIAS_FULL,
+     .bias_inf = TC_INF_SCATTER, .seqlens_k = SEQ(50, 21), .also_without_lse = 1},
     {"D 64 Dv 320", SHAPE(1, 2, 2, 30, 40, 64, 320), .window = WIN(5, 5)},
 };
 #define N_CASES (sizeof table / sizeof table[0])
 
-static int big_head(const sem_case *c)
+static int big_head(const test_case *c)
 {
     return c->D > 256 || c->Dv > 256;
-}
-
-/* ---- names ------------------------------------------------------------------------------- */
-
-static const char *algo_name(clattn_algo a)
-{
-    switch (a) {
-    case CLATTN_ALGO_FUSED: return "FUSED";
-    case CLATTN_ALGO_SPLIT_KV: return "SPLIT_KV";
-    case CLATTN_ALGO_UNFUSED: return "UNFUSED";
-    default: return "AUTO";
-    }
 }
 
 /* The first word of clattn_attention_plan for a forced algorithm. */
@@ -271,183 +212,6 @@ static const char *plan_word(clattn_algo a)
     }
 }
 
-static const char *dtype_name(clattn_dtype t)
-{
-    return t == CLATTN_F16 ? "f16" : t == CLATTN_BF16 ? "bf16" : "f32";
-}
-
-/* ---- one case ---------------------------------------------------------------------------- */
-
-typedef struct sem_run {
-    test_tensor q, k, v, out, lse, bias;
-    int has_bias;
-    cl_mem seqlens_q, seqlens_k;
-    double *ref_out_data, *ref_lse_data;
-    ref_tensor ref_out, ref_lse;
-} sem_run;
-
-static void bias_dims(const sem_case *c, int64_t dims[4], int64_t strides[4])
-{
-    int64_t b = c->B, h = c->Hq, s = c->Sq;
-    switch (c->bias) {
-    case BIAS_BATCH1: b = 1; break;
-    case BIAS_HEAD1: h = 1; break;
-    case BIAS_ROW1: s = 1; break;
-    case BIAS_KEYS: b = h = s = 1; break;
-    default: break;
-    }
-    dims[0] = b;
-    dims[1] = h;
-    dims[2] = s;
-    dims[3] = c->Sk;
-    strides[0] = c->bias == BIAS_STRIDE0 ? 0 : h * s * c->Sk;
-    strides[1] = c->bias == BIAS_STRIDE0 ? 0 : s * c->Sk;
-    strides[2] = c->Sk;
-    strides[3] = 1;
-}
-
-static void params_of(const sem_case *c, ref_params *p)
-{
-    ref_params_init(p);
-    p->scale = (double)c->scale;
-    p->causal = c->causal;
-    p->align = c->align;
-    p->window_left = c->window.on ? c->window.left : -1;
-    p->window_right = c->window.on ? c->window.right : -1;
-    p->softcap = (double)c->softcap;
-    p->seqlens_q = c->seqlens_q;
-    p->seqlens_k = c->seqlens_k;
-}
-
-/* -INFINITY into the bias as c->bias_inf asks. */
-static void plant_bias_inf(sem_run *r, const sem_case *c)
-{
-    test_tensor *t = &r->bias;
-    const int64_t *n = t->view.dims;
-    if (c->bias_inf & INF_SCATTER)
-        for (int64_t b = 0; b < n[0]; b++)
-            for (int64_t h = 0; h < n[1]; h++)
-                for (int64_t i = 0; i < n[2]; i++)
-                    for (int64_t j = 0; j < n[3]; j++)
-                        if ((i * 7 + j * 3 + b * 5 + h) % 11 == 0)
-                            tt_set(t, b, h, i, j, -INFINITY);
-    if (c->bias_inf & NAN_KEYS) {
-        ref_params p;
-        params_of(c, &p);
-        int64_t sq_b = ref_seq_q(&p, 0, c->Sq), sk_b = ref_seq_k(&p, 0, c->Sk);
-        for (int64_t j = c->Sk - 1; j >= 0; j--)
-            if (ref_key_visible(&p, sq_b, sk_b, c->special_row, j)) {
-                tt_set(t, n[0] - 1, n[1] - 1, c->special_row, j, NAN);
-                break;
-            }
-        for (int64_t j = 0; j < c->Sk; j++)
-            if (!ref_key_visible(&p, sq_b, sk_b, 0, j))
-                tt_set(t, 0, 0, 0, j, NAN);
-    }
-    if (c->bias_inf & INF_ROW) {
-        cr_assert(n[2] == c->Sq && c->special_row < c->Sq, "%s: INF_ROW needs a bias with rows",
-                  c->name);
-        ref_params p;
-        params_of(c, &p);
-        int64_t b = n[0] - 1, h = n[1] - 1, i = c->special_row;
-        int64_t sq_b = ref_seq_q(&p, n[0] == 1 ? 0 : b, c->Sq);
-        int64_t sk_b = ref_seq_k(&p, n[0] == 1 ? 0 : b, c->Sk);
-        for (int64_t j = 0; j < c->Sk; j++)
-            tt_set(t, b, h, i, j, ref_key_visible(&p, sq_b, sk_b, i, j) ? -INFINITY : 40.0);
-    }
-}
-
-static void build(sem_run *r, const sem_case *c, clattn_dtype dt, uint64_t seed)
-{
-    memset(r, 0, sizeof *r);
-    const int64_t qd[4] = {c->B, c->Hq, c->Sq, c->D}, kd[4] = {c->B, c->Hkv, c->Sk, c->D},
-                  vd[4] = {c->B, c->Hkv, c->Sk, c->Dv}, od[4] = {c->B, c->Hq, c->Sq, c->Dv},
-                  ld[4] = {c->B, c->Hq, c->Sq, 1};
-    const test_layout *lq = &LAYOUT_BHSD, *lk = lq, *lv = lq, *lo = lq, *ll = lq;
-    if (c->layouts) {
-        lq = &LAYOUT_BSHD_PADDED;
-        lk = &LAYOUT_SBHD_PADDED;
-        lv = &LAYOUT_BHSD_PADDED;
-        lo = &LAYOUT_BSHD_PADDED;
-        ll = &LAYOUT_SBHD_PADDED;
-    }
-    tt_init(&r->q, dt, qd, lq);
-    tt_init(&r->k, dt, kd, lk);
-    tt_init(&r->v, dt, vd, lv);
-    tt_init(&r->out, c->out_dtype, od, lo);
-    tt_init(&r->lse, CLATTN_F32, ld, ll);
-
-    test_rng rng;
-    rng_seed(&rng, seed);
-    tt_fill_random(&r->q, &rng, -1.0, 1.0);
-    tt_fill_random(&r->k, &rng, -1.0, 1.0);
-    /* v off-centre so rows do not cancel to ~0 (see test_forward.c) */
-    tt_fill_random(&r->v, &rng, -0.5, 1.5);
-    if (c->nan_q)
-        tt_set(&r->q, c->B - 1, c->Hq - 1, c->special_row, c->D / 2, NAN);
-    if (c->bias != BIAS_NONE) {
-        int64_t bd[4], bs[4];
-        bias_dims(c, bd, bs);
-        tt_init_strided(&r->bias, c->bias_dtype, bd, bs, 2 * dtype_size(c->bias_dtype), 6);
-        tt_fill_random(&r->bias, &rng, -1.5, 1.5);
-        plant_bias_inf(r, c);
-        r->has_bias = 1;
-        tt_upload(&r->bias, CL_MEM_READ_ONLY);
-    }
-    tt_upload(&r->q, CL_MEM_READ_ONLY);
-    tt_upload(&r->k, CL_MEM_READ_ONLY);
-    tt_upload(&r->v, CL_MEM_READ_ONLY);
-    tt_upload(&r->out, CL_MEM_READ_WRITE);
-    tt_upload(&r->lse, CL_MEM_READ_WRITE);
-    size_t lens = (size_t)c->B * sizeof(int32_t);
-    if (c->seqlens_q)
-        r->seqlens_q = buf_new(CL_MEM_READ_ONLY, lens, c->seqlens_q);
-    if (c->seqlens_k)
-        r->seqlens_k = buf_new(CL_MEM_READ_ONLY, lens, c->seqlens_k);
-}
-
-static void desc_of(const sem_run *r, const sem_case *c, clattn_algo algo,
-                    clattn_attention_desc *d)
-{
-    clattn_attention_desc_init(d);
-    d->scale = c->scale;
-    d->causal = c->causal;
-    d->align = c->align;
-    d->window_left = c->window.on ? c->window.left : -1;
-    d->window_right = c->window.on ? c->window.right : -1;
-    d->softcap = c->softcap;
-    d->bias = r->has_bias ? &r->bias.view : NULL;
-    d->seqlens_q = r->seqlens_q;
-    d->seqlens_k = r->seqlens_k;
-    d->algo = algo;
-}
-
-static void reference(sem_run *r, const sem_case *c)
-{
-    ref_params p;
-    params_of(c, &p);
-    test_reference_of(p, &r->q, &r->k, &r->v, r->has_bias ? &r->bias : NULL, &r->ref_out_data,
-                      &r->ref_out, &r->ref_lse_data, &r->ref_lse);
-}
-
-static void run_free(sem_run *r)
-{
-    tt_free(&r->q);
-    tt_free(&r->k);
-    tt_free(&r->v);
-    tt_free(&r->out);
-    tt_free(&r->lse);
-    if (r->has_bias)
-        tt_free(&r->bias);
-    if (r->seqlens_q)
-        clReleaseMemObject(r->seqlens_q);
-    if (r->seqlens_k)
-        clReleaseMemObject(r->seqlens_k);
-    free(r->ref_out_data);
-    free(r->ref_lse_data);
-    memset(r, 0, sizeof *r);
-}
-
 /* ---- the worst errors of one (algo, dtype) ----------------------------------------------- */
 
 typedef struct totals {
@@ -458,39 +222,10 @@ typedef struct totals {
     char out_case[3][120], lse_case[120];
 } totals;
 
-static double out_tolerance(clattn_dtype out_dtype)
-{
-    return TOL_F32_OUT + (out_dtype == CLATTN_F16    ? TOL_OUT_STORE_F16
-                          : out_dtype == CLATTN_BF16 ? TOL_OUT_STORE_BF16
-                                                     : 0.0);
-}
-
-/* Rows of the reference with lse -inf (no visible key) and NaN. */
-static void count_rows(const sem_run *r, int64_t *empty, int64_t *nan_rows)
-{
-    *empty = *nan_rows = 0;
-    for (int64_t i = 0; i < ref_numel(&r->ref_lse); i++) {
-        double x = r->ref_lse_data[i];
-        *empty += isinf(x) && x < 0;
-        *nan_rows += isnan(x) != 0;
-    }
-}
-
-static void wait_and_release(cl_event ev, const char *label)
-{
-    cr_assert_not_null(ev, "%s: no event returned", label);
-    cr_assert_eq(clWaitForEvents(1, &ev), CL_SUCCESS, "%s: clWaitForEvents", label);
-    cl_int status = -1;
-    cr_assert_eq(clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status,
-                                NULL), CL_SUCCESS);
-    cr_assert_eq(status, CL_COMPLETE, "%s: event status %d", label, status);
-    clReleaseEvent(ev);
-}
-
 /* FUSED and SPLIT_KV with a head dim over 256: UNSUPPORTED, a message, no event, nothing
    written. */
-static void expect_refused(sem_run *r, const sem_case *c, clattn_status st, cl_event ev,
-                           const char *label, totals *t)
+static void expect_refused(tc_run *r, clattn_status st, cl_event ev, const char *label,
+                           totals *t)
 {
     cr_expect_eq(st, CLATTN_ERROR_UNSUPPORTED, "%s: want UNSUPPORTED, got %s (%s)", label,
                  clattn_status_string(st), clattn_last_error());
@@ -498,7 +233,7 @@ static void expect_refused(sem_run *r, const sem_case *c, clattn_status st, cl_e
     cr_log_info("%s: %s: %s", label, clattn_status_string(st), clattn_last_error());
     cr_expect_null(ev, "%s: *event not cleared on failure", label);
     if (st == CLATTN_SUCCESS && ev)
-        wait_and_release(ev, label);
+        test_wait_event(ev, label);
     cr_assert_eq(clFinish(test_queue()), CL_SUCCESS);
     tt_download(&r->out);
     tt_download(&r->lse);
@@ -506,23 +241,21 @@ static void expect_refused(sem_run *r, const sem_case *c, clattn_status st, cl_e
     size_t bad_lse = canary_first_bad(r->lse.host, r->lse.bytes);
     cr_expect(bad_out == SIZE_MAX && bad_lse == SIZE_MAX,
               "%s: refused call wrote out (byte %zu) or lse (byte %zu)", label, bad_out, bad_lse);
-    (void)c;
     t->refused++;
 }
 
 /* Run lse == NULL on fresh canary and compare out bit for bit with the call with lse. */
-static void check_without_lse(sem_run *r, const sem_case *c, clattn_algo algo,
-                              const char *label)
+static void check_without_lse(tc_run *r, const char *label)
 {
-    clattn_attention_desc d;
-    desc_of(r, c, algo, &d);
+    tc_args a;
+    tc_args_init(&a, r);
+    a.lsep = NULL;
     unsigned char *with = malloc(r->out.bytes);
     cr_assert_not_null(with);
     memcpy(with, r->out.host, r->out.bytes);
     buf_fill_canary(r->out.view.buffer);
     buf_fill_canary(r->lse.view.buffer);
-    clattn_status st = clattn_attention_forward(test_ctx(), &d, &r->q.view, &r->k.view,
-                                                &r->v.view, &r->out.view, NULL, 0, NULL, NULL);
+    clattn_status st = tc_call_forward(&a, NULL);
     cr_assert_eq(st, CLATTN_SUCCESS, "%s, lse NULL: %s: %s", label, clattn_status_string(st),
                  clattn_last_error());
     cr_assert_eq(clFinish(test_queue()), CL_SUCCESS);
@@ -535,77 +268,27 @@ static void check_without_lse(sem_run *r, const sem_case *c, clattn_algo algo,
     free(with);
 }
 
-/* Fold one case's errors into t, expecting each under its tolerance. */
-static void check_outputs(sem_run *r, const sem_case *c, const char *label, totals *t)
+/* Check one case's outputs (tc_check_forward) and fold its errors into t. */
+static void check_outputs(tc_run *r, const char *label, totals *t)
 {
-    char buf[200];
-    reference(r, c);
-    int64_t empty, nan_rows;
-    count_rows(r, &empty, &nan_rows);
-    cr_assert(!(c->want & WANT_EMPTY) || empty > 0, "table: %s has no empty row", c->name);
-    cr_assert(!(c->want & WANT_NAN) || nan_rows > 0, "table: %s has no NaN row", c->name);
-    cr_assert((c->want & WANT_NAN) || nan_rows == 0, "table: %s has NaN rows", c->name);
-    t->empty_rows += (int)empty;
-    t->nan_rows += (int)nan_rows;
-
-    double tol = out_tolerance(c->out_dtype);
-    cmp_result co = compare_out(&r->out, &r->ref_out);
-    cr_expect(co.worst <= tol, "%s: out %s (tolerance %g)", label,
-              cmp_describe(&co, buf, sizeof buf), tol);
+    const test_case *c = &r->c;
+    tc_fwd_result res;
+    tc_check_forward(r, label, &res);
+    t->empty_rows += (int)res.empty_rows;
+    t->nan_rows += (int)res.nan_rows;
     int o = (int)c->out_dtype;
-    if (co.worst > t->out[o].worst || t->out[o].rows == 0)
+    if (res.out.worst > t->out[o].worst || t->out[o].rows == 0)
         snprintf(t->out_case[o], sizeof t->out_case[o], "%s", c->name);
-    cmp_merge(&t->out[o], &co);
-
-    cmp_result cl = compare_lse(&r->lse, &r->ref_lse);
-    cr_expect(cl.worst <= TOL_F32_LSE, "%s: lse %s (tolerance %g)", label,
-              cmp_describe(&cl, buf, sizeof buf), TOL_F32_LSE);
-    if (cl.worst > t->lse.worst || t->lse.rows == 0)
+    cmp_merge(&t->out[o], &res.out);
+    if (res.lse.worst > t->lse.worst || t->lse.rows == 0)
         snprintf(t->lse_case, sizeof t->lse_case, "%s", c->name);
-    cmp_merge(&t->lse, &cl);
-
-    size_t first;
-    size_t bad = tt_outside_damage(&r->out, &first);
-    cr_expect_eq(bad, 0, "%s: %zu bytes around the out view changed (first %zu)", label, bad,
-                 first);
-    bad = tt_outside_damage(&r->lse, &first);
-    cr_expect_eq(bad, 0, "%s: %zu bytes around the lse view changed (first %zu)", label, bad,
-                 first);
+    cmp_merge(&t->lse, &res.lse);
 }
 
-static void run_case(const sem_case *c, size_t index, clattn_algo algo, clattn_dtype dt,
-                     totals *t)
+/* The plan of a call that ran: the forced algorithm's, or (AUTO) counted by what it chose. */
+static void check_plan(const char *plan, const test_case *c, const char *label, totals *t)
 {
-    char label[200];
-    snprintf(label, sizeof label, "[%s %s] #%zu %s", algo_name(algo), dtype_name(dt), index,
-             c->name);
-    sem_run r;
-    build(&r, c, dt, 0x5e3a0000u + index);
-    clattn_attention_desc d;
-    desc_of(&r, c, algo, &d);
-    int refuse = big_head(c) && (algo == CLATTN_ALGO_FUSED || algo == CLATTN_ALGO_SPLIT_KV);
-
-    char plan[256] = "";
-    clattn_status pst = clattn_attention_plan(test_ctx(), &d, &r.q.view, &r.k.view,
-                                              &r.v.view, plan, sizeof plan);
-    cl_event ev = (cl_event)&ev;   /* not NULL: the call sets it */
-    clattn_status st = clattn_attention_forward(test_ctx(), &d, &r.q.view, &r.k.view,
-                                                &r.v.view, &r.out.view, &r.lse.view, 0, NULL,
-                                                &ev);
-    cr_expect_eq(pst, st, "%s: plan returned %s, forward %s", label,
-                 clattn_status_string(pst), clattn_status_string(st));
-    if (refuse) {
-        expect_refused(&r, c, st, ev, label, t);
-        run_free(&r);
-        return;
-    }
-    cr_assert_eq(st, CLATTN_SUCCESS, "%s: %s: %s", label, clattn_status_string(st),
-                 clattn_last_error());
-    cr_expect_str_empty(clattn_last_error(), "%s: last error after success: %s", label,
-                        clattn_last_error());
-    wait_and_release(ev, label);
-
-    const char *word = plan_word(algo);
+    const char *word = plan_word(c->algo);
     size_t wl = word ? strlen(word) : 0;
     if (word)
         cr_expect(strncmp(plan, word, wl) == 0 && (plan[wl] == ' ' || plan[wl] == 0),
@@ -621,17 +304,52 @@ static void run_case(const sem_case *c, size_t index, clattn_algo algo, clattn_d
     const char *splits = strstr(plan, "splits=");
     if (splits && atoi(splits + 7) > 1)
         t->multi_split++;
-    if (algo == CLATTN_ALGO_AUTO && big_head(c))
+    if (c->algo == CLATTN_ALGO_AUTO && big_head(c))
         cr_expect(strncmp(plan, "unfused", 7) == 0, "%s: AUTO with a head dim over 256 "
                   "plans \"%s\", want unfused", label, plan);
+}
 
-    tt_download(&r.out);
-    tt_download(&r.lse);
-    check_outputs(&r, c, label, t);
-    if (c->also_without_lse)
-        check_without_lse(&r, c, algo, label);
+static void run_case(const test_case *table_case, size_t index, clattn_algo algo,
+                     clattn_dtype dt, totals *t)
+{
+    test_case c = *table_case;
+    c.algo = algo;
+    c.dtype = dt;
+    c.seed = 0x5e3a0000u + index;
+    char label[512];
+    snprintf(label, sizeof label, "[%s %s] #%zu ", test_algo_name(algo), test_dtype_name(dt),
+             index);
+    tc_describe(&c, label + strlen(label), sizeof label - strlen(label));
+    tc_run r;
+    tc_build(&r, &c);
+    tc_upload(&r);
+    tc_args a;
+    tc_args_init(&a, &r);
+    int refuse = big_head(&c) && (algo == CLATTN_ALGO_FUSED || algo == CLATTN_ALGO_SPLIT_KV);
+
+    char plan[256] = "";
+    clattn_status pst = clattn_attention_plan(test_ctx(), &a.desc, &a.q, &a.k, &a.v, plan,
+                                              sizeof plan);
+    cl_event ev = (cl_event)&ev;   /* not NULL: the call sets it */
+    clattn_status st = tc_call_forward(&a, &ev);
+    cr_expect_eq(pst, st, "%s: plan returned %s, forward %s", label,
+                 clattn_status_string(pst), clattn_status_string(st));
+    if (refuse) {
+        expect_refused(&r, st, ev, label, t);
+        tc_free(&r);
+        return;
+    }
+    cr_assert_eq(st, CLATTN_SUCCESS, "%s: %s: %s", label, clattn_status_string(st),
+                 clattn_last_error());
+    cr_expect_str_empty(clattn_last_error(), "%s: last error after success: %s", label,
+                        clattn_last_error());
+    test_wait_event(ev, label);
+    check_plan(plan, &c, label, t);
+    check_outputs(&r, label, t);
+    if (c.also_without_lse)
+        check_without_lse(&r, label);
     t->run++;
-    run_free(&r);
+    tc_free(&r);
 }
 
 static void report(const totals *t, const char *what)
@@ -647,14 +365,14 @@ static void report(const totals *t, const char *what)
     for (int o = 0; o < 3; o++)
         if (t->out[o].rows)
             cr_log_info("%s: out (%s) worst %s; case: %s", what,
-                        dtype_name((clattn_dtype)o), cmp_describe(&t->out[o], buf, sizeof buf),
-                        t->out_case[o]);
+                        test_dtype_name((clattn_dtype)o),
+                        cmp_describe(&t->out[o], buf, sizeof buf), t->out_case[o]);
     cr_log_info("%s: lse worst %s; case: %s", what, cmp_describe(&t->lse, buf, sizeof buf),
                 t->lse_case);
     for (int o = 0; o < 3; o++) {
-        double tol = out_tolerance((clattn_dtype)o);
+        double tol = test_out_tolerance((clattn_dtype)o);
         cr_assert(t->out[o].worst <= tol, "%s: out (%s) worst %g > %g (%s)", what,
-                  dtype_name((clattn_dtype)o), t->out[o].worst, tol, t->out_case[o]);
+                  test_dtype_name((clattn_dtype)o), t->out[o].worst, tol, t->out_case[o]);
     }
     cr_assert(t->lse.worst <= TOL_F32_LSE, "%s: lse worst %g > %g (%s)", what, t->lse.worst,
               TOL_F32_LSE, t->lse_case);
@@ -683,7 +401,8 @@ ParameterizedTestParameters(semantics, every_case_per_algo_and_dtype)
 ParameterizedTest(sem_param *p, semantics, every_case_per_algo_and_dtype, .timeout = 600)
 {
     char what[64];
-    snprintf(what, sizeof what, "%s q/k/v %s", algo_name(p->algo), dtype_name(p->dtype));
+    snprintf(what, sizeof what, "%s q/k/v %s", test_algo_name(p->algo),
+             test_dtype_name(p->dtype));
     totals t;
     memset(&t, 0, sizeof t);
     for (int o = 0; o < 3; o++)
