@@ -82,49 +82,42 @@ static void merge_reference(const parts *P, const ref_tensor *out, const ref_ten
 
 /* ---- random merges ----------------------------------------------------------------------- */
 
-/* What a merge case plants into the parts. */
-#define PLANT_INF 1        /* lse_p = -inf in about a quarter of (part, row) */
-#define PLANT_ALL_INF 2    /* rows [0,0,0] and [B-1,H-1,S-1]: every part -inf */
-#define PLANT_NAN_OUT 4    /* NaN in one element of out_p of a part with finite lse_p */
-#define PLANT_NAN_LSE 8    /* NaN in lse_p of one part of one row */
-#define PLANT_GARBAGE 16   /* out_p of every -inf part holds NaN / +Inf / -Inf */
+/* A merge case is a test_case (common.h): B, H = Hq, S = Sq, Dv; the merged out in out_dtype
+   and layout lo (lse: ll); merge.n parts, their outs in merge.part_dtype (the odd parts' in
+   merge.alt_dtype when it differs), merge.plant (TC_PLANT_*). */
+#define MERGE(np, b, h, s, dv)                                                             \
+    .merge.n = (np), .B = (b), .Hq = (h), .Hkv = (h), .Sq = (s), .Sk = (s), .D = (dv),      \
+    .Dv = (dv)
+#define LAYOUT(l) .lo = &(l), .ll = &(l)
+#define INF TC_PLANT_INF
+#define ALL_INF TC_PLANT_ALL_INF
+#define NAN_OUT TC_PLANT_NAN_OUT
+#define NAN_LSE TC_PLANT_NAN_LSE
+#define GARBAGE TC_PLANT_GARBAGE
 
-typedef struct merge_case {
-    const char *name;
-    size_t n;
-    int64_t B, H, S, Dv;
-    clattn_dtype part_dtype, out_dtype;
-    int plant;
-    const test_layout *layout;        /* of the stacks and out; NULL: BHSD */
-    clattn_dtype alt_dtype;           /* != part_dtype: the odd parts' outs have this dtype */
-} merge_case;
-
-static const merge_case merge_cases[] = {
-    {"n=1", 1, 2, 3, 17, 24, CLATTN_F32, CLATTN_F32, PLANT_INF, NULL, CLATTN_F32},
-    {"n=2", 2, 2, 3, 17, 24, CLATTN_F32, CLATTN_F32, PLANT_INF, NULL, CLATTN_F32},
-    {"n=5, all -inf rows", 5, 2, 3, 17, 24, CLATTN_F32, CLATTN_F32, PLANT_INF | PLANT_ALL_INF,
-     NULL, CLATTN_F32},
-    {"n=5, padded layouts", 5, 3, 2, 31, 40, CLATTN_F32, CLATTN_F32,
-     PLANT_INF | PLANT_ALL_INF, &LAYOUT_BSHD_PADDED, CLATTN_F32},
-    {"n=2, Dv=1", 2, 1, 4, 33, 1, CLATTN_F32, CLATTN_F32, PLANT_INF, &LAYOUT_BHSD_PADDED,
-     CLATTN_F32},
-    {"n=3, Dv=300", 3, 1, 2, 9, 300, CLATTN_F32, CLATTN_F32, PLANT_INF | PLANT_ALL_INF, NULL,
-     CLATTN_F32},
-    {"n=2, NaN in out_p", 2, 2, 2, 11, 16, CLATTN_F32, CLATTN_F32, PLANT_INF | PLANT_NAN_OUT,
-     NULL, CLATTN_F32},
-    {"n=5, NaN in lse_p", 5, 2, 2, 11, 16, CLATTN_F32, CLATTN_F32, PLANT_INF | PLANT_NAN_LSE,
-     NULL, CLATTN_F32},
-    {"n=5, -inf parts hold NaN/Inf", 5, 2, 2, 13, 16, CLATTN_F32, CLATTN_F32,
-     PLANT_INF | PLANT_ALL_INF | PLANT_GARBAGE, NULL, CLATTN_F32},
+static const test_case merge_cases[] = {
+    {"n=1", MERGE(1, 2, 3, 17, 24), .merge.plant = INF},
+    {"n=2", MERGE(2, 2, 3, 17, 24), .merge.plant = INF},
+    {"n=5, all -inf rows", MERGE(5, 2, 3, 17, 24), .merge.plant = INF | ALL_INF},
+    {"n=5, padded layouts", MERGE(5, 3, 2, 31, 40), .merge.plant = INF | ALL_INF,
+     LAYOUT(LAYOUT_BSHD_PADDED)},
+    {"n=2, Dv=1", MERGE(2, 1, 4, 33, 1), .merge.plant = INF, LAYOUT(LAYOUT_BHSD_PADDED)},
+    {"n=3, Dv=300", MERGE(3, 1, 2, 9, 300), .merge.plant = INF | ALL_INF},
+    {"n=2, NaN in out_p", MERGE(2, 2, 2, 11, 16), .merge.plant = INF | NAN_OUT},
+    {"n=5, NaN in lse_p", MERGE(5, 2, 2, 11, 16), .merge.plant = INF | NAN_LSE},
+    {"n=5, -inf parts hold NaN/Inf", MERGE(5, 2, 2, 13, 16),
+     .merge.plant = INF | ALL_INF | GARBAGE},
 };
 
-static const merge_case merge_cases_f16[] = {
-    {"n=5, f32 parts, out f16", 5, 2, 3, 17, 24, CLATTN_F32, CLATTN_F16,
-     PLANT_INF | PLANT_ALL_INF | PLANT_NAN_OUT, NULL, CLATTN_F32},
-    {"n=2, f16 parts, out f16", 2, 2, 3, 17, 24, CLATTN_F16, CLATTN_F16,
-     PLANT_INF | PLANT_ALL_INF, &LAYOUT_BSHD_PADDED, CLATTN_F16},
-    {"n=5, parts f16 and bf16 mixed, out f16", 5, 1, 2, 19, 40, CLATTN_F16, CLATTN_F16,
-     PLANT_INF | PLANT_ALL_INF | PLANT_GARBAGE, NULL, CLATTN_BF16},
+static const test_case merge_cases_f16[] = {
+    {"n=5, f32 parts, out f16", MERGE(5, 2, 3, 17, 24), .out_dtype = CLATTN_F16,
+     .merge.plant = INF | ALL_INF | NAN_OUT},
+    {"n=2, f16 parts, out f16", MERGE(2, 2, 3, 17, 24), .out_dtype = CLATTN_F16,
+     .merge.part_dtype = CLATTN_F16, .merge.alt_dtype = CLATTN_F16,
+     .merge.plant = INF | ALL_INF, LAYOUT(LAYOUT_BSHD_PADDED)},
+    {"n=5, parts f16 and bf16 mixed, out f16", MERGE(5, 1, 2, 19, 40),
+     .out_dtype = CLATTN_F16, .merge.part_dtype = CLATTN_F16, .merge.alt_dtype = CLATTN_BF16,
+     .merge.plant = INF | ALL_INF | GARBAGE},
 };
 
 static int hash_hit(uint64_t x, int mod)
@@ -133,55 +126,65 @@ static int hash_hit(uint64_t x, int mod)
     return (int)((x >> 40) % (uint64_t)mod) == 0;
 }
 
-static void parts_build(parts *P, const merge_case *c, test_rng *rng)
+/* -INFINITY (and, with TC_PLANT_GARBAGE, NaN/Inf in the out) into the (part, row)s c plants. */
+static void plant_inf(parts *P, const test_case *c)
 {
-    memset(P, 0, sizeof *P);
-    cr_assert(c->n <= 8);
-    P->n = c->n;
-    P->B = c->B;
-    const test_layout *l = c->layout ? c->layout : &LAYOUT_BHSD;
-    int64_t od[4] = {(int64_t)c->n * c->B, c->H, c->S, c->Dv};
-    int64_t ld[4] = {(int64_t)c->n * c->B, c->H, c->S, 1};
-    tt_init(&P->outs, c->part_dtype, od, l);
-    tt_init(&P->lses, CLATTN_F32, ld, l);
-    tt_fill_random(&P->outs, rng, -0.5, 1.5);
-    if (c->alt_dtype != c->part_dtype) {
-        tt_init(&P->alt, c->alt_dtype, od, l);
-        tt_fill_random(&P->alt, rng, -0.5, 1.5);
-        P->has_alt = 1;
-    }
-    tt_fill_random(&P->lses, rng, -3.0, 3.0);
     const double garbage[3] = {NAN, INFINITY, -INFINITY};
-    for (int64_t pb = 0; pb < od[0]; pb++)
-        for (int64_t h = 0; h < c->H; h++)
-            for (int64_t s = 0; s < c->S; s++) {
+    for (int64_t pb = 0; pb < P->lses.view.dims[0]; pb++)
+        for (int64_t h = 0; h < c->Hq; h++)
+            for (int64_t s = 0; s < c->Sq; s++) {
                 int64_t b = pb % c->B;
                 uint64_t key = ((uint64_t)pb * 131 + (uint64_t)h) * 1009 + (uint64_t)s;
-                int all = (c->plant & PLANT_ALL_INF) &&
+                int all = (c->merge.plant & TC_PLANT_ALL_INF) &&
                           ((b == 0 && h == 0 && s == 0) ||
-                           (b == c->B - 1 && h == c->H - 1 && s == c->S - 1));
-                int inf = all || ((c->plant & PLANT_INF) && hash_hit(key, 4));
+                           (b == c->B - 1 && h == c->Hq - 1 && s == c->Sq - 1));
+                int inf = all || ((c->merge.plant & TC_PLANT_INF) && hash_hit(key, 4));
                 if (!inf)
                     continue;
                 tt_set(&P->lses, pb, h, s, 0, -INFINITY);
-                if (c->plant & PLANT_GARBAGE)
+                if (c->merge.plant & TC_PLANT_GARBAGE)
                     for (int64_t d = 0; d < c->Dv; d++)
                         tt_set((test_tensor *)part_outs(P, (size_t)(pb / c->B)), pb, h, s,
                                d, garbage[(s + d) % 3]);
             }
-    /* NaN into a row that is not all -inf: batch B-1, head 0, row S/2, part n-1 */
-    int64_t nb = (int64_t)(c->n - 1) * c->B + c->B - 1, ns = c->S / 2;
-    if (c->plant & (PLANT_NAN_OUT | PLANT_NAN_LSE))
+}
+
+/* NaN into a row that is not all -inf: batch B-1, head 0, row S/2, part n-1. */
+static void plant_nan(parts *P, const test_case *c)
+{
+    int64_t nb = (int64_t)(c->merge.n - 1) * c->B + c->B - 1, ns = c->Sq / 2;
+    if (c->merge.plant & (TC_PLANT_NAN_OUT | TC_PLANT_NAN_LSE))
         tt_set(&P->lses, nb, 0, ns, 0, 0.25);    /* a finite lse_p there */
-    if (c->plant & PLANT_NAN_OUT)
-        tt_set((test_tensor *)part_outs(P, c->n - 1), nb, 0, ns, c->Dv / 2, NAN);
-    if (c->plant & PLANT_NAN_LSE)
+    if (c->merge.plant & TC_PLANT_NAN_OUT)
+        tt_set((test_tensor *)part_outs(P, c->merge.n - 1), nb, 0, ns, c->Dv / 2, NAN);
+    if (c->merge.plant & TC_PLANT_NAN_LSE)
         tt_set(&P->lses, nb, 0, ns, 0, NAN);
+}
+
+static void parts_build(parts *P, const test_case *c, test_rng *rng)
+{
+    memset(P, 0, sizeof *P);
+    cr_assert(c->merge.n <= 8);
+    P->n = c->merge.n;
+    P->B = c->B;
+    int64_t od[4] = {(int64_t)c->merge.n * c->B, c->Hq, c->Sq, c->Dv};
+    int64_t ld[4] = {(int64_t)c->merge.n * c->B, c->Hq, c->Sq, 1};
+    tt_init(&P->outs, c->merge.part_dtype, od, c->lo ? c->lo : &LAYOUT_BHSD);
+    tt_init(&P->lses, CLATTN_F32, ld, c->ll ? c->ll : &LAYOUT_BHSD);
+    tt_fill_random(&P->outs, rng, -0.5, 1.5);
+    if (c->merge.alt_dtype != c->merge.part_dtype) {
+        tt_init(&P->alt, c->merge.alt_dtype, od, c->lo ? c->lo : &LAYOUT_BHSD);
+        tt_fill_random(&P->alt, rng, -0.5, 1.5);
+        P->has_alt = 1;
+    }
+    tt_fill_random(&P->lses, rng, -3.0, 3.0);
+    plant_inf(P, c);
+    plant_nan(P, c);
     tt_upload(&P->outs, CL_MEM_READ_ONLY);
     if (P->has_alt)
         tt_upload(&P->alt, CL_MEM_READ_ONLY);
     tt_upload(&P->lses, CL_MEM_READ_ONLY);
-    for (size_t p = 0; p < c->n; p++) {
+    for (size_t p = 0; p < c->merge.n; p++) {
         clattn_tensor o = part_outs(P, p)->view, ls = P->lses.view;
         o.dims[0] = ls.dims[0] = c->B;
         o.offset += (size_t)((int64_t)p * c->B * o.strides[0]) * dtype_size(o.dtype);
@@ -212,83 +215,90 @@ static void worst_init(worst *w)
     w->lse = cmp_none();
 }
 
-static void run_merge_case(const merge_case *c, double tol_out, worst *w)
+/* The planted rules, stated independently of compare_*: an all -inf row is (0, -inf), the NaN
+   row is NaN, -inf parts holding garbage change nothing. */
+static void expect_planted_rules(const test_case *c, const test_tensor *out,
+                                 const test_tensor *lse, const double *want_lse, int64_t rows,
+                                 const char *label)
 {
-    char buf[200];
+    int64_t empty = 0, nan_rows = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        empty += isinf(want_lse[i]) && want_lse[i] < 0;
+        nan_rows += isnan(want_lse[i]) != 0;
+    }
+    int plant = c->merge.plant;
+    if (plant & TC_PLANT_ALL_INF) {
+        cr_assert_geq(empty, 1, "%s: no all -inf row planted", label);
+        cr_expect(tt_get(lse, 0, 0, 0, 0) == -INFINITY, "%s: all -inf row: lse %g", label,
+                  tt_get(lse, 0, 0, 0, 0));
+        for (int64_t d = 0; d < c->Dv; d++)
+            cr_expect(tt_get(out, 0, 0, 0, d) == 0.0, "%s: all -inf row: out[%ld] = %g",
+                      label, (long)d, tt_get(out, 0, 0, 0, d));
+    }
+    if (plant & (TC_PLANT_NAN_OUT | TC_PLANT_NAN_LSE)) {
+        int64_t b = c->B - 1, s = c->Sq / 2;
+        cr_expect(isnan(tt_get(out, b, 0, s, c->Dv / 2)), "%s: out of the NaN row is %g",
+                  label, tt_get(out, b, 0, s, c->Dv / 2));
+        if (plant & TC_PLANT_NAN_LSE)
+            cr_expect(isnan(tt_get(lse, b, 0, s, 0)), "%s: lse of the NaN row is %g", label,
+                      tt_get(lse, b, 0, s, 0));
+    }
+    if (plant & TC_PLANT_GARBAGE)
+        cr_assert_eq(nan_rows, 0, "%s: the formula must skip -inf parts", label);
+}
+
+/* Fold one comparison into w, naming the case. */
+static void fold(worst *w, const cmp_result *co, const cmp_result *cl, const char *name)
+{
+    if (co->worst > w->out.worst || w->cases == 0)
+        snprintf(w->out_case, sizeof w->out_case, "%s", name);
+    if (cl->worst > w->lse.worst || w->cases == 0)
+        snprintf(w->lse_case, sizeof w->lse_case, "%s", name);
+    cmp_merge(&w->out, co);
+    cmp_merge(&w->lse, cl);
+    w->cases++;
+}
+
+static void run_merge_case(const test_case *c, double tol_out, worst *w)
+{
+    char buf[200], label[512];
+    tc_describe(c, label, sizeof label);
     test_rng rng;
-    rng_seed(&rng, 0x3e49e000u + c->n * 31 + (uint64_t)c->S);
+    rng_seed(&rng, 0x3e49e000u + c->merge.n * 31 + (uint64_t)c->Sq);
     parts P;
     parts_build(&P, c, &rng);
-    const test_layout *l = c->layout ? c->layout : &LAYOUT_BHSD;
-    int64_t od[4] = {c->B, c->H, c->S, c->Dv}, ld[4] = {c->B, c->H, c->S, 1};
     test_tensor out, lse;
-    tt_init(&out, c->out_dtype, od, l);
-    tt_init(&lse, CLATTN_F32, ld, l);
+    tc_tensor(&out, c, TC_OUT);
+    tc_tensor(&lse, c, TC_LSE);
     tt_upload(&out, CL_MEM_READ_WRITE);
     tt_upload(&lse, CL_MEM_READ_WRITE);
 
     cl_event ev = NULL;
-    clattn_status st = clattn_attention_merge(test_ctx(), c->n, P.out_views, P.lse_views,
+    clattn_status st = clattn_attention_merge(test_ctx(), c->merge.n, P.out_views, P.lse_views,
                                               &out.view, &lse.view, 0, NULL, &ev);
-    cr_assert_eq(st, CLATTN_SUCCESS, "%s: %s: %s", c->name, clattn_status_string(st),
+    cr_assert_eq(st, CLATTN_SUCCESS, "%s: %s: %s", label, clattn_status_string(st),
                  clattn_last_error());
-    cr_expect_str_empty(clattn_last_error(), "%s: last error after success", c->name);
-    cr_assert_not_null(ev, "%s: no event", c->name);
-    cr_assert_eq(clWaitForEvents(1, &ev), CL_SUCCESS);
-    clReleaseEvent(ev);
+    cr_expect_str_empty(clattn_last_error(), "%s: last error after success", label);
+    test_wait_event(ev, label);
     tt_download(&out);
     tt_download(&lse);
 
-    double *want_out = malloc(sizeof(double) * (size_t)(c->B * c->H * c->S * c->Dv));
-    double *want_lse = malloc(sizeof(double) * (size_t)(c->B * c->H * c->S));
+    double *want_out = malloc(sizeof(double) * (size_t)(c->B * c->Hq * c->Sq * c->Dv));
+    double *want_lse = malloc(sizeof(double) * (size_t)(c->B * c->Hq * c->Sq));
     cr_assert(want_out && want_lse);
-    ref_tensor ro = ref_tensor_dense(want_out, c->B, c->H, c->S, c->Dv);
-    ref_tensor rl = ref_tensor_dense(want_lse, c->B, c->H, c->S, 1);
+    ref_tensor ro = ref_tensor_dense(want_out, c->B, c->Hq, c->Sq, c->Dv);
+    ref_tensor rl = ref_tensor_dense(want_lse, c->B, c->Hq, c->Sq, 1);
     merge_reference(&P, &ro, &rl);
-
-    /* the planted rules, stated independently of compare_* */
-    int64_t empty = 0, nan_rows = 0;
-    for (int64_t i = 0; i < ref_numel(&rl); i++) {
-        empty += isinf(want_lse[i]) && want_lse[i] < 0;
-        nan_rows += isnan(want_lse[i]) != 0;
-    }
-    if (c->plant & PLANT_ALL_INF) {
-        cr_assert_geq(empty, 1, "%s: no all -inf row planted", c->name);
-        cr_expect(tt_get(&lse, 0, 0, 0, 0) == -INFINITY, "%s: all -inf row: lse %g", c->name,
-                  tt_get(&lse, 0, 0, 0, 0));
-        for (int64_t d = 0; d < c->Dv; d++)
-            cr_expect(tt_get(&out, 0, 0, 0, d) == 0.0, "%s: all -inf row: out[%ld] = %g",
-                      c->name, (long)d, tt_get(&out, 0, 0, 0, d));
-    }
-    if (c->plant & (PLANT_NAN_OUT | PLANT_NAN_LSE)) {
-        int64_t b = c->B - 1, s = c->S / 2;
-        cr_expect(isnan(tt_get(&out, b, 0, s, c->Dv / 2)), "%s: out of the NaN row is %g",
-                  c->name, tt_get(&out, b, 0, s, c->Dv / 2));
-        if (c->plant & PLANT_NAN_LSE)
-            cr_expect(isnan(tt_get(&lse, b, 0, s, 0)), "%s: lse of the NaN row is %g", c->name,
-                      tt_get(&lse, b, 0, s, 0));
-    }
-    if (c->plant & PLANT_GARBAGE)
-        cr_assert_eq(nan_rows, 0, "%s: the formula must skip -inf parts", c->name);
+    expect_planted_rules(c, &out, &lse, want_lse, ref_numel(&rl), label);
 
     cmp_result co = compare_out(&out, &ro), cl = compare_lse(&lse, &rl);
-    cr_expect(co.worst <= tol_out, "%s: out %s (tolerance %g)", c->name,
+    cr_expect(co.worst <= tol_out, "%s: out %s (tolerance %g)", label,
               cmp_describe(&co, buf, sizeof buf), tol_out);
-    cr_expect(cl.worst <= TOL_MERGE_F32, "%s: lse %s (tolerance %g)", c->name,
+    cr_expect(cl.worst <= TOL_MERGE_F32, "%s: lse %s (tolerance %g)", label,
               cmp_describe(&cl, buf, sizeof buf), TOL_MERGE_F32);
-    if (co.worst > w->out.worst || w->cases == 0)
-        snprintf(w->out_case, sizeof w->out_case, "%s", c->name);
-    if (cl.worst > w->lse.worst || w->cases == 0)
-        snprintf(w->lse_case, sizeof w->lse_case, "%s", c->name);
-    cmp_merge(&w->out, &co);
-    cmp_merge(&w->lse, &cl);
-    w->cases++;
-
-    size_t first;
-    size_t bad = tt_outside_damage(&out, &first);
-    cr_expect_eq(bad, 0, "%s: %zu bytes around out changed (first %zu)", c->name, bad, first);
-    bad = tt_outside_damage(&lse, &first);
-    cr_expect_eq(bad, 0, "%s: %zu bytes around lse changed (first %zu)", c->name, bad, first);
+    fold(w, &co, &cl, c->name);
+    tc_expect_outside_intact(&out, "out", label);
+    tc_expect_outside_intact(&lse, "lse", label);
 
     free(want_out);
     free(want_lse);
@@ -343,177 +353,141 @@ static clattn_tensor key_range(const clattn_tensor *t, int axis, int64_t start, 
     return r;
 }
 
-typedef struct split_config {
-    const char *name;
-    int64_t B, Hq, Hkv, Sq, Sk, D, Dv, a, b;
-    clattn_dtype dtype;
-    int bias;     /* full bias; rows 3..9 of every head see only -inf in [a, b) */
-} split_config;
-
-static void run_split(const split_config *c, worst *vs_ref, worst *vs_full)
+/* A split case's tensors: k, v and the merged out in other layouts than q, and with a full
+   bias (TC_BIAS_FULL), rows 3..9 of every head seeing only -inf in keys [a, b). */
+static void split_build(tc_run *r, const test_case *table_case)
 {
-    char buf[200];
-    int64_t qd[4] = {c->B, c->Hq, c->Sq, c->D}, kd[4] = {c->B, c->Hkv, c->Sk, c->D};
-    int64_t vd[4] = {c->B, c->Hkv, c->Sk, c->Dv}, od[4] = {c->B, c->Hq, c->Sq, c->Dv};
-    int64_t ld[4] = {c->B, c->Hq, c->Sq, 1}, bd[4] = {c->B, c->Hq, c->Sq, c->Sk};
-    test_tensor q, k, v, bias, part_out[3], part_lse[3], out, lse, full_out, full_lse;
-    test_rng rng;
-    rng_seed(&rng, 0x5b117u + (uint64_t)c->Sk);
-    tt_init(&q, c->dtype, qd, &LAYOUT_BHSD);
-    tt_init(&k, c->dtype, kd, &LAYOUT_BSHD);
-    tt_init(&v, c->dtype, vd, &LAYOUT_BHSD_PADDED);
-    tt_fill_random(&q, &rng, -1.0, 1.0);
-    tt_fill_random(&k, &rng, -1.0, 1.0);
-    tt_fill_random(&v, &rng, -0.5, 1.5);
-    tt_upload(&q, CL_MEM_READ_ONLY);
-    tt_upload(&k, CL_MEM_READ_ONLY);
-    tt_upload(&v, CL_MEM_READ_ONLY);
-    if (c->bias) {
-        tt_init(&bias, CLATTN_F32, bd, &LAYOUT_BHSD);
-        tt_fill_random(&bias, &rng, -1.0, 1.0);
-        for (int64_t b = 0; b < c->B; b++)
-            for (int64_t h = 0; h < c->Hq; h++)
-                for (int64_t i = 3; i < 10 && i < c->Sq; i++)
-                    for (int64_t j = c->a; j < c->b; j++)
-                        tt_set(&bias, b, h, i, j, -INFINITY);
-        tt_upload(&bias, CL_MEM_READ_ONLY);
-    }
-    test_tensor *outs[] = {&part_out[0], &part_out[1], &part_out[2], &out, &full_out};
-    test_tensor *lses[] = {&part_lse[0], &part_lse[1], &part_lse[2], &lse, &full_lse};
-    for (int i = 0; i < 5; i++) {
-        tt_init(outs[i], CLATTN_F32, od, i == 3 ? &LAYOUT_BSHD_PADDED : &LAYOUT_BHSD);
-        tt_init(lses[i], CLATTN_F32, ld, &LAYOUT_BHSD);
-        tt_upload(outs[i], CL_MEM_READ_WRITE);
-        tt_upload(lses[i], CL_MEM_READ_WRITE);
-    }
+    test_case c = *table_case;
+    c.seed = 0x5b117u + (uint64_t)c.Sk;
+    c.lk = &LAYOUT_BSHD;
+    c.lv = &LAYOUT_BHSD_PADDED;
+    c.lo = &LAYOUT_BSHD_PADDED;
+    tc_build(r, &c);
+    for (int64_t b = 0; r->bias.host && b < c.B; b++)
+        for (int64_t h = 0; h < c.Hq; h++)
+            for (int64_t i = 3; i < 10 && i < c.Sq; i++)
+                for (int64_t j = c.merge.split[0]; j < c.merge.split[1]; j++)
+                    tt_set(&r->bias, b, h, i, j, -INFINITY);
+    tc_upload(r);
+}
 
-    const int64_t start[3] = {0, c->a, c->b}, len[3] = {c->a, c->b - c->a, c->Sk - c->b};
+/* r's forward over keys [start, start + len) into out, lse. */
+static void forward_over_keys(tc_run *r, int64_t start, int64_t len, const test_tensor *out,
+                              const test_tensor *lse, cl_event *ev)
+{
+    tc_args a;
+    tc_args_init(&a, r);
+    a.k = key_range(&r->k.view, 2, start, len);
+    a.v = key_range(&r->v.view, 2, start, len);
+    a.out = out->view;
+    a.lse = lse->view;
+    clattn_tensor bias;
+    if (r->bias.host) {
+        bias = key_range(&r->bias.view, 3, start, len);
+        a.desc.bias = &bias;
+    }
+    clattn_status st = tc_call_forward(&a, ev);
+    cr_assert_eq(st, CLATTN_SUCCESS, "%s: forward over keys [%ld, %ld): %s: %s", r->c.name,
+                 (long)start, (long)(start + len), clattn_status_string(st),
+                 clattn_last_error());
+}
+
+/* Forward over keys [0, a), [a, b), [b, Sk) into three parts, merged into r's out and lse
+   (waiting on the three forwards' events). part_lse[1] is kept for the caller. */
+static void forward_in_three_and_merge(tc_run *r, test_tensor *part_lse1)
+{
+    const test_case *c = &r->c;
+    const int64_t start[3] = {0, c->merge.split[0], c->merge.split[1]};
+    const int64_t len[3] = {start[1], start[2] - start[1], c->Sk - start[2]};
+    test_tensor part_out[3], part_lse[3];
     clattn_tensor pout[3], plse[3];
     cl_event evs[3];
+    const int64_t od[4] = {c->B, c->Hq, c->Sq, c->Dv};
     for (int p = 0; p < 3; p++) {
-        clattn_attention_desc d;
-        clattn_attention_desc_init(&d);
-        clattn_tensor ks = key_range(&k.view, 2, start[p], len[p]);
-        clattn_tensor vs = key_range(&v.view, 2, start[p], len[p]);
-        clattn_tensor bs;
-        if (c->bias) {
-            bs = key_range(&bias.view, 3, start[p], len[p]);
-            d.bias = &bs;
-        }
-        clattn_status st = clattn_attention_forward(test_ctx(), &d, &q.view, &ks, &vs,
-                                                    &part_out[p].view, &part_lse[p].view, 0,
-                                                    NULL, &evs[p]);
-        cr_assert_eq(st, CLATTN_SUCCESS, "%s: forward over keys [%ld, %ld): %s: %s", c->name,
-                     (long)start[p], (long)(start[p] + len[p]), clattn_status_string(st),
-                     clattn_last_error());
+        tt_init(&part_out[p], CLATTN_F32, od, &LAYOUT_BHSD);
+        tc_tensor(&part_lse[p], c, TC_LSE);
+        tt_upload(&part_out[p], CL_MEM_READ_WRITE);
+        tt_upload(&part_lse[p], CL_MEM_READ_WRITE);
+        forward_over_keys(r, start[p], len[p], &part_out[p], &part_lse[p], &evs[p]);
         pout[p] = part_out[p].view;
         plse[p] = part_lse[p].view;
     }
     cl_event ev = NULL;
-    clattn_status st = clattn_attention_merge(test_ctx(), 3, pout, plse, &out.view, &lse.view,
-                                              3, evs, &ev);
+    clattn_status st = clattn_attention_merge(test_ctx(), 3, pout, plse, &r->out.view,
+                                              &r->lse.view, 3, evs, &ev);
     cr_assert_eq(st, CLATTN_SUCCESS, "%s: merge: %s: %s", c->name, clattn_status_string(st),
                  clattn_last_error());
-    cr_assert_eq(clWaitForEvents(1, &ev), CL_SUCCESS);
-    clReleaseEvent(ev);
-    for (int p = 0; p < 3; p++)
+    test_wait_event(ev, "merge");
+    for (int p = 0; p < 3; p++) {
         clReleaseEvent(evs[p]);
-    clattn_attention_desc d;
-    clattn_attention_desc_init(&d);
-    d.bias = c->bias ? &bias.view : NULL;
-    st = clattn_attention_forward(test_ctx(), &d, &q.view, &k.view, &v.view, &full_out.view,
-                                  &full_lse.view, 0, NULL, NULL);
-    cr_assert_eq(st, CLATTN_SUCCESS, "%s: forward over all keys: %s: %s", c->name,
-                 clattn_status_string(st), clattn_last_error());
+        tt_download(&part_lse[p]);
+        tt_free(&part_out[p]);
+    }
+    *part_lse1 = part_lse[1];
+    tt_free(&part_lse[0]);
+    tt_free(&part_lse[2]);
+}
+
+static void run_split(const test_case *table_case, worst *vs_ref, worst *vs_full)
+{
+    char buf[200], label[512];
+    tc_run r;
+    split_build(&r, table_case);
+    tc_describe(&r.c, label, sizeof label);
+    const test_case *c = &r.c;
+    test_tensor part_lse1, full_out, full_lse;
+    forward_in_three_and_merge(&r, &part_lse1);
+
+    /* one forward over all keys */
+    const int64_t od[4] = {c->B, c->Hq, c->Sq, c->Dv}, ld[4] = {c->B, c->Hq, c->Sq, 1};
+    tt_init(&full_out, CLATTN_F32, od, &LAYOUT_BHSD);
+    tt_init(&full_lse, CLATTN_F32, ld, &LAYOUT_BHSD);
+    tt_upload(&full_out, CL_MEM_READ_WRITE);
+    tt_upload(&full_lse, CL_MEM_READ_WRITE);
+    forward_over_keys(&r, 0, c->Sk, &full_out, &full_lse, NULL);
     cr_assert_eq(clFinish(test_queue()), CL_SUCCESS);
-    for (int i = 0; i < 5; i++) {
-        tt_download(outs[i]);
-        tt_download(lses[i]);
-    }
+    tt_download(&full_out);
+    tt_download(&full_lse);
 
-    /* the reference over all keys */
-    ref_params rp;
-    ref_params_init(&rp);
-    double *qs, *ks, *vs, *bs = NULL;
-    ref_tensor rq = tt_to_ref(&q, &qs), rk = tt_to_ref(&k, &ks), rv = tt_to_ref(&v, &vs), rb;
-    memset(&rb, 0, sizeof rb);
-    if (c->bias) {
-        rb = tt_to_ref(&bias, &bs);
-        rp.bias = &rb;
-    }
-    double *want_out = malloc(sizeof(double) * (size_t)(c->B * c->Hq * c->Sq * c->Dv));
-    double *want_lse = malloc(sizeof(double) * (size_t)(c->B * c->Hq * c->Sq));
-    cr_assert(want_out && want_lse);
-    ref_tensor ro = ref_tensor_dense(want_out, c->B, c->Hq, c->Sq, c->Dv);
-    ref_tensor rl = ref_tensor_dense(want_lse, c->B, c->Hq, c->Sq, 1);
-    cr_assert_eq(ref_attention_forward(&rp, &rq, &rk, &rv, &ro, &rl), 0);
-
+    /* the merged out and lse against the reference over all keys */
+    tc_fwd_result res;
+    tc_check_forward(&r, label, &res);
+    fold(vs_ref, &res.out, &res.lse, c->name);
     if (c->bias) {   /* the middle part has rows without keys: they must not contribute */
-        cr_expect(tt_get(&part_lse[1], 0, 0, 3, 0) == -INFINITY,
-                  "%s: middle part row 3: lse %g, want -inf", c->name,
-                  tt_get(&part_lse[1], 0, 0, 3, 0));
+        cr_expect(tt_get(&part_lse1, 0, 0, 3, 0) == -INFINITY,
+                  "%s: middle part row 3: lse %g, want -inf", label,
+                  tt_get(&part_lse1, 0, 0, 3, 0));
     }
-    cmp_result co = compare_out(&out, &ro), cl = compare_lse(&lse, &rl);
-    cr_expect(co.worst <= TOL_MERGE_FORWARD, "%s: merged out vs reference %s", c->name,
-              cmp_describe(&co, buf, sizeof buf));
-    cr_expect(cl.worst <= TOL_F32_LSE, "%s: merged lse vs reference %s", c->name,
-              cmp_describe(&cl, buf, sizeof buf));
-    if (co.worst > vs_ref->out.worst || vs_ref->cases == 0)
-        snprintf(vs_ref->out_case, sizeof vs_ref->out_case, "%s", c->name);
-    if (cl.worst > vs_ref->lse.worst || vs_ref->cases == 0)
-        snprintf(vs_ref->lse_case, sizeof vs_ref->lse_case, "%s", c->name);
-    cmp_merge(&vs_ref->out, &co);
-    cmp_merge(&vs_ref->lse, &cl);
-    vs_ref->cases++;
 
     /* against the single forward over all keys */
     double *fo, *fl;
     ref_tensor rfo = tt_to_ref(&full_out, &fo), rfl = tt_to_ref(&full_lse, &fl);
-    co = compare_out(&out, &rfo);
-    cl = compare_lse(&lse, &rfl);
-    cr_expect(co.worst <= TOL_MERGE_FORWARD, "%s: merged out vs one forward %s", c->name,
+    cmp_result co = compare_out(&r.out, &rfo), cl = compare_lse(&r.lse, &rfl);
+    cr_expect(co.worst <= TOL_MERGE_FORWARD, "%s: merged out vs one forward %s", label,
               cmp_describe(&co, buf, sizeof buf));
-    cr_expect(cl.worst <= TOL_F32_LSE, "%s: merged lse vs one forward %s", c->name,
+    cr_expect(cl.worst <= TOL_F32_LSE, "%s: merged lse vs one forward %s", label,
               cmp_describe(&cl, buf, sizeof buf));
-    if (co.worst > vs_full->out.worst || vs_full->cases == 0)
-        snprintf(vs_full->out_case, sizeof vs_full->out_case, "%s", c->name);
-    if (cl.worst > vs_full->lse.worst || vs_full->cases == 0)
-        snprintf(vs_full->lse_case, sizeof vs_full->lse_case, "%s", c->name);
-    cmp_merge(&vs_full->out, &co);
-    cmp_merge(&vs_full->lse, &cl);
-    vs_full->cases++;
-    size_t first;
-    cr_expect_eq(tt_outside_damage(&out, &first), 0, "%s: bytes around out changed (%zu)",
-                 c->name, first);
+    fold(vs_full, &co, &cl, c->name);
 
-    free(qs);
-    free(ks);
-    free(vs);
-    free(bs);
     free(fo);
     free(fl);
-    free(want_out);
-    free(want_lse);
-    tt_free(&q);
-    tt_free(&k);
-    tt_free(&v);
-    if (c->bias)
-        tt_free(&bias);
-    for (int i = 0; i < 5; i++) {
-        tt_free(outs[i]);
-        tt_free(lses[i]);
-    }
+    tt_free(&part_lse1);
+    tt_free(&full_out);
+    tt_free(&full_lse);
+    tc_free(&r);
 }
 
 Test(merge, forward_over_three_key_ranges_equals_one_forward)
 {
-    const split_config configs[] = {
-        {"f32 GQA 4:2, Sk=150 split 41/97", 2, 4, 2, 33, 150, 64, 48, 41, 97, CLATTN_F32, 0},
-        {"f32 MQA decode Sq=1, Sk=700 split 1/400", 1, 4, 1, 1, 700, 64, 64, 1, 400,
-         CLATTN_F32, 0},
-        {"f16 Sk=120 split 40/80", 1, 2, 2, 20, 120, 32, 32, 40, 80, CLATTN_F16, 0},
-        {"f32 bias, a middle range of -inf for rows 3..9", 2, 2, 1, 25, 90, 32, 32, 30, 60,
-         CLATTN_F32, 1},
+    const test_case configs[] = {
+        {"f32 GQA 4:2, Sk=150 split 41/97", TC_SHAPE(2, 4, 2, 33, 150, 64, 48),
+         .merge.split = {41, 97}},
+        {"f32 MQA decode Sq=1, Sk=700 split 1/400", TC_SHAPE(1, 4, 1, 1, 700, 64, 64),
+         .merge.split = {1, 400}},
+        {"f16 Sk=120 split 40/80", TC_SHAPE(1, 2, 2, 20, 120, 32, 32), .dtype = CLATTN_F16,
+         .merge.split = {40, 80}},
+        {"f32 bias, a middle range of -inf for rows 3..9", TC_SHAPE(2, 2, 1, 25, 90, 32, 32),
+         .bias = TC_BIAS_FULL, .merge.split = {30, 60}},
     };
     worst vs_ref, vs_full;
     worst_init(&vs_ref);
@@ -543,16 +517,14 @@ enum { MB = 2, MH = 3, MS = 5, MDV = 7, MN = 3 };
 Test(merge, bad_input_names_the_argument_and_writes_nothing)
 {
     test_ctx();
-    merge_case mc = {"bad input", MN, MB, MH, MS, MDV, CLATTN_F32, CLATTN_F32, PLANT_INF, NULL,
-                     CLATTN_F32};
+    const test_case mc = {"bad input", MERGE(MN, MB, MH, MS, MDV), .merge.plant = INF};
     test_rng rng;
     rng_seed(&rng, 4242);
     parts P;
     parts_build(&P, &mc, &rng);
-    int64_t od[4] = {MB, MH, MS, MDV}, ld[4] = {MB, MH, MS, 1};
     test_tensor out, lse;
-    tt_init(&out, CLATTN_F32, od, &LAYOUT_BHSD);
-    tt_init(&lse, CLATTN_F32, ld, &LAYOUT_BHSD);
+    tc_tensor(&out, &mc, TC_OUT);
+    tc_tensor(&lse, &mc, TC_LSE);
     tt_upload(&out, CL_MEM_READ_WRITE);
     tt_upload(&lse, CL_MEM_READ_WRITE);
     /* a buffer holding out, then lse right after it: views into it alias on purpose */
