@@ -172,8 +172,9 @@ static int check_limits(const clattn_device_probe *p, const clattn_problem *pr,
     return 1;
 }
 
-/* The CPU/GPU split of DESIGN.md: register blocking on CPUs, warp-sized groups on GPUs.
-   Register blocking is only required where there are query rows to block (Sq > 1). */
+/* The CPU/GPU split of docs/kernels.md ("The planner"): register blocking on CPUs, warp-sized
+   groups on GPUs. Register blocking is only required where there are query rows to block
+   (Sq > 1). */
 static int check_style(const clattn_device_probe *p, const clattn_problem *pr,
                        const clattn_tiling *t, char *msg, size_t n)
 {

@@ -6,7 +6,7 @@
    device is involved.
 
    Each call is checked against an independent model of the rules of include/clattn.h and
-   DESIGN.md ("Bad input"), computed in 128-bit arithmetic; abort() on any violation:
+   docs/semantics.md ("Bad input"), computed in 128-bit arithmetic; abort() on any violation:
    - an accepted call breaks no rule: every view lies inside its buffer (offset + extent <=
      CL_MEM_SIZE), no output has two elements at one address, no output shares bytes with
      another view of the call (in root-buffer coordinates, across sub-buffers), shapes, dtypes,

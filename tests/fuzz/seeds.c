@@ -1,7 +1,7 @@
 /* The seed corpus of fuzz_validate (tests/fuzz/corpus is these cases, encoded: regenerate it
    with `fuzz_validate -write-corpus=tests/fuzz/corpus`): valid calls of every kind, and one or
-   more calls per rule of DESIGN.md "Bad input", each with the status and the piece of message
-   it must give (checked by `fuzz_validate -check-seeds`; ANY: not checked). */
+   more calls per rule of docs/semantics.md "Bad input", each with the status and the piece of
+   message it must give (checked by `fuzz_validate -check-seeds`; ANY: not checked). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

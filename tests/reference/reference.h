@@ -1,7 +1,8 @@
 /*
  * The f64 CPU reference of clattn's attention forward and backward: plain loops in double precision with a
- * max-subtracted softmax, written straight from the "Semantics" and "Precise rules" sections of
- * DESIGN.md. Tests compare the library against it; tests/test_reference.c checks it by hand.
+ * max-subtracted softmax, written straight from docs/semantics.md ("Scores", "Which keys a row
+ * sees", "Softmax, lse and empty rows", "Dropout", "Backward", "Precise rules"). Tests compare
+ * the library against it; tests/test_reference.c checks it by hand.
  *
  * It needs no device: it only borrows the enum values of clattn.h (CLATTN_ALIGN_*).
  */
@@ -67,7 +68,8 @@ int64_t ref_visible_pairs(const ref_params *p, int64_t batch, int64_t heads_q,
 /* Philox4x32-10 (Salmon et al. 2011) of counter ctr under key; writes the four output words. */
 void ref_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
-/* The dropout decision of DESIGN.md: 1 if key j of query i, batch b, query head h is kept. */
+/* The dropout decision (docs/semantics.md "Dropout"): 1 if key j of query i, batch b, query
+   head h is kept. */
 int ref_dropout_keep(uint64_t seed, uint64_t offset, int64_t b, int64_t h, int64_t heads_q,
                      int64_t i, int64_t j, double p);
 
@@ -83,7 +85,7 @@ int ref_attention_forward(const ref_params *p, const ref_tensor *q, const ref_te
 /* The backward: the exact gradients, in double, of L = sum over b, h, i, d of
    out[b,h,i,d] * dout[b,h,i,d], where out is ref_attention_forward's output for the same p, q,
    k, v. Shapes: dout like out [B,Hq,Sq,Dv]; dq like q, dk like k, dv like v; dbias NULL or the
-   dims of p->bias (which must then be given). With s_ij the score of DESIGN.md
+   dims of p->bias (which must then be given). With s_ij the score of docs/semantics.md
    (t = scale * q_i . k_j, s = softcap * tanh(t / softcap) when softcap > 0, else t, plus bias),
    P_ij the softmax of s over the keys that take part in row i (visible and s != -INFINITY),
    before dropout, and w_ij = 1 without dropout, else ref_dropout_keep(...) / (1 - dropout_p)
