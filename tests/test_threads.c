@@ -1,6 +1,7 @@
 /*
- * Threads (DESIGN.md "Threads"): one context may be used from many threads at once, and every
- * result is the same bits as single-threaded use; clattn_last_error() is per thread.
+ * Threads (docs/semantics.md "Asynchrony and threads"): one context may be used from many
+ * threads at once, and every result is the same bits as single-threaded use;
+ * clattn_last_error() is per thread.
  *
  * one_context_many_threads: a table of jobs mixing shapes (MHA, GQA, MQA, decode, D != Dv),
  *   dtypes (f32, f16, bf16 inputs; f32/f16 outputs and gradients), algorithms (AUTO, FUSED,
