@@ -32,23 +32,23 @@ static float row_delta(__global const out_t *out_row, __global const out_t *dout
     return sum;
 }
 
-/* The gradient weights of VEC (query, key) pairs, from s = q_mult q.k (base 2, before
-   softcap), dp = dout_i . v_j, the query's lse2 = lse log2(e) and delta, the dropout factors w
-   and the bias bias2 (times log2(e)):
-     p = exp2(softcap(s) + bias2 - lse2),  *pw = p w,  *ds = p (w dp - delta) softcap'(s).
+/* The gradient weights of VEC (query, key) pairs, from the dot products (q_scale q).k,
+   dp = dout_i . v_j, the query's lse and delta, the dropout factors w and the bias, with
+   x = score_scale (q_scale q).k and z = SCORE (softcap c: c tanh(x / c)):
+     p = exp(z + bias - lse),  *pw = p w,  *ds = p (w dp - delta) dz/dx.
    Queries whose lse is -inf (no key) get exactly 0. Pairs a row does not see are not masked
    here: tile_update_local never reads them. */
-static void pair_grads(floatv s, floatv dp, floatv lse2, floatv delta, floatv w, floatv bias2,
-                       float cap_mult, floatv *pw, floatv *ds)
+static void pair_grads(floatv dot, floatv dp, floatv lse, floatv delta, floatv w, floatv bias,
+                       float score_scale, float softcap, floatv *pw, floatv *ds)
 {
-    floatv z = s, slope = (floatv)(1.0f);
-    if (cap_mult != 0.0f) {
-        const floatv t = tanh(s);
-        z = cap_mult * t;
+    floatv z = dot * score_scale, slope = (floatv)(1.0f);
+    if (softcap != 0.0f) {
+        const floatv t = tanh(z / softcap);
+        z = softcap * t;
         slope = 1.0f - t * t;
     }
-    const floatv p = exp2(z + bias2 - lse2);
-    const intv keep = isgreater(lse2, (floatv)(-INFINITY));
+    const floatv p = EXP_BELOW(z + bias, lse, 0);
+    const intv keep = isgreater(lse, (floatv)(-INFINITY));
     *pw = select((floatv)(0.0f), p * w, keep);
     *ds = select((floatv)(0.0f), p * (w * dp - delta) * slope, keep);
 }
@@ -76,18 +76,21 @@ static void store_grad_row(__global grad_t *row, const floatv *acc, int dim, flo
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_backward_dkdv(BACKWARD_ARGS)
 {
-    __local float qt[D_PAD * BLOCK_N];      /* q^T * q_mult: scores */
+    __local float qt[D_PAD * BLOCK_N];      /* q^T q_scale: scores */
     __local float qrows[BLOCK_N * D_PAD];   /* q: dk */
     __local float dot[DV_PAD * BLOCK_N];    /* dout^T: dout . v */
     __local float dorows[BLOCK_N * DV_PAD]; /* dout: dv */
-    __local float lse2_tile[BLOCK_N], delta_tile[BLOCK_N];
+    __local float lse_tile[BLOCK_N], delta_tile[BLOCK_N];
     const clattn_attention_params *a = &params.attn;
-    const int head_dim = a->head_dim, head_dim_v = a->head_dim_v;
+    /* what the loops read, once, out of the parameter struct */
+    const int head_dim = a->head_dim, head_dim_v = a->head_dim_v, group = a->group;
+    const int flags = a->flags;
+    const float q_scale = a->q_scale, score_scale = a->score_scale, softcap = a->softcap;
 
     const int lid = get_local_id(0);
     const int hkv = get_global_id(1);
     const long b = get_global_id(2);
-    const int j0 = get_group_id(0) * BLOCK_M;   /* first key of the work-group */
+    const long j_begin = (long)get_group_id(0) * BLOCK_M;  /* first key of the work-group */
     clattn_mask mp;
     const int lengths_ok = batch_mask(a, seqlens_q, seqlens_k, b, &mp);
     slice_qkv ks, vs;
@@ -100,7 +103,7 @@ void attention_backward_dkdv(BACKWARD_ARGS)
     int lo[ROWS], hi[ROWS], live[ROWS];
     int lo_max = 0, hi_min = a->seq_q;
     for (int r = 0; r < ROWS; r++) {
-        const int j = j0 + lid * ROWS + r;
+        const long j = j_begin + lid * ROWS + r;
         live[r] = j < mp.seq_k && lengths_ok;
         __global const qkv_t *krow = slice_row_qkv(ks, j), *vrow = slice_row_qkv(vs, j);
         for (int d = 0; d < D_PAD; d++)
@@ -119,13 +122,16 @@ void attention_backward_dkdv(BACKWARD_ARGS)
         }
     }
 
-    /* The queries any key of the work-group sees (monotone in j). */
-    const int j_last = min(j0 + BLOCK_M, (int)mp.seq_k) - 1;
-    const int queries_lo = (int)clattn_seeing_lo(&mp, j0);
-    const int queries_hi = lengths_ok && j_last >= j0 ? (int)clattn_seeing_hi(&mp, j_last) : -1;
+    const update_sink dk_sums = {.acc = &dk_acc[0][0]}, dv_sums = {.acc = &dv_acc[0][0]};
 
-    for (int g = 0; g < a->group; g++) {
-        const int h = hkv * a->group + g;
+    /* The queries any key of the work-group sees (monotone in j). */
+    const long j_last = min(j_begin + BLOCK_M, mp.seq_k) - 1;
+    const int queries_lo = (int)clattn_seeing_lo(&mp, j_begin);
+    const int queries_hi =
+        lengths_ok && j_last >= j_begin ? (int)clattn_seeing_hi(&mp, j_last) : -1;
+
+    for (int g = 0; g < group; g++) {
+        const int h = hkv * group + g;
         slice_qkv qs;
         slice_out os, dos;
         slice_of_qkv(&qs, q, &params.q, b, h);
@@ -133,16 +139,16 @@ void attention_backward_dkdv(BACKWARD_ARGS)
         slice_of_out(&dos, dout, &params.dout, b, h);
         __global const float *lh = lse + view_row(&params.lse, b, h, 0);
         __global const bias_t *bias_h = bias + view_row(&params.bias, b, h, 0);
-        for (int i0 = queries_lo; i0 <= queries_hi; i0 += BLOCK_N) {
-            const int count = min(BLOCK_N, queries_hi - i0 + 1);
+        for (long first = queries_lo; first <= queries_hi; first += BLOCK_N) {
+            const int i0 = (int)first, count = min(BLOCK_N, queries_hi - i0 + 1);
             barrier(CLK_LOCAL_MEM_FENCE);
-            stage_transposed_qkv(qt, qs, head_dim, i0, count, a->q_mult, lid);
+            stage_transposed_qkv(qt, qs, head_dim, i0, count, q_scale, lid);
             stage_rows_qkv(qrows, D_PAD, qs, head_dim, i0, count, 1.0f, lid);
             stage_transposed_out(dot, dos, head_dim_v, i0, count, 1.0f, lid);
             stage_rows_out(dorows, DV_PAD, dos, head_dim_v, i0, count, 1.0f, lid);
             for (int n = lid; n < BLOCK_N; n += WG) {
                 const long i = i0 + n;
-                lse2_tile[n] = n < count ? M_LOG2E_F * lh[i * params.lse.seq_stride] : -INFINITY;
+                lse_tile[n] = n < count ? lh[i * params.lse.seq_stride] : -INFINITY;
                 delta_tile[n] = n < count ? row_delta(slice_row_out(os, i), slice_row_out(dos, i),
                                                       head_dim_v)
                                           : 0.0f;
@@ -155,33 +161,33 @@ void attention_backward_dkdv(BACKWARD_ARGS)
             const int all_visible = tile_all_visible(i0, count, lo_max, hi_min);
             float pw[ROWS][BLOCK_N], ds[ROWS][BLOCK_N];
             for (int r = 0; r < ROWS; r++) {
-                const int j = j0 + lid * ROWS + r;
+                const long j = j_begin + lid * ROWS + r;
                 for (int c = 0; c < CHUNKS_N; c++) {
-                    const floatv bias2 = (a->flags & ATTENTION_BIAS) && live[r]
+                    const floatv bias_c = (flags & ATTENTION_BIAS) && live[r]
                                              ? bias_lanes(bias_h + j, params.bias.seq_stride,
                                                           i0 + c * VEC, a->seq_q)
                                              : (floatv)(0.0f);
-                    const floatv w = (a->flags & ATTENTION_DROPOUT)
+                    const floatv w = (flags & ATTENTION_DROPOUT)
                                          ? dropout_lanes(&a->dropout, b * a->heads_q + h,
                                                          i0 + c * VEC, 1, j, 0)
                                          : (floatv)(1.0f);
                     floatv pw_c, ds_c;
-                    pair_grads(s[r][c], dp[r][c], VLOAD(c, lse2_tile), VLOAD(c, delta_tile), w,
-                               bias2, a->cap_mult, &pw_c, &ds_c);
+                    pair_grads(s[r][c], dp[r][c], VLOAD(c, lse_tile), VLOAD(c, delta_tile), w,
+                               bias_c, score_scale, softcap, &pw_c, &ds_c);
                     VSTORE(pw_c, c, pw[r]);
                     VSTORE(ds_c, c, ds[r]);
                 }
             }
             const local_rows dotile = {dorows, DV_PAD}, qtile = {qrows, D_PAD};
-            tile_update_local(&dv_acc[0][0], CHUNKS_DV, chunks_of(head_dim_v), &pw[0][0],
-                              BLOCK_N, 1, dotile, head_dim_v, i0, count, lo, hi, all_visible);
-            tile_update_local(&dk_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N,
-                              1, qtile, head_dim, i0, count, lo, hi, all_visible);
+            tile_update_local(dv_sums, CHUNKS_DV, chunks_of(head_dim_v), &pw[0][0], BLOCK_N, 1,
+                              dotile, head_dim_v, i0, count, lo, hi, all_visible);
+            tile_update_local(dk_sums, CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1,
+                              qtile, head_dim, i0, count, lo, hi, all_visible);
         }
     }
 
     for (int r = 0; r < ROWS; r++) {
-        const int j = j0 + lid * ROWS + r;
+        const long j = j_begin + lid * ROWS + r;
         if (j >= a->seq_k)
             break;
         store_grad_row(dk + view_row(&params.dk, b, hkv, j), dk_acc[r], head_dim,
@@ -198,13 +204,16 @@ void attention_backward_dq(BACKWARD_ARGS)
     __local float krows[BLOCK_N * D_PAD];   /* k: dq */
     __local float vt[DV_PAD * BLOCK_N];     /* v^T: dout . v */
     const clattn_attention_params *a = &params.attn;
+    /* what the loops read, once, out of the parameter struct */
     const int head_dim = a->head_dim, head_dim_v = a->head_dim_v, group = a->group;
+    const int flags = a->flags;
+    const float q_scale = a->q_scale, score_scale = a->score_scale, softcap = a->softcap;
 
     const int lid = get_local_id(0);
     const int hkv = get_global_id(1);
     const long b = get_global_id(2);
-    const int rho0 = get_group_id(0) * BLOCK_M;   /* first row of the work-group */
-    const int rho_end = group * a->seq_q;
+    const long rho0 = (long)get_group_id(0) * BLOCK_M;  /* first row of the work-group */
+    const long rho_end = (long)group * a->seq_q;
     clattn_mask mp;
     const int lengths_ok = batch_mask(a, seqlens_q, seqlens_k, b, &mp);
     slice_qkv ks, vs;
@@ -212,23 +221,24 @@ void attention_backward_dq(BACKWARD_ARGS)
     slice_of_qkv(&vs, v, &params.v, b, hkv);
 
     /* This work-item's rows (rho = i * group + head in group, as in the forward). */
-    float qr[ROWS][D_PAD], dor[ROWS][DV_PAD], lse2[ROWS], delta[ROWS];
+    float qr[ROWS][D_PAD], dor[ROWS][DV_PAD], lse_r[ROWS], delta[ROWS];
     floatv dq_acc[ROWS][CHUNKS_D];
-    int lo[ROWS], hi[ROWS], live[ROWS];
+    int lo[ROWS], hi[ROWS], live[ROWS], row_h[ROWS];
+    long row_i[ROWS];                    /* the query row and head of each row */
     int lo_max = 0, hi_min = a->seq_k;
     for (int r = 0; r < ROWS; r++) {
-        const int rho = rho0 + lid * ROWS + r;
-        const long i = rho / group;
-        const int h = hkv * group + rho % group;
+        const long rho = rho0 + lid * ROWS + r;
+        const long i = row_i[r] = rho / group;
+        const int h = row_h[r] = hkv * group + (int)(rho % group);
         live[r] = rho < rho_end && i < mp.seq_q && lengths_ok;
         __global const qkv_t *qrow = q + view_row(&params.q, b, h, i);
         __global const out_t *orow = out + view_row(&params.out, b, h, i);
         __global const out_t *dorow = dout + view_row(&params.dout, b, h, i);
         for (int d = 0; d < D_PAD; d++)
-            qr[r][d] = live[r] && d < head_dim ? a->q_mult * LOAD_QKV(qrow, d) : 0.0f;
+            qr[r][d] = live[r] && d < head_dim ? q_scale * LOAD_QKV(qrow, d) : 0.0f;
         for (int d = 0; d < DV_PAD; d++)
             dor[r][d] = live[r] && d < head_dim_v ? LOAD_OUT(dorow, d) : 0.0f;
-        lse2[r] = live[r] ? M_LOG2E_F * lse[view_row(&params.lse, b, h, i)] : -INFINITY;
+        lse_r[r] = live[r] ? lse[view_row(&params.lse, b, h, i)] : -INFINITY;
         delta[r] = live[r] ? row_delta(orow, dorow, head_dim_v) : 0.0f;
         for (int c = 0; c < CHUNKS_D; c++)
             dq_acc[r][c] = (floatv)(0.0f);
@@ -240,14 +250,16 @@ void attention_backward_dq(BACKWARD_ARGS)
         }
     }
 
+    const update_sink dq_sums = {.acc = &dq_acc[0][0]};
+
     /* The keys any row of the work-group sees (monotone in i = rho / group). */
-    const int i_first = rho0 / group;
-    const int i_last = min((min(rho0 + BLOCK_M, rho_end) - 1) / group, (int)mp.seq_q - 1);
+    const long i_first = rho0 / group;
+    const long i_last = min((min(rho0 + BLOCK_M, rho_end) - 1) / group, mp.seq_q - 1);
     const int keys_lo = (int)clattn_visible_lo(&mp, i_first);
     const int keys_hi = lengths_ok && i_last >= i_first ? (int)clattn_visible_hi(&mp, i_last) : -1;
 
-    for (int j0 = keys_lo; j0 <= keys_hi; j0 += BLOCK_N) {
-        const int count = min(BLOCK_N, keys_hi - j0 + 1);
+    for (long first = keys_lo; first <= keys_hi; first += BLOCK_N) {
+        const int j0 = (int)first, count = min(BLOCK_N, keys_hi - j0 + 1);
         barrier(CLK_LOCAL_MEM_FENCE);
         stage_transposed_qkv(kt, ks, head_dim, j0, count, 1.0f, lid);
         stage_rows_qkv(krows, D_PAD, ks, head_dim, j0, count, 1.0f, lid);
@@ -260,35 +272,33 @@ void attention_backward_dq(BACKWARD_ARGS)
         const int all_visible = tile_all_visible(j0, count, lo_max, hi_min);
         float ds[ROWS][BLOCK_N];
         for (int r = 0; r < ROWS; r++) {
-            const int rho = rho0 + lid * ROWS + r;
-            const long i = rho / group;
-            const int h = hkv * group + rho % group;
+            const long i = row_i[r];
+            const int h = row_h[r];
             __global const bias_t *bias_row = bias + view_row(&params.bias, b, h, i);
             for (int c = 0; c < CHUNKS_N; c++) {
-                const floatv bias2 = (a->flags & ATTENTION_BIAS) && live[r]
+                const floatv bias_c = (flags & ATTENTION_BIAS) && live[r]
                                          ? bias_lanes(bias_row, 1, j0 + c * VEC, mp.seq_k)
                                          : (floatv)(0.0f);
-                const floatv w = (a->flags & ATTENTION_DROPOUT)
+                const floatv w = (flags & ATTENTION_DROPOUT)
                                      ? dropout_lanes(&a->dropout, b * a->heads_q + h, i, 0,
                                                      j0 + c * VEC, 1)
                                      : (floatv)(1.0f);
                 floatv pw_c, ds_c;
-                pair_grads(s[r][c], dp[r][c], (floatv)(lse2[r]), (floatv)(delta[r]), w, bias2,
-                           a->cap_mult, &pw_c, &ds_c);
+                pair_grads(s[r][c], dp[r][c], (floatv)(lse_r[r]), (floatv)(delta[r]), w, bias_c,
+                           score_scale, softcap, &pw_c, &ds_c);
                 VSTORE(ds_c, c, ds[r]);
             }
         }
         const local_rows ktile = {krows, D_PAD};
-        tile_update_local(&dq_acc[0][0], CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1,
-                          ktile, head_dim, j0, count, lo, hi, all_visible);
+        tile_update_local(dq_sums, CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1, ktile,
+                          head_dim, j0, count, lo, hi, all_visible);
     }
 
     for (int r = 0; r < ROWS; r++) {
-        const int rho = rho0 + lid * ROWS + r;
-        if (rho >= rho_end)
+        if (rho0 + lid * ROWS + r >= rho_end)
             break;
-        const long i = rho / group;
-        const int h = hkv * group + rho % group;
+        const long i = row_i[r];
+        const int h = row_h[r];
         store_grad_row(dq + view_row(&params.dq, b, h, i), dq_acc[r], head_dim,
                        params.grad_mult, live[r], lengths_ok);
     }

@@ -4,11 +4,20 @@
  * For batch b, query head h (key/value head h / group) and query row i:
  *   out[b,h,i,:] = sum_j softmax_j(s(i, j)) v[j,:]   over the keys j visible to row i,
  *   lse[b,h,i]   = log(sum_j exp(s(i, j)))           (natural log),
- * with s(i, j) = q[i].k[j] * scale, then softcap, then + bias[b,h,i,j] (cl/common.cl); with
- * dropout each weight is multiplied by 0 or 1/(1-p) (common.cl), lse stays before dropout. Rows with
- * no visible key, or whose visible scores are all -inf, and padding rows (i >= seqlens_q[b]) get
- * out = 0 and lse = -inf; a batch with a seqlens entry outside [0, dim] gets NaN. Memory is
- * O(S): keys stream through local memory in tiles of BLOCK_N, never an Sq x Sk buffer.
+ * with s(i, j) = scale * (q[i].k[j]), then softcap, then + bias[b,h,i,j] (cl/common.cl SCORE);
+ * with dropout each weight is multiplied by 0 or 1/(1-p) (common.cl), lse stays before dropout.
+ * Rows with no visible key, or whose visible scores are all -inf, and padding rows
+ * (i >= seqlens_q[b]) get out = 0 and lse = -inf; a batch with a seqlens entry outside
+ * [0, dim] gets NaN. Memory is O(S): keys stream through local memory in tiles of BLOCK_N,
+ * never an Sq x Sk buffer.
+ *
+ * Numerics (docs/semantics.md "Softmax, lse and empty rows"): scores stay in natural units, and
+ * exponents are taken of differences from the running maximum (EXP_BELOW), so a score that
+ * fits a float never overflows. Each tile's weights are summed apart and joined to the row's
+ * running sum, and each tile's p v to the row's sum of p v, as compensated sums (common.cl);
+ * both are rescaled by the same factors, exactly, and kept small by powers of two
+ * (running_sum), so that the sum of p v never exceeds the largest |v| and the error of out
+ * and lse does not grow with the number of keys.
  *
  * Rows: for each (batch, kv head) the rows are the pairs (query row i, query head of the group),
  * numbered rho = i * group + (h % group), so one staged K/V tile serves every query head of the
@@ -27,20 +36,76 @@
  * The tiling (ROWS, WG, BLOCK_N, D_PAD, DV_PAD, VEC) is tiles.cl's.
  */
 
-/* The bias of rows rho .. rho+VEC-1 (of kv head hkv's rows of batch b, numbered as above)
-   against key j, times log2(e), in vector lanes; 0 for rows that are not live and for keys
-   j >= seq_k. */
+/* A tile's weights are scaled by 2^-WEIGHT_SHIFT, 16 times the least power of two >= BLOCK_N
+   (and by the row's halvings, rescale_sum), so that they add at most 1/16 to a row's running
+   sum l; l is kept at or under 1/2 before a tile joins, so a row's sum of p v never exceeds
+   its largest |v|. */
+#if BLOCK_N <= 1
+#define WEIGHT_SHIFT 4
+#elif BLOCK_N <= 2
+#define WEIGHT_SHIFT 5
+#elif BLOCK_N <= 4
+#define WEIGHT_SHIFT 6
+#elif BLOCK_N <= 8
+#define WEIGHT_SHIFT 7
+#elif BLOCK_N <= 16
+#define WEIGHT_SHIFT 8
+#elif BLOCK_N <= 32
+#define WEIGHT_SHIFT 9
+#elif BLOCK_N <= 64
+#define WEIGHT_SHIFT 10
+#elif BLOCK_N <= 128
+#define WEIGHT_SHIFT 11
+#elif BLOCK_N <= 256
+#define WEIGHT_SHIFT 12
+#elif BLOCK_N <= 512
+#define WEIGHT_SHIFT 13
+#elif BLOCK_N <= 1024
+#define WEIGHT_SHIFT 14
+#elif BLOCK_N <= 2048
+#define WEIGHT_SHIFT 15
+#elif BLOCK_N <= 4096
+#define WEIGHT_SHIFT 16
+#else
+#error "BLOCK_N over 4096"
+#endif
+
+/* Tiles whose p v are summed plainly (update_sink's part) before they join the compensated
+   sum: the error of that many tiles' plain sum, about FLUSH_TILES * BLOCK_N roundings at
+   worst, bounds the error of any number of keys. */
+#define FLUSH_TILES 16
+
+/* Before a tile joins a row's running sum l + lc (a compensated sum; VEC rows in lanes, one
+   row: _1): the sum is rescaled by keep = alpha 2^-j, alpha = exp(m - m_new) for the new
+   running maximum and 2^-j the power of two that brings l alpha back to [1/16, 1/8) when it
+   is over 1/2 (every several tiles at most). j is added to *halvings: the tile's weights are
+   then exp(s - m_new) times 2^-(WEIGHT_SHIFT + halvings), in the same units, and add at most
+   1/16. Returns keep (mostly 1), by which the row's sum of p v is scaled too (tile_update_*),
+   exactly, so that their ratio, the output, loses nothing to it. NaN stays NaN. */
+#define DEFINE_RESCALE_SUM(suffix, type, int_type, TO_FLOAT)                                     \
+    static type rescale_sum##suffix(type *l, type *lc, type *halvings, type alpha)               \
+    {                                                                                            \
+        const type scaled = *l * alpha;                                                          \
+        const int_type j = select((int_type)(0), ilogb(scaled) + 4,                              \
+                                  isgreater(scaled, (type)(0.5f)));                              \
+        const type keep = ldexp(alpha, -j);                                                      \
+        *halvings += TO_FLOAT(j);                                                                \
+        scale_exactly##suffix(l, lc, keep);                                                      \
+        return keep;                                                                             \
+    }
+DEFINE_RESCALE_SUM(, floatv, intv, TO_FLOATV)
+DEFINE_RESCALE_SUM(_1, float, int, convert_float)
+
+/* The bias of VEC rows (query heads row_h, query rows row_i) of batch b against key j, in
+   vector lanes; 0 for rows that are not live and for keys j >= seq_k. */
 static floatv bias_of_rows(__global const bias_t *bias, const clattn_view_params *view, long b,
-                           int hkv, int group, int rho, const int *live, int j, long seq_k)
+                           const int *row_h, const long *row_i, const int *live, int j,
+                           long seq_k)
 {
     float lane[VEC];
-    for (int e = 0; e < VEC; e++) {
-        const int row = rho + e;
-        lane[e] = live[e] && j < seq_k
-                      ? M_LOG2E_F * LOAD_BIAS(bias + view_row(view, b, hkv * group + row % group,
-                                                              row / group), j)
-                      : 0.0f;
-    }
+    for (int e = 0; e < VEC; e++)
+        lane[e] = live[e] && j < seq_k ? LOAD_BIAS(bias + view_row(view, b, row_h[e], row_i[e]), j)
+                                       : 0.0f;
     return VLOAD(0, lane);
 }
 
@@ -55,17 +120,17 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
 #endif
     const clattn_attention_params *a = &params.attn;
     const int group = a->group, flags = a->flags;
-    const float q_mult = a->q_mult, cap_mult = a->cap_mult;
+    const float score_scale = a->score_scale, softcap = a->softcap;
 
     const int lid = get_local_id(0);
     const int hkv = get_global_id(1);
     const long b = get_global_id(2);
     const int blocks = (int)(get_num_groups(0) / params.splits);
     const int split = get_group_id(0) / blocks;
-    const int rho0 = (get_group_id(0) % blocks) * BLOCK_M;  /* first row of the work-group */
-    const int rho_end = group * a->seq_q;
+    const long rho0 = (long)(get_group_id(0) % blocks) * BLOCK_M; /* the work-group's first row */
+    const long rho_end = (long)group * a->seq_q;
     const int split_lo = split * params.keys_per_split;
-    const int split_hi = min(split_lo + params.keys_per_split, a->seq_k) - 1;
+    const int split_hi = (int)min((long)split_lo + params.keys_per_split, (long)a->seq_k) - 1;
 
     clattn_mask mp;
     const int lengths_ok = batch_mask(a, seqlens_q, seqlens_k, b, &mp);
@@ -73,9 +138,12 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
     slice_of_qkv(&ks, k, &params.k, b, hkv);
     slice_of_qkv(&vs, v, &params.v, b, hkv);
 
-    /* Private state of this work-item's rows; q is pre-multiplied by q_mult (common.cl). With
-       SCORES_IN_ROW_LANES (tiles.cl) q is held transposed and the weights p key by key, so that
-       VEC consecutive rows fill a vector; otherwise both row by row. */
+    /* Private state of this work-item's rows; q is held times q_scale (launch.h). With
+       SCORES_IN_ROW_LANES (tiles.cl) q is
+       held transposed and the weights p key by key, so that VEC consecutive rows fill a vector;
+       otherwise both row by row. Per row: the running maximum m, the running sum l of the
+       weights (in units of 2^WEIGHT_SHIFT, compensated by lc), and out so far, normalised by
+       l (acc, compensated by comp), so that it never exceeds the largest |v|. */
 #if SCORES_IN_ROW_LANES
 #define Q_AT(r, d) qr[(d) * ROWS + (r)]
 #define P_STRIDE_R 1
@@ -86,23 +154,24 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
 #define P_STRIDE_N 1
 #endif
     float qr[ROWS * D_PAD];
-    floatv acc[ROWS][CHUNKS_DV];
-    float m[ROWS], l[ROWS];
-    int lo[ROWS], hi[ROWS], live[ROWS];
+    floatv acc[ROWS][CHUNKS_DV], comp[ROWS][CHUNKS_DV], part[ROWS][CHUNKS_DV];
+    float m[ROWS], l[ROWS], lc[ROWS], halvings[ROWS], keep[ROWS];
+    int lo[ROWS], hi[ROWS], live[ROWS], row_h[ROWS];
+    long row_i[ROWS];                    /* the query row and head of each row */
     int lo_max = 0, hi_min = a->seq_k;   /* over this work-item's live rows */
     for (int r = 0; r < ROWS; r++) {
-        const int rho = rho0 + lid * ROWS + r;
-        const int i = rho / group;
-        const int h = hkv * group + rho % group;
+        const long rho = rho0 + lid * ROWS + r;
+        const long i = row_i[r] = rho / group;
+        const int h = row_h[r] = hkv * group + (int)(rho % group);
         /* a live row is one whose output is computed: not padding, not past the end */
         live[r] = rho < rho_end && i < mp.seq_q && lengths_ok;
         __global const qkv_t *qrow = q + view_row(&params.q, b, h, i);
         for (int d = 0; d < D_PAD; d++)
-            Q_AT(r, d) = (live[r] && d < a->head_dim) ? LOAD_QKV(qrow, d) * q_mult : 0.0f;
+            Q_AT(r, d) = (live[r] && d < a->head_dim) ? LOAD_QKV(qrow, d) * a->q_scale : 0.0f;
         for (int c = 0; c < CHUNKS_DV; c++)
-            acc[r][c] = (floatv)(0.0f);
+            acc[r][c] = comp[r][c] = part[r][c] = (floatv)(0.0f);
         m[r] = NEG_BIG;
-        l[r] = 0.0f;
+        l[r] = lc[r] = halvings[r] = 0.0f;
         lo[r] = live[r] ? max((int)clattn_visible_lo(&mp, i), split_lo) : a->seq_k;
         hi[r] = live[r] ? min((int)clattn_visible_hi(&mp, i), split_hi) : -1;
         if (live[r]) { /* a live row that sees nothing here makes lo_max > hi_min: never full */
@@ -113,15 +182,19 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
 
     /* The keys any row of the work-group sees (the same for every work-item): visibility is
        monotone in the query row i = rho / group. */
-    const int i_first = rho0 / group;
-    const int i_last = min((min(rho0 + BLOCK_M, rho_end) - 1) / group, (int)mp.seq_q - 1);
+    const long i_first = rho0 / group;
+    const long i_last = min((min(rho0 + BLOCK_M, rho_end) - 1) / group, mp.seq_q - 1);
     const int keys_lo = max((int)clattn_visible_lo(&mp, i_first), split_lo);
     const int keys_hi = lengths_ok && i_last >= i_first
                             ? min((int)clattn_visible_hi(&mp, i_last), split_hi) : -1;
     const int chunks_dv = chunks_of(a->head_dim_v);
+    const update_sink out_sums = {.acc = &acc[0][0], .comp = &comp[0][0], .part = &part[0][0],
+                                  .keep = keep};
 
-    for (int j0 = keys_lo; j0 <= keys_hi; j0 += BLOCK_N) {
-        const int count = min(BLOCK_N, keys_hi - j0 + 1);
+    int tiles_in_part = 0;
+    for (long first = keys_lo; first <= keys_hi; first += BLOCK_N) { /* long: no overflow at
+                                                                         2^31 - 1 keys */
+        const int j0 = (int)first, count = min(BLOCK_N, keys_hi - j0 + 1);
 #if !SCORES_FROM_ROWS /* decode reads K and V from global memory */
         barrier(CLK_LOCAL_MEM_FENCE);
 #if SCORES_IN_ROW_LANES
@@ -137,40 +210,45 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
            not live are never stored as computed). */
         const int full = tile_all_visible(j0, count, lo_max, hi_min);
 
-        /* Scores of ROWS rows x BLOCK_N keys, then the online softmax: p = exp2(s - m_new) for
-           visible keys, exactly 0 for the others, and alpha = exp2(m - m_new) rescales what
-           the rows have so far. */
+        /* Scores of ROWS rows x BLOCK_N keys, then the online softmax: the running sums are
+           rescaled for the new maxima m_new (rescale_sum_*), and the weights are
+           p = exp(s - m_new) 2^-(WEIGHT_SHIFT + halvings) for visible keys, exactly 0 for the
+           others. */
         floatv s[ROWS * CHUNKS_N];
-        float p[ROWS * BLOCK_N], alpha[ROWS];
+        float p[ROWS * BLOCK_N];
 #if SCORES_IN_ROW_LANES
         tile_scores_lanes(qr, kt, D_PAD, a->head_dim, s);
         for (int w = 0; w < ROW_VECS; w++) { /* rows w * VEC .. in the lanes */
             const intv row_lo = VLOAD(w, lo), row_hi = VLOAD(w, hi);
-            const int rho = rho0 + lid * ROWS + w * VEC;
-            floatv m_new = VLOAD(w, m);
+            const floatv m_old = VLOAD(w, m);
+            floatv m_new = m_old;
             for (int n = 0; n < BLOCK_N; n++) {
-                floatv x = SOFTCAP(s[n * ROW_VECS + w], cap_mult);
+                floatv x = SCORE(s[n * ROW_VECS + w], score_scale, softcap);
                 if (flags & ATTENTION_BIAS)
-                    x += bias_of_rows(bias, &params.bias, b, hkv, group, rho, live + w * VEC,
-                                      j0 + n, mp.seq_k);
+                    x += bias_of_rows(bias, &params.bias, b, row_h + w * VEC, row_i + w * VEC,
+                                      live + w * VEC, j0 + n, mp.seq_k);
                 if (!full)
                     x = select((floatv)(NEG_BIG), x,
                                (intv)(j0 + n) >= row_lo && (intv)(j0 + n) <= row_hi);
                 s[n * ROW_VECS + w] = x;
                 m_new = fmax(m_new, x);
             }
+            floatv l_v = VLOAD(w, l), lc_v = VLOAD(w, lc), halvings_v = VLOAD(w, halvings);
+            VSTORE(rescale_sum(&l_v, &lc_v, &halvings_v, EXP_BELOW(m_old, m_new, 0)), w, keep);
+            const floatv shift = WEIGHT_SHIFT + halvings_v;
             floatv row_sum = (floatv)(0.0f);
             for (int n = 0; n < BLOCK_N; n++) {
-                floatv e = exp2(s[n * ROW_VECS + w] - m_new);
+                floatv e = EXP_BELOW(s[n * ROW_VECS + w], m_new, shift);
                 if (!full)
                     e = select((floatv)(0.0f), e,
                                (intv)(j0 + n) >= row_lo && (intv)(j0 + n) <= row_hi);
                 row_sum += e;
                 VSTORE(e, n * ROW_VECS + w, p);
             }
-            const floatv rescale = exp2(VLOAD(w, m) - m_new);
-            VSTORE(rescale, w, alpha);
-            VSTORE(VLOAD(w, l) * rescale + row_sum, w, l);
+            add_compensated(&l_v, &lc_v, row_sum);
+            VSTORE(l_v, w, l);
+            VSTORE(lc_v, w, lc);
+            VSTORE(halvings_v, w, halvings);
             VSTORE(m_new, w, m);
         }
 #else
@@ -180,14 +258,12 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         tile_scores(qr, D_PAD, kt, a->head_dim, s);
 #endif
         for (int r = 0; r < ROWS; r++) {
-            const int rho = rho0 + lid * ROWS + r;
-            __global const bias_t *bias_row =
-                bias + view_row(&params.bias, b, hkv * group + rho % group, rho / group);
+            __global const bias_t *bias_row = bias + view_row(&params.bias, b, row_h[r], row_i[r]);
             floatv *sr = s + r * CHUNKS_N;
             /* lane-wise maximum and sum over the chunks, then one horizontal step each */
             floatv lanes_max = (floatv)(NEG_BIG);
             for (int c = 0; c < CHUNKS_N; c++) {
-                sr[c] = SOFTCAP(sr[c], cap_mult);
+                sr[c] = SCORE(sr[c], score_scale, softcap);
                 if ((flags & ATTENTION_BIAS) && live[r])
                     sr[c] += bias_lanes(bias_row, 1, j0 + c * VEC, mp.seq_k);
                 if (!full) {
@@ -197,9 +273,11 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
                 lanes_max = fmax(lanes_max, sr[c]);
             }
             const float m_new = fmax(m[r], HMAX(lanes_max));
+            keep[r] = rescale_sum_1(&l[r], &lc[r], &halvings[r], EXP_BELOW(m[r], m_new, 0));
+            const float shift = WEIGHT_SHIFT + halvings[r];
             floatv lanes_sum = (floatv)(0.0f);
             for (int c = 0; c < CHUNKS_N; c++) {
-                floatv e = exp2(sr[c] - m_new);
+                floatv e = EXP_BELOW(sr[c], m_new, shift);
                 if (!full) {
                     const intv j = (intv)(j0 + c * VEC) + IOTA;
                     e = select((floatv)(0.0f), e, j >= lo[r] && j <= hi[r]);
@@ -207,48 +285,47 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
                 lanes_sum += e;
                 VSTORE(e, c, p + r * BLOCK_N);
             }
-            alpha[r] = exp2(m[r] - m_new);
-            l[r] = l[r] * alpha[r] + HSUM(lanes_sum);
+            add_compensated_1(&l[r], &lc[r], HSUM(lanes_sum));
             m[r] = m_new;
         }
 #endif
-        for (int r = 0; r < ROWS; r++) {
-            if (flags & ATTENTION_DROPOUT) { /* after the sums: lse is before dropout */
-                const int rho = rho0 + lid * ROWS + r;
-                const long bh = b * a->heads_q + hkv * group + rho % group;
+        if (flags & ATTENTION_DROPOUT) /* after the sums: lse is before dropout */
+            for (int r = 0; r < ROWS; r++)
                 for (int n = 0; n < BLOCK_N; n++)
-                    p[r * P_STRIDE_R + n * P_STRIDE_N] *=
-                        dropout_factor(&a->dropout, bh, rho / group, j0 + n);
-            }
-            for (int c = 0; c < chunks_dv; c++)
-                acc[r][c] *= alpha[r];
-        }
+                    p[r * P_STRIDE_R + n * P_STRIDE_N] *= dropout_factor(
+                        &a->dropout, b * a->heads_q + row_h[r], row_i[r], j0 + n);
 
-        /* acc += p v, skipping invisible keys so that whatever they hold cannot leak in. */
+        /* sum of p v = (sum of p v) keep + this tile's p v, skipping invisible keys so that
+           whatever they hold cannot leak in. */
 #if SCORES_FROM_ROWS
-        tile_update_qkv(&acc[0][0], CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N, vs,
-                        a->head_dim_v, j0, count, lo, hi, full);
+        tile_update_qkv_output(out_sums, CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N, vs,
+                               a->head_dim_v, j0, count, lo, hi, full);
 #else
         const local_rows vtile = {vt, DV_PAD};
-        tile_update_local(&acc[0][0], CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N, vtile,
-                          a->head_dim_v, j0, count, lo, hi, full);
+        tile_update_local_output(out_sums, CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N,
+                                 vtile, a->head_dim_v, j0, count, lo, hi, full);
 #endif
+        if (++tiles_in_part == FLUSH_TILES) {
+            flush_sums(out_sums, CHUNKS_DV);
+            tiles_in_part = 0;
+        }
     }
+    flush_sums(out_sums, CHUNKS_DV);
 
     for (int r = 0; r < ROWS; r++) {
-        const int rho = rho0 + lid * ROWS + r;
-        if (rho >= rho_end)
+        if (rho0 + lid * ROWS + r >= rho_end)
             break;
-        const int i = rho / group;
-        const int h = hkv * group + rho % group;
+        const long i = row_i[r];
+        const int h = row_h[r];
         __global out_t *orow = out + split * params.out_split + view_row(&params.out, b, h, i);
-        /* l == 0 only when no key is visible (or every visible score is -inf); NaN stays NaN. */
-        const int empty = l[r] == 0.0f || i >= mp.seq_q;
-        const float inv_l = 1.0f / l[r];
+        /* the sum is 0 only when no key is visible (or every visible score is -inf); NaN
+           stays NaN */
+        const float sum = l[r] + lc[r], inv_sum = 1.0f / sum;
+        const int empty = sum == 0.0f || i >= mp.seq_q;
         for (int c = 0; c < chunks_dv; c++) {
             const floatv o = !lengths_ok ? (floatv)(NAN)
                              : empty    ? (floatv)(0.0f)
-                                        : acc[r][c] * inv_l;
+                                        : (acc[r][c] + comp[r][c]) * inv_sum;
             if ((c + 1) * VEC <= a->head_dim_v) {
                 VSTORE_OUT(o, c, orow);
             } else {
@@ -260,6 +337,8 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         }
         if (flags & FORWARD_WRITE_LSE)
             lse[split * params.lse_split + view_row(&params.lse, b, h, i)] =
-                !lengths_ok ? NAN : empty ? -INFINITY : m[r] * M_LN2_F + log(l[r]);
+                !lengths_ok ? NAN
+                : empty     ? -INFINITY
+                            : m[r] + log(sum) + (WEIGHT_SHIFT + halvings[r]) * M_LN2_F;
     }
 }

@@ -62,9 +62,10 @@ typedef CLATTN_CAT(STORAGE_, GRAD_TYPE) grad_t;
 #define LOAD_BIAS(p, i) CLATTN_CAT(LOAD_, BIAS_TYPE)(p, i)
 #define STORE_GRAD(p, i, x) CLATTN_CAT(STORE_, GRAD_TYPE)(p, i, x)
 
-/* Running maxima start at a large finite negative, not -INFINITY: exp2(-inf - -inf) is NaN and
-   some compilers fold it wrongly. */
-#define NEG_BIG (-3.0e38f)
+/* Running maxima start at the most negative finite float, not -INFINITY (exp(-inf - -inf) is
+   NaN, and some compilers fold it wrongly): every finite score is at least this, so a row whose
+   visible scores are all -FLT_MAX still has its keys, and only -INFINITY scores weigh 0. */
+#define NEG_BIG (-FLT_MAX)
 
 /* ---- vectors ---------------------------------------------------------------------------- */
 
@@ -90,6 +91,7 @@ typedef int intv;
 #define VLOAD_BF16(i, p) as_float((uint)(p)[(i)] << 16)
 #define VSTORE(x, i, p) ((p)[(i)] = (x))
 #define IOTA            0
+#define TO_FLOATV(x)    convert_float(x)
 #define HSUM(x)         (x)
 #define HMAX(x)         (x)
 #elif VEC == 2
@@ -101,6 +103,7 @@ typedef int2 intv;
 #define VLOAD_BF16(i, p) as_float2(convert_uint2(vload2((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore2((x), (i), (p))
 #define IOTA            ((int2)(0, 1))
+#define TO_FLOATV(x)    convert_float2(x)
 #define HSUM(x)         HSUM2(x)
 #define HMAX(x)         HMAX2(x)
 #elif VEC == 4
@@ -112,6 +115,7 @@ typedef int4 intv;
 #define VLOAD_BF16(i, p) as_float4(convert_uint4(vload4((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore4((x), (i), (p))
 #define IOTA            ((int4)(0, 1, 2, 3))
+#define TO_FLOATV(x)    convert_float4(x)
 #define HSUM(x)         HSUM4(x)
 #define HMAX(x)         HMAX4(x)
 #elif VEC == 8
@@ -123,6 +127,7 @@ typedef int8 intv;
 #define VLOAD_BF16(i, p) as_float8(convert_uint8(vload8((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore8((x), (i), (p))
 #define IOTA            ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#define TO_FLOATV(x)    convert_float8(x)
 #define HSUM(x)         HSUM8(x)
 #define HMAX(x)         HMAX8(x)
 #elif VEC == 16
@@ -134,6 +139,7 @@ typedef int16 intv;
 #define VLOAD_BF16(i, p) as_float16(convert_uint16(vload16((i), (p))) << 16)
 #define VSTORE(x, i, p) vstore16((x), (i), (p))
 #define IOTA            ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define TO_FLOATV(x)    convert_float16(x)
 #define HSUM(x)         HSUM16(x)
 #define HMAX(x)         HMAX16(x)
 #else
@@ -201,6 +207,30 @@ static long view_row(const clattn_view_params *v, long b, long h, long s)
 DEFINE_SLICE(qkv, qkv_t)
 DEFINE_SLICE(out, out_t)
 
+/* ---- sums ------------------------------------------------------------------------------- */
+
+/* Compensated sums (VEC lanes, or one float: _1): a value is sum + comp, comp holding what
+   rounding took from sum, so that the error of a long sum stays that of a few operations
+   instead of growing with the number of terms.
+     add_compensated*:  sum + comp += y (Neumaier's addition);
+     scale_exactly*:    sum + comp *= f, the product's rounding error kept in comp (an FMA
+                        gives it exactly). */
+#define DEFINE_COMPENSATED(suffix, type)                                                         \
+    static void add_compensated##suffix(type *sum, type *comp, type y)                           \
+    {                                                                                            \
+        const type s = *sum, t = s + y;                                                          \
+        *comp += select((y - t) + s, (s - t) + y, isgreaterequal(fabs(s), fabs(y)));             \
+        *sum = t;                                                                                \
+    }                                                                                            \
+    static void scale_exactly##suffix(type *sum, type *comp, type f)                             \
+    {                                                                                            \
+        const type p = *sum * f;                                                                 \
+        *comp = fma(*comp, f, fma(*sum, f, -p));                                                 \
+        *sum = p;                                                                                \
+    }
+DEFINE_COMPENSATED(, floatv)
+DEFINE_COMPENSATED(_1, float)
+
 /* ---- the mask ---------------------------------------------------------------------------- */
 
 /* *m: the mask of batch b (semantics.h), with its valid lengths from the seqlens buffers when
@@ -236,7 +266,13 @@ static floatv dropout_lanes(const clattn_dropout_params *dp, long bh, long i, in
 
 /* ---- scores ------------------------------------------------------------------------------ */
 
-/* Scores are kept in base 2 (s * log2(e)) for exp2, with the scale folded into q by the host
-   (launch.h clattn_attention_params): the score of q.k is SOFTCAP(q_mult * q.k, cap_mult), and
-   the bias is added as bias * log2(e). SOFTCAP works on floats and floatv. */
-#define SOFTCAP(x, cap_mult) ((cap_mult) != 0.0f ? (cap_mult) * tanh(x) : (x))
+/* The score of a dot product q.k (launch.h clattn_attention_params): scale after the dot
+   product, then softcap; natural units (the bias is added as it is). Dividing by softcap, not
+   multiplying by its inverse, keeps a tiny softcap finite: tanh(inf) is 1. Works on floats and
+   floatv. */
+#define SCORE(dot, scale, softcap)                                                               \
+    ((softcap) != 0.0f ? (softcap) * tanh((dot) * (scale) / (softcap)) : (dot) * (scale))
+
+/* exp(x - m) * 2^-shift, for x <= m (m a running maximum): as exp2 of (x - m) log2(e), so that
+   neither x nor m is multiplied before the difference (a score near FLT_MAX stays finite). */
+#define EXP_BELOW(x, m, shift) exp2(((x) - (m)) * M_LOG2E_F - (shift))

@@ -59,18 +59,20 @@ typedef struct clattn_dropout_params {
 CLATTN_CHECK_SIZE(clattn_dropout_params, 24);
 
 /* What every attention kernel (forward, backward, unfused) knows of the call: dims, mask,
-   score folding and dropout. seq_q and seq_k are the dims; seqlens may shorten them per batch.
-   Scores are kept in base 2 with the scale folded into q (src/params.c clattn_attention_params
-   is the one place that folds them): with no softcap the score is q_mult * q.k, with softcap
-   it is cap_mult * tanh(q_mult * q.k); the bias is added times log2(e). */
+   score and dropout. seq_q and seq_k are the dims; seqlens may shorten them per batch. The
+   score of a query and a key is ((q_scale q) . k) score_scale, then softcap tanh(score /
+   softcap) when softcap is not 0, then + bias (cl/common.cl SCORE), in natural units. The
+   scale goes on q when its magnitude is under 1 and on the dot product otherwise
+   (src/params.c), so that neither q scale nor q.k overflows where the score fits
+   (docs/semantics.md "Scores"). */
 typedef struct clattn_attention_params {
     clattn_i64 window_left, window_right;  /* -1: unbounded; capped at seq_q + seq_k */
     clattn_dropout_params dropout;
     clattn_i32 seq_q, seq_k, head_dim, head_dim_v;
     clattn_i32 heads_q, group;             /* query heads; query heads per kv head */
     clattn_i32 flags;                      /* ATTENTION_* below */
-    clattn_f32 q_mult, cap_mult;
-    clattn_i32 pad_;
+    clattn_f32 q_scale, score_scale;       /* their product is the score's scale */
+    clattn_f32 softcap;                    /* 0: off */
 } clattn_attention_params;
 CLATTN_CHECK_SIZE(clattn_attention_params, 80);
 
@@ -105,15 +107,17 @@ CLATTN_CHECK_SIZE(clattn_merge_params, 168);
 
 /* unfused_pack (cl/unfused.cl): heads x rows rows of dim elements of a source (from element
    src_offset, heads and rows head_stride and row_stride apart) into dense f32 scratch at
-   dst_offset. With `masked`, the rows are the values of keys key_first + r, and a key that no
-   row in [r0, r1) of batch `batch` sees is stored as 0; a NaN or Inf at one that some row sees
-   sets the scratch flag at flag_at. */
+   dst_offset, times mult. With `masked`, the rows are the values of keys key_first + r, and a
+   key that no row in [r0, r1) of batch `batch` sees is stored as 0; a NaN or Inf at one that
+   some row sees sets the scratch flag at flag_at. */
 typedef struct clattn_pack_params {
     clattn_attention_params attn;
     clattn_i64 src_offset, head_stride, row_stride, dst_offset, flag_at, batch;
     clattn_i32 rows, dim, masked, key_first, r0, r1;
+    clattn_f32 mult;
+    clattn_i32 pad_;
 } clattn_pack_params;
-CLATTN_CHECK_SIZE(clattn_pack_params, 152);
+CLATTN_CHECK_SIZE(clattn_pack_params, 160);
 
 /* unfused_softmax, unfused_softmax_rows, unfused_store, unfused_repair (cl/unfused.cl): one
    chunk of the unfused forward, the query heads h0.. and rows r0 .. r0+rows-1 of batch

@@ -38,9 +38,10 @@
 #endif
 #define BLOCK_M (ROWS * WG)
 /* With at most CLATTN_ROWS_READ_FROM_GLOBAL rows per work-group (decode; launch.h), the
-   forward takes the scores as dot products with the keys read from global memory (tile_scores_from_rows) and the update with the values
-   read from there too (tile_update_qkv): a staged tile would cost a copy, and a transposed one
-   a scattered store per element, for only 4 rows' use. */
+   forward takes the scores as dot products with the keys read from global memory
+   (tile_scores_from_rows) and the update with the values read from there too
+   (tile_update_qkv_output): a staged tile would cost a copy, and a transposed one a scattered
+   store per element, for only 4 rows' use. */
 #define SCORES_FROM_ROWS (BLOCK_M <= CLATTN_ROWS_READ_FROM_GLOBAL)
 /* Rows ahead of the one in use that those reads prefetch (PREFETCH_GLOBAL, common.cl). */
 #define PREFETCH_ROWS 8
@@ -260,32 +261,99 @@ typedef struct local_rows {
     int pitch;
 } local_rows;
 
-/* The update, for a tile in local memory (tile_update_local: local_rows) and for the rows of a
-   slice read straight from global memory (tile_update_qkv: rows of dim qkv_t elements, read
+/* Where the update puts its sums: acc[r * chunks + c] (floatv), this work-item's ROWS rows of
+   `chunks` vectors. sink_sum adds them as they are (the backward's gradients). sink_output
+   (the forward's output): acc + comp is a compensated sum (common.cl), scaled by keep[r] (when
+   not 1) before a tile's sums join; they join part, which is scaled alike and which flush_sums
+   adds to acc + comp every few tiles, so that the sum over many tiles loses no more than a few
+   roundings (docs/semantics.md "The numeric promise") at little cost per tile. */
+typedef struct update_sink {
+    floatv *acc, *comp, *part;
+    const float *keep;
+} update_sink;
+
+/* acc + comp += part, compensated, and part = 0, for every row and chunk of the sink. */
+static void flush_sums(update_sink out, int chunks)
+{
+    for (int at = 0; at < ROWS * chunks; at++) {
+        floatv sum = out.acc[at], comp = out.comp[at];
+        add_compensated(&sum, &comp, out.part[at]);
+        out.acc[at] = sum;
+        out.comp[at] = comp;
+        out.part[at] = (floatv)(0.0f);
+    }
+}
+
+/* A register block's sums (rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..) begin at the sink's
+   (sink_sum_open) and go back there (sink_sum_close): the backward's plain sums. */
+__attribute__((always_inline)) static void sink_sum_open(
+    update_sink out, int chunks, int r0, int c0, floatv a[ROW_BLOCK][UPDATE_CHUNKS])
+{
+    _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)
+        _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < chunks; c++)
+            a[r][c] = out.acc[(r0 + r) * chunks + c0 + c];
+}
+
+__attribute__((always_inline)) static void sink_sum_close(
+    update_sink out, int chunks, int r0, int c0, floatv a[ROW_BLOCK][UPDATE_CHUNKS])
+{
+    _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)
+        _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < chunks; c++)
+            out.acc[(r0 + r) * chunks + c0 + c] = a[r][c];
+}
+
+/* The forward's output: a register block's sums begin at zero (sink_output_open) and join
+   part, scaled by keep, when done (sink_output_close). */
+__attribute__((always_inline)) static void sink_output_open(
+    update_sink out, int chunks, int r0, int c0, floatv a[ROW_BLOCK][UPDATE_CHUNKS])
+{
+    _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)
+        _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS; c++)
+            a[r][c] = (floatv)(0.0f);
+}
+
+__attribute__((always_inline)) static void sink_output_close(
+    update_sink out, int chunks, int r0, int c0, floatv a[ROW_BLOCK][UPDATE_CHUNKS])
+{
+    _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++) {
+        const float keep = out.keep[r0 + r];
+        _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < chunks; c++) {
+            const int at = (r0 + r) * chunks + c0 + c;
+            if (keep != 1.0f) {
+                floatv sum = out.acc[at], comp = out.comp[at];
+                scale_exactly(&sum, &comp, (floatv)(keep));
+                out.acc[at] = sum;
+                out.comp[at] = comp;
+                out.part[at] *= keep;
+            }
+            out.part[at] += a[r][c];
+        }
+    }
+}
+
+/* The update, for a tile in local memory (tile_update_local*: local_rows) and for the rows of a
+   slice read straight from global memory (tile_update_qkv*: rows of dim qkv_t elements, read
    with row_vector_qkv so that nothing past a row is read, and prefetched PREFETCH_ROWS ahead);
-   ROW(tile, first, n) is the row of column first + n, CHUNK(row, c, dim) its vector c, and
-   PREFETCH(row, dim) asks for a row.
-     update_block_*: one register block, rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
-       c0+UPDATE_CHUNKS-1 (those below acc_chunks), columns n_begin .. n_end-1. With `masked`,
-       columns outside a row's [lo, hi] leave its accumulators as they are (inlined, so each
+   ROW(tile, first, n) is the row of column first + n, CHUNK(row, c, dim) its vector c,
+   PREFETCH(row, dim) asks for a row, and SINK adds a register block's sums where they go
+   (sink_sum: the backward; sink_output: the forward, the *_output instances).
+     update_span_*: one register block a, rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
+       c0+UPDATE_CHUNKS-1 (those below the sink's chunks), columns n_begin .. n_end-1. With
+       `masked`, columns outside a row's [lo, hi] leave its sums as they are (inlined, so each
        call gets its own loop).
-     tile_update_*: acc[r * acc_chunks + c] += g[r * g_stride_r + n * g_stride_n] * tile[n][c]
-       for chunks c < chunks, over the count columns n whose index first + n lies in row r's
-       visible interval [lo[r], hi[r]] (every column when all_visible). Chunks are taken
+     tile_update_*: the sink gets sums[r][c] = sum_n g[r * g_stride_r + n * g_stride_n] *
+       tile[n][c] for chunks c < chunks, over the count columns n whose index first + n lies in
+       row r's visible interval [lo[r], hi[r]] (every column when all_visible). Chunks are taken
        UPDATE_CHUNKS at a time, so a local tile's rows must be staged (zeros past the data) up
-       to chunks rounded up to UPDATE_CHUNKS, or to acc_chunks. Per register block of rows, the
-       columns all of its rows see run without the check, those some of them see with it (on a
-       causal diagonal, a few), and those none sees not at all. */
-#define DEFINE_UPDATE(suffix, tile_t, ROW, CHUNK, PREFETCH)                                      \
-    __attribute__((always_inline)) static void update_block_##suffix(                            \
-        floatv *acc, int acc_chunks, int r0, int c0, const float *g, int g_stride_r,             \
-        int g_stride_n, tile_t tile, int dim, int first, int n_begin, int n_end, const int *lo,  \
-        const int *hi, int masked)                                                               \
+       to chunks rounded up to UPDATE_CHUNKS, or to the sink's chunks. Per register block of
+       rows, the columns all of its rows see run without the check, those some of them see
+       with it (on a causal diagonal, a few), and those none sees not at all. */
+#define DEFINE_UPDATE(suffix, tile_t, ROW, CHUNK, PREFETCH, SINK)                                \
+    __attribute__((always_inline)) static void update_span_##suffix(                             \
+        floatv a[ROW_BLOCK][UPDATE_CHUNKS], int acc_chunks, int r0, int c0, const float *g,      \
+        int g_stride_r, int g_stride_n, tile_t tile, int dim, int first, int n_begin,            \
+        int n_end, const int *lo, const int *hi, int masked)                                     \
     {                                                                                            \
-        floatv a[ROW_BLOCK][UPDATE_CHUNKS];                                                      \
-        _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)                                    \
-            _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)     \
-                a[r][c] = acc[(r0 + r) * acc_chunks + c0 + c];                                   \
         for (int n = n_begin; n < n_end; n++) {                                                  \
             floatv t[UPDATE_CHUNKS];                                                             \
             if (c0 == 0)                                                                         \
@@ -301,14 +369,11 @@ typedef struct local_rows {
                     a[r][c] = fma(x, t[c], a[r][c]);                                             \
             }                                                                                    \
         }                                                                                        \
-        _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)                                    \
-            _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)     \
-                acc[(r0 + r) * acc_chunks + c0 + c] = a[r][c];                                   \
     }                                                                                            \
-    static void tile_update_##suffix(floatv *acc, int acc_chunks, int chunks, const float *g,    \
-                                     int g_stride_r, int g_stride_n, tile_t tile, int dim,       \
-                                     int first, int count, const int *lo, const int *hi,         \
-                                     int all_visible)                                            \
+    static void tile_update_##suffix(update_sink out, int acc_chunks, int chunks,                \
+                                     const float *g, int g_stride_r, int g_stride_n,             \
+                                     tile_t tile, int dim, int first, int count, const int *lo,  \
+                                     const int *hi, int all_visible)                             \
     {                                                                                            \
         for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)                                       \
             for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {                                       \
@@ -331,14 +396,17 @@ typedef struct local_rows {
                         all_hi = any_hi;                                                         \
                     }                                                                            \
                 }                                                                                \
-                update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile,  \
-                                      dim, first, all_lo, all_hi + 1, lo, hi, 0);                \
+                floatv a[ROW_BLOCK][UPDATE_CHUNKS];                                              \
+                SINK##_open(out, acc_chunks, r0, c0, a);                                         \
+                update_span_##suffix(a, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile,     \
+                                     dim, first, all_lo, all_hi + 1, lo, hi, 0);                 \
                 if (!all_visible) {                                                              \
-                    update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n,    \
-                                          tile, dim, first, any_lo, all_lo, lo, hi, 1);          \
-                    update_block_##suffix(acc, acc_chunks, r0, c0, g, g_stride_r, g_stride_n,    \
-                                          tile, dim, first, all_hi + 1, any_hi + 1, lo, hi, 1);  \
+                    update_span_##suffix(a, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, \
+                                         dim, first, any_lo, all_lo, lo, hi, 1);                 \
+                    update_span_##suffix(a, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile, \
+                                         dim, first, all_hi + 1, any_hi + 1, lo, hi, 1);         \
                 }                                                                                \
+                SINK##_close(out, acc_chunks, r0, c0, a);                                        \
             }                                                                                    \
     }
 
@@ -347,8 +415,10 @@ typedef struct local_rows {
 #define LOCAL_NO_PREFETCH(row, dim) ((void)0)
 #define SLICE_ROW(slice, first, n) slice_row_qkv((slice), (first) + (n))
 #define PREFETCH_QKV_ROW(row, dim) PREFETCH_GLOBAL((row), (dim) * (int)sizeof(qkv_t))
-DEFINE_UPDATE(local, local_rows, LOCAL_ROW, LOCAL_ROW_VECTOR, LOCAL_NO_PREFETCH)
-DEFINE_UPDATE(qkv, slice_qkv, SLICE_ROW, row_vector_qkv, PREFETCH_QKV_ROW)
+DEFINE_UPDATE(local, local_rows, LOCAL_ROW, LOCAL_ROW_VECTOR, LOCAL_NO_PREFETCH, sink_sum)
+DEFINE_UPDATE(local_output, local_rows, LOCAL_ROW, LOCAL_ROW_VECTOR, LOCAL_NO_PREFETCH,
+              sink_output)
+DEFINE_UPDATE(qkv_output, slice_qkv, SLICE_ROW, row_vector_qkv, PREFETCH_QKV_ROW, sink_output)
 
 /* 1 when every column first .. first+BLOCK_N-1 is visible to every live row of this
    work-item: lo_max and hi_min are the largest lo and smallest hi over its live rows. */
@@ -357,12 +427,12 @@ static int tile_all_visible(int first, int count, int lo_max, int hi_min)
     return count == BLOCK_N && lo_max <= first && hi_min >= first + BLOCK_N - 1;
 }
 
-/* VEC bias values bias[(first + e) * stride] * log2(e) for lanes e with first + e < limit
-   (others 0, never read): the bias of one row against VEC columns. */
+/* VEC bias values bias[(first + e) * stride] for lanes e with first + e < limit (others 0,
+   never read): the bias of one row against VEC columns. */
 static floatv bias_lanes(__global const bias_t *bias, long stride, int first, int limit)
 {
     float lane[VEC];
     for (int e = 0; e < VEC; e++)
-        lane[e] = first + e < limit ? M_LOG2E_F * LOAD_BIAS(bias, (first + e) * stride) : 0.0f;
+        lane[e] = first + e < limit ? LOAD_BIAS(bias, (first + e) * stride) : 0.0f;
     return VLOAD(0, lane);
 }

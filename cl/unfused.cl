@@ -1,8 +1,9 @@
 /*
  * unfused.cl — the kernels of the unfused forward (src/unfused.c), which computes attention as
- * S = Q K^T (CLBlast), P = masked softmax(S) (here), O = P V (CLBlast), out = O / l (here), one
- * chunk of query rows and a block of query heads at a time, with exactly the semantics of the
- * fused kernel (common.cl: mask, softcap, bias, base-2 scores, NaN and empty-row rules).
+ * S = scale Q K^T (CLBlast), P = masked softmax(S) (here), out = P V (CLBlast, then stored
+ * here), one chunk of query rows and a block of query heads at a time, with exactly the
+ * semantics of the fused kernel (common.cl: mask, softcap, bias, natural-unit scores, NaN and
+ * empty-row rules).
  *
  * Layout: scratch matrices are dense f32 in one scratch buffer at element offsets. A chunk
  * covers the query heads h0 .. h0+heads-1 of batch b and the query rows r0 .. r0+rows-1; its
@@ -10,15 +11,16 @@
  * sums [head][row] hold the softmax denominator of each row. Arguments: the buffers, then
  * clattn_pack_params (unfused_pack) or clattn_chunk_params (the others), launch.h.
  *
- *   unfused_pack     strided q/k/v rows (QKV_TYPE) -> dense f32 [heads][rows][dim]; for v,
+ *   unfused_pack     strided q/k/v rows (QKV_TYPE) -> dense f32 [heads][rows][dim] (q times
+ *                    q_scale, launch.h); for v,
  *                    keys that no row of the chunk sees become 0, and NaN or Inf at the
  *                    others sets the chunk's flag (also run without copying, as a check)
- *   unfused_softmax  S (GEMM scores, scaled into base 2) -> softcap, bias, mask ->
- *                    S = exp2(s - m) for visible keys, exactly 0 for the others; row_l = sum;
- *                    lse = m ln 2 + log(sum) (-INFINITY for a row with nothing visible);
- *                    a work-group per row (GPUs)
+ *   unfused_softmax  S (GEMM scores, scaled) -> softcap, bias, mask -> S = exp(s - m) / sum for
+ *                    visible keys (times the dropout factors), exactly 0 for the others; the
+ *                    row sums (compensated) and lse = m + log(sum) (-INFINITY for a row with
+ *                    nothing visible); a work-group per row (GPUs)
  *   unfused_softmax_rows  the same, a row per work-item (CPUs)
- *   unfused_store    out = O / row_l in OUT_TYPE; 0 for rows with row_l == 0, NaN for NaN
+ *   unfused_store    out = O in OUT_TYPE; 0 for rows whose sum is 0, NaN for NaN
  *   unfused_repair   only when v holds NaN or Inf at a key the chunk sees (flag set by
  *                    unfused_pack): out again from P and v over each row's own visible keys,
  *                    so that the GEMM's 0 * NaN cannot reach rows that do not see that key
@@ -30,8 +32,8 @@
  */
 
 
-/* dst[(hh * rows + r) * dim + c] = the source's row r of head hh, in f32, for PACK_COLS
-   columns per work-item; global (ceil(dim / PACK_COLS), rows, heads); dst NULL: only the
+/* dst[(hh * rows + r) * dim + c] = the source's row r of head hh times mult, in f32, for
+   PACK_COLS columns per work-item; global (ceil(dim / PACK_COLS), rows, heads); dst NULL: only the
    check below. With `masked` the rows are values of keys key_first + r, and a key that no row
    in [r0, r1) of the batch sees is stored as 0, so that whatever it holds cannot reach
    O = P V (P is 0 there, but 0 * NaN is not). With a flag buffer, a NaN or Inf at a key that
@@ -57,7 +59,7 @@ __kernel void unfused_pack(__global const qkv_t *src, __global float *dst,
                              : NULL;
     const int end = min(c0 + PACK_COLS, params.dim);
     for (int c = c0; c < end; c++) {
-        const float x = seen ? LOAD_QKV(from, c) : 0.0f;
+        const float x = seen ? LOAD_QKV(from, c) * params.mult : 0.0f;
         finite &= isfinite(x);
         if (to)
             to[c] = x;
@@ -92,59 +94,59 @@ static floatv load_bias_vec(__global const bias_t *bias, long i)
     return VLOAD(0, lanes);
 }
 
-/* Pass 1 over the visible columns [lo, hi] of row s: the final base-2 score (softcap of the
-   GEMM value, which already holds the scale or scale / softcap, then bias * log2(e)) written
-   back; returns this item's max. Items take VEC columns at a time, item 0 the tail. */
-static float scores_pass(__global float *s, int lo, int hi, int lid, int wg, float cap_mult,
+/* Pass 1 over the visible columns [lo, hi] of row s: the final score (softcap of the GEMM
+   value, which already holds the scale, then the bias; cl/common.cl SCORE) written back;
+   returns this item's max. Items take VEC columns at a time, item 0 the tail. */
+static float scores_pass(__global float *s, int lo, int hi, int lid, int wg, float softcap,
                          __global const bias_t *bias, long bias_row)
 {
     const int count = hi - lo + 1, vectors = max(count, 0) / VEC;
     floatv m = (floatv)(NEG_BIG);
     for (int t = lid; t < vectors; t += wg) {
         const int c = lo + t * VEC;
-        floatv x = SOFTCAP(VLOAD(0, s + c), cap_mult);
+        floatv x = SCORE(VLOAD(0, s + c), 1.0f, softcap);
         if (bias)
-            x += load_bias_vec(bias, bias_row + c) * M_LOG2E_F;
+            x += load_bias_vec(bias, bias_row + c);
         VSTORE(x, 0, s + c);
         m = fmax(m, x);
     }
     float mm = HMAX(m);
     for (int c = lo + vectors * VEC; lid == 0 && c <= hi; c++) {
-        float x = SOFTCAP(s[c], cap_mult);
+        float x = SCORE(s[c], 1.0f, softcap);
         if (bias)
-            x += LOAD_BIAS(bias, bias_row + c) * M_LOG2E_F;
+            x += LOAD_BIAS(bias, bias_row + c);
         s[c] = x;
         mm = fmax(mm, x);
     }
     return mm;
 }
 
-/* Pass 2 over every column of row s: exp2(s - m) where visible, exactly 0 elsewhere (select,
+/* Pass 2 over every column of row s: exp(s - m) where visible, exactly 0 elsewhere (select,
    not multiply: an invisible column may hold NaN or Inf); a visible key whose score is -inf
    gets -0, which marks it as taking no part (for unfused_repair; sums and GEMMs treat it as
-   0). Returns this item's sum. */
+   0). Returns this item's sum, compensated. */
 static float exp_pass(__global float *s, int keys, int lo, int hi, float m, int lid, int wg)
 {
     const int vectors = keys / VEC;
-    floatv sum = (floatv)(0.0f);
+    floatv sum = (floatv)(0.0f), comp = (floatv)(0.0f);
     for (int t = lid; t < vectors; t += wg) {
         const int c = t * VEC;
         const intv j = (intv)(c) + IOTA;
         const intv seen = j >= lo && j <= hi;
         const floatv x = VLOAD(0, s + c);
-        floatv e = select((floatv)(0.0f), exp2(x - m), seen);
+        floatv e = select((floatv)(0.0f), EXP_BELOW(x, m, 0), seen);
         e = select(e, (floatv)(-0.0f), seen && x == (floatv)(-INFINITY));
         VSTORE(e, 0, s + c);
-        sum += e;
+        add_compensated(&sum, &comp, e);
     }
-    float total = HSUM(sum);
+    float total = HSUM(sum), total_comp = HSUM(comp);
     for (int c = vectors * VEC; lid == 0 && c < keys; c++) {
         const int seen = c >= lo && c <= hi;
-        const float e = !seen ? 0.0f : s[c] == -INFINITY ? -0.0f : exp2(s[c] - m);
+        const float e = !seen ? 0.0f : s[c] == -INFINITY ? -0.0f : EXP_BELOW(s[c], m, 0);
         s[c] = e;
-        total += e;
+        add_compensated_1(&total, &total_comp, e);
     }
-    return total;
+    return total + total_comp;
 }
 
 /* One row of the chunk: its scores, visible columns [lo, hi] and bias row. */
@@ -169,19 +171,24 @@ static void softmax_setup(softmax_row *x, int row, __global float *scratch,
     x->bias_row = view_row(&c->bias, c->batch, x->h, x->i) + c->k0;
 }
 
-/* Dropout on the row's weights after their sum: lse stays before dropout. Same work split as
-   exp_pass, so each work-item rescales what it wrote. */
-static void dropout_pass(const softmax_row *x, const clattn_chunk_params *c, int lid, int wg)
+/* Pass 3: the row's weights divided by their sum (inv = 1 / sum), so that P V is the output
+   itself, a convex combination of v rows that cannot overflow; with dropout, times each key's
+   factor (after the sum: lse is before dropout). Same work split as exp_pass, so each
+   work-item rescales what it wrote. */
+static void weights_pass(const softmax_row *x, const clattn_chunk_params *c, float inv, int lid,
+                         int wg)
 {
     const long bh = c->batch * c->attn.heads_q + x->h;
-    const int vectors = c->keys / VEC;
-    for (int t = lid; t < vectors; t += wg)
-        for (int j = t * VEC; j < t * VEC + VEC; j++)
-            if (j >= x->lo && j <= x->hi)
-                x->s[j] *= dropout_factor(&c->attn.dropout, bh, x->i, c->k0 + j);
+    const int vectors = c->keys / VEC, dropout = (c->attn.flags & ATTENTION_DROPOUT) != 0;
+    for (int t = lid; t < vectors; t += wg) {
+        const int j0 = t * VEC;
+        floatv p = VLOAD(0, x->s + j0) * inv;
+        if (dropout)
+            p *= dropout_lanes(&c->attn.dropout, bh, x->i, 0, c->k0 + j0, 1);
+        VSTORE(p, 0, x->s + j0);
+    }
     for (int j = vectors * VEC; lid == 0 && j < c->keys; j++)
-        if (j >= x->lo && j <= x->hi)
-            x->s[j] *= dropout_factor(&c->attn.dropout, bh, x->i, c->k0 + j);
+        x->s[j] *= inv * (dropout ? dropout_factor(&c->attn.dropout, bh, x->i, c->k0 + j) : 1.0f);
 }
 
 /* Row sum (NaN for an invalid batch) and lse; sum == 0 only when no key is visible (or every
@@ -193,7 +200,7 @@ static void softmax_finish(const softmax_row *x, int row, float m, float sum,
     scratch[c->sums_at + row] = x->valid ? sum : NAN;
     if (lse)
         lse[view_row(&c->lse, c->batch, x->h, x->i)] =
-            !x->valid ? NAN : sum == 0.0f ? -INFINITY : m * M_LN2_F + log(sum);
+            !x->valid ? NAN : sum == 0.0f ? -INFINITY : m + log(sum);
 }
 
 /* The arguments of both softmax kernels. */
@@ -218,12 +225,11 @@ static void softmax_row_by(int row, int lid, int wg, __local float *red, __globa
     softmax_row x;
     softmax_setup(&x, row, scratch, seqlens_q, seqlens_k, c);
     __global const bias_t *row_bias = (c->attn.flags & ATTENTION_BIAS) ? bias : 0;
-    const float m = reduce_row(red, scores_pass(x.s, x.lo, x.hi, lid, wg, c->attn.cap_mult,
+    const float m = reduce_row(red, scores_pass(x.s, x.lo, x.hi, lid, wg, c->attn.softcap,
                                                 row_bias, x.bias_row),
                                lid, wg, 1);
     const float sum = reduce_row(red, exp_pass(x.s, c->keys, x.lo, x.hi, m, lid, wg), lid, wg, 0);
-    if (c->attn.flags & ATTENTION_DROPOUT)
-        dropout_pass(&x, c, lid, wg);
+    weights_pass(&x, c, sum == 0.0f ? 0.0f : 1.0f / sum, lid, wg);
     if (lid == 0)
         softmax_finish(&x, row, m, sum, scratch, lse, c);
 }
@@ -244,7 +250,9 @@ __kernel void unfused_softmax_rows(SOFTMAX_ARGS)
     softmax_row_by(get_global_id(0), 0, 1, 0, scratch, lse, bias, seqlens_q, seqlens_k, &params);
 }
 
-/* out[b, h0 + hh, r0 + r, c] = O[hh][r][c] / sum[hh][r]; global (dim_v, rows, heads). */
+/* out[b, h0 + hh, r0 + r, c] = O[hh][r][c] (the weights were divided by their sum), 0 for a
+   row whose sum is 0, NaN for one whose sum is NaN (an invalid batch); global (dim_v, rows,
+   heads). */
 __kernel void unfused_store(__global const float *scratch, __global out_t *out,
                             const clattn_chunk_params params)
 {
@@ -254,9 +262,9 @@ __kernel void unfused_store(__global const float *scratch, __global out_t *out,
         return;
     const long row = (long)hh * params.rows + r;
     const float l = scratch[params.sums_at + row];
-    const float x = scratch[params.values_at + row * dim_v + c] * (1.0f / l);
+    const float x = scratch[params.values_at + row * dim_v + c];
     const long at = view_row(&params.out, params.batch, params.h0 + hh, params.r0 + r) + c;
-    STORE_OUT(out, at, l == 0.0f ? 0.0f : x);
+    STORE_OUT(out, at, isnan(l) ? NAN : l == 0.0f ? 0.0f : x);
 }
 
 /* When the flag is set (v holds NaN or Inf at a key some row of the chunk sees), O = P V may
@@ -282,5 +290,5 @@ __kernel void unfused_repair(__global float *scratch, __global const qkv_t *v,
             acc = fma(x.s[j], LOAD_QKV(slice_row_qkv(vs, params.k0 + j), c), acc);
     const float l = scratch[params.sums_at + row];
     const long at = view_row(&params.out, params.batch, x.h, x.i) + c;
-    STORE_OUT(out, at, l == 0.0f ? 0.0f : acc * (1.0f / l));
+    STORE_OUT(out, at, isnan(l) ? NAN : l == 0.0f ? 0.0f : acc);
 }

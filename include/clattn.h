@@ -205,10 +205,19 @@ CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
    (f32, f16 or bf16); out may be any dtype (stored round-to-nearest-even); arithmetic is f32.
    dropout_p > 0: each weight is kept (scaled by 1/(1-p)) or dropped as clattn_dropout_keep
    decides; lse is before dropout.
+   Numbers (docs/semantics.md "The numeric promise"): with finite inputs, out and lse are
+   finite and agree with the f64 definition within f32 rounding, on every algorithm, whenever
+   every visible score, every q[d] k[d] min(1, |scale|), and every |v| (times 1/(1-p) with
+   dropout) fits a float: the scale is applied on the side of the dot product where it cannot
+   overflow, scores stay in natural units, the output is a weighted mean that never exceeds
+   the largest |v|, and only -INFINITY scores weigh 0 (a row of scores near -FLT_MAX still has
+   its keys). On FUSED and SPLIT_KV the error does not grow with the number of keys
+   (compensated sums); UNFUSED's GEMM sums over keys in f32.
    The event (if event != NULL) completes when out and lse are written; on failure *event is
    NULL. Statuses: INVALID_ARGUMENT / BUFFER_TOO_SMALL for bad input (nothing is enqueued),
-   UNSUPPORTED for a request this version cannot run yet (see README's feature table),
-   BUILD_FAILED, OUT_OF_RESOURCES, OPENCL. */
+   UNSUPPORTED for a request this version cannot run yet (see README's feature table) or whose
+   scratch is more than the device allocates at once, BUILD_FAILED, OUT_OF_RESOURCES,
+   OPENCL. */
 CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,

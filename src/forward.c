@@ -130,6 +130,12 @@ static clattn_status plan_call(clattn_context *ctx, forward_call *call)
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "desc->workspace_size=%zu is smaller "
                            "than the %zu bytes this call needs (clattn_attention_workspace_size)",
                            d->workspace_size, call->workspace_bytes);
+    if (!d->workspace && call->workspace_bytes > ctx->probe.max_mem_alloc_size)
+        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s needs %zu bytes of scratch for this "
+                           "call; %s allocates at most %llu bytes in one buffer",
+                           algo_name(call->plan.algo), call->workspace_bytes,
+                           ctx->probe.device_name,
+                           (unsigned long long)ctx->probe.max_mem_alloc_size);
     return CLATTN_SUCCESS;
 }
 

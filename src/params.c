@@ -26,6 +26,9 @@ clattn_status clattn_check_kernel_limits(const clattn_problem *p)
     if (p->seq_q > INT32_MAX || p->seq_k > INT32_MAX)
         return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "q.dims[2]=%lld, k.dims[2]=%lld: sequences "
                            "are limited to 2^31-1", (long long)p->seq_q, (long long)p->seq_k);
+    if (p->heads_q > INT32_MAX)
+        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "q.dims[1]=%lld: heads are limited to "
+                           "2^31-1", (long long)p->heads_q);
     return CLATTN_SUCCESS;
 }
 
@@ -57,8 +60,6 @@ clattn_attention_params clattn_attention_params_of(const clattn_attention_desc *
                                                    const clattn_problem *p,
                                                    clattn_i32 extra_flags)
 {
-    const double scale = clattn_score_scale(d, p->head_dim);
-    const double log2e = 1.4426950408889634;
     clattn_attention_params a = {0};
     a.window_left = capped_window(d->window_left, p);
     a.window_right = capped_window(d->window_right, p);
@@ -74,7 +75,9 @@ clattn_attention_params clattn_attention_params_of(const clattn_attention_desc *
               (d->causal ? ATTENTION_CAUSAL : 0) |
               (d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? ATTENTION_BOTTOM_RIGHT : 0) |
               (d->dropout_p > 0.0f ? ATTENTION_DROPOUT : 0);
-    a.q_mult = (clattn_f32)(d->softcap > 0.0f ? scale / d->softcap : scale * log2e);
-    a.cap_mult = (clattn_f32)(d->softcap > 0.0f ? d->softcap * log2e : 0.0);
+    const double scale = clattn_score_scale(d, p->head_dim);
+    a.q_scale = (clattn_f32)(fabs(scale) < 1.0 ? scale : 1.0);
+    a.score_scale = (clattn_f32)(fabs(scale) < 1.0 ? 1.0 : scale);
+    a.softcap = d->softcap;
     return a;
 }

@@ -25,8 +25,12 @@
  *   - block_n = the largest of 64, 32, 16, 8, 4 whose tiles fill at most half of local memory
  *     (two work-groups per compute unit), else the largest that fits at all.
  * Head dims are rounded up to a bucket (16, 32, 64, 128, 256; the backward also 512, 1024)
- * that sizes private arrays and local tiles (on CPUs, rows shrink to keep a work-item's private
- * rows under 128 KiB); the exact dims are runtime arguments, so one program serves a bucket.
+ * that sizes private arrays and local tiles; the exact dims are runtime arguments, so one
+ * program serves a bucket. On CPUs large buckets shrink the rows to keep a work-item's private
+ * arrays under CLATTN_MAX_PRIVATE_BYTES, then block_n (and vec) until the tiles fit the local
+ * memory (the backward at head dims 512 and 1024). Every tiling, the planner's, a tuned or a
+ * forced one, must fit the device's work-group, local-memory and private-memory limits
+ * (clattn_tiling_fits).
  * A tiling from the tuning database (tunedb.c), or one forced on the context by the tuner,
  * replaces the heuristic's when it fits; clattn_plan_candidates lists the tuner's choices.
  *
@@ -61,11 +65,36 @@ int clattn_head_dim_bucket(int64_t head_dim)
     return bucket_up_to(head_dim, CLATTN_MAX_FUSED_HEAD_DIM);
 }
 
+static int is_cpu_like(const clattn_device_probe *probe)
+{
+    return probe->device_class == CLATTN_DEVICE_CLASS_CPU || !probe->local_mem_dedicated;
+}
+
 size_t clattn_tiling_local_bytes(const clattn_tiling *t)
 {
     if (t->rows * t->wg <= CLATTN_ROWS_READ_FROM_GLOBAL)
         return 0;
     return ((size_t)t->d_pad + (size_t)t->dv_pad) * (size_t)t->block_n * sizeof(float);
+}
+
+size_t clattn_tiling_private_bytes(const clattn_tiling *t)
+{
+    return (size_t)t->rows *
+           ((size_t)t->d_pad + 3 * (size_t)t->dv_pad + 2 * (size_t)t->block_n + 12) * sizeof(float);
+}
+
+size_t clattn_backward_private_bytes(const clattn_tiling *t)
+{
+    return (size_t)t->rows *
+           (2 * (size_t)t->d_pad + 2 * (size_t)t->dv_pad + 4 * (size_t)t->block_n + 8) *
+           sizeof(float);
+}
+
+/* Whether a work-item's and a work-group's private memory stay under the limits of plan.h. */
+static int private_fits(const clattn_device_probe *probe, size_t bytes, int wg)
+{
+    return bytes <= CLATTN_MAX_PRIVATE_BYTES &&
+           (!is_cpu_like(probe) || bytes * (size_t)wg <= CLATTN_MAX_GROUP_PRIVATE_BYTES);
 }
 
 static void say(char *why, size_t why_size, const char *text)
@@ -96,20 +125,43 @@ static int64_t rows_per_kv_head(const clattn_problem *problem)
     return problem->seq_q * (problem->heads_q / problem->heads_kv);
 }
 
-/* rows and total_rows: the rows of one (batch, kv head) and of the whole launch. */
+/* What the planner needs of a fused kernel: its largest head dim and its local and private
+   memory. */
+typedef struct kernel_limits {
+    int64_t     max_head_dim;
+    size_t    (*local_bytes)(const clattn_tiling *);
+    size_t    (*private_bytes)(const clattn_tiling *);
+    const char *too_large;      /* the reason for head dims over max_head_dim */
+} kernel_limits;
+
+static const kernel_limits forward_limits = {
+    CLATTN_MAX_FUSED_HEAD_DIM, clattn_tiling_local_bytes, clattn_tiling_private_bytes,
+    "the fused kernel takes head dims 1..256"};
+static const kernel_limits backward_limits = {
+    CLATTN_MAX_BACKWARD_HEAD_DIM, clattn_backward_local_bytes, clattn_backward_private_bytes,
+    "the backward takes head dims 1..1024"};
+
+/* rows and total_rows: the rows of one (batch, kv head) and of the whole launch. Large head
+   dims shrink the rows to the private-memory limit, then block_n (and if need be vec) until
+   the tiles fit the local memory. */
 static void plan_cpu(const clattn_device_probe *probe, int64_t rows, int64_t total_rows,
-                     clattn_tiling *t)
+                     const kernel_limits *k, clattn_tiling *t)
 {
     cl_uint width = probe->preferred_vector_width_float;
     t->vec = width >= 16 ? 16 : width >= 8 ? 8 : 4;
+    t->block_n = 4 * t->vec;
+    t->wg = 1;
     t->rows = pow2_at_least(rows, 64);
-    /* private rows of q/k and v/dout with their accumulators: at most 128 KiB a work-item */
-    while (t->rows > 1 && t->rows * (2 * t->d_pad + 2 * t->dv_pad) > 32768)
+    while (t->rows > 1 && !private_fits(probe, k->private_bytes(t), t->wg))
         t->rows /= 2;
     while (t->rows > 4 && total_rows / t->rows < 4 * (int64_t)probe->compute_units)
         t->rows /= 2;
-    t->wg = 1;
-    t->block_n = 4 * t->vec;
+    t->block_m = t->rows * t->wg;
+    while (t->block_n > 1 && k->local_bytes(t) > probe->local_mem_size) {
+        t->block_n /= 2;
+        if (t->block_n < t->vec)
+            t->vec = t->block_n;
+    }
 }
 
 static size_t gpu_work_group(const clattn_device_probe *probe, int64_t rows)
@@ -144,24 +196,6 @@ size_t clattn_backward_local_bytes(const clattn_tiling *t)
     return (2 * (size_t)t->d_pad + 2 * (size_t)t->dv_pad + 2) * (size_t)t->block_n * sizeof(float);
 }
 
-static int is_cpu_like(const clattn_device_probe *probe)
-{
-    return probe->device_class == CLATTN_DEVICE_CLASS_CPU || !probe->local_mem_dedicated;
-}
-
-/* What the planner needs of a fused kernel: its largest head dim and its local memory. */
-typedef struct kernel_limits {
-    int64_t     max_head_dim;
-    size_t    (*local_bytes)(const clattn_tiling *);
-    const char *too_large;      /* the reason for head dims over max_head_dim */
-} kernel_limits;
-
-static const kernel_limits forward_limits = {CLATTN_MAX_FUSED_HEAD_DIM, clattn_tiling_local_bytes,
-                                             "the fused kernel takes head dims 1..256"};
-static const kernel_limits backward_limits = {CLATTN_MAX_BACKWARD_HEAD_DIM,
-                                              clattn_backward_local_bytes,
-                                              "the backward takes head dims 1..1024"};
-
 /* The rules of the file header for rows (rows of one (batch, kv head); total_rows of the
    launch) and a kernel with limits k. */
 static clattn_status plan_tiling(const clattn_device_probe *probe, const clattn_problem *problem,
@@ -176,7 +210,7 @@ static clattn_status plan_tiling(const clattn_device_probe *probe, const clattn_
         return CLATTN_ERROR_UNSUPPORTED;
     }
     if (is_cpu_like(probe)) {
-        plan_cpu(probe, rows, total_rows, t);
+        plan_cpu(probe, rows, total_rows, k, t);
     } else {
         t->vec = 4;
         t->rows = 1;
@@ -229,6 +263,10 @@ clattn_status clattn_plan_backward(const clattn_device_probe *probe, const clatt
         return s;
     if (t->local_bytes > probe->local_mem_size) {
         say(why, why_size, "the backward's tiles do not fit the device's local memory");
+        return CLATTN_ERROR_UNSUPPORTED;
+    }
+    if (!private_fits(probe, clattn_backward_private_bytes(t), t->wg)) {
+        say(why, why_size, "the backward's rows do not fit the private-memory limit");
         return CLATTN_ERROR_UNSUPPORTED;
     }
     return CLATTN_SUCCESS;
@@ -361,6 +399,11 @@ int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *t,
     else if (t->local_bytes != clattn_tiling_local_bytes(t) || t->local_bytes > probe->local_mem_size)
         snprintf(text, sizeof text, "local memory %zu bytes (tiles need %zu) is over the device's %llu",
                  t->local_bytes, clattn_tiling_local_bytes(t), (unsigned long long)probe->local_mem_size);
+    else if (!private_fits(probe, clattn_tiling_private_bytes(t), t->wg))
+        snprintf(text, sizeof text, "private memory %zu bytes a work-item, %zu a work-group of %d, "
+                 "is over the limit (%zu a work-item; %zu a work-group on CPU-like devices)",
+                 clattn_tiling_private_bytes(t), clattn_tiling_private_bytes(t) * (size_t)t->wg,
+                 t->wg, CLATTN_MAX_PRIVATE_BYTES, CLATTN_MAX_GROUP_PRIVATE_BYTES);
     else
         return 1;
     say(why, why_size, text);

@@ -40,6 +40,18 @@ int clattn_head_dim_bucket(int64_t head_dim);
    [block_n][dv_pad], f32; none with at most CLATTN_ROWS_READ_FROM_GLOBAL rows per work-group. */
 size_t clattn_tiling_local_bytes(const clattn_tiling *t);
 
+/* Private memory of one work-item of the forward's tiling (cl/attention_forward.cl): its q
+   rows, its output sums (the compensated sum and the partial sum of the last few tiles), a
+   tile's scores and weights, and a few floats per row. */
+size_t clattn_tiling_private_bytes(const clattn_tiling *t);
+
+/* Limits on private memory, which a device does not report: a work-item's at most
+   CLATTN_MAX_PRIVATE_BYTES; and on CPU-like devices, where a work-group runs as a loop on one
+   thread's stack, a work-group's at most CLATTN_MAX_GROUP_PRIVATE_BYTES (PoCL 3.1 crashed in a
+   work-group of 4096 work-items with 736 bytes each, 3 MB). */
+#define CLATTN_MAX_PRIVATE_BYTES ((size_t)192 << 10)
+#define CLATTN_MAX_GROUP_PRIVATE_BYTES ((size_t)1 << 20)
+
 /* Choose the tiling of the fused forward for problem on probe's device. Writes a short reason
    to why (may be NULL). Returns CLATTN_ERROR_UNSUPPORTED (reason in why) when no tiling fits
    the device or the head dims are over 256. */
@@ -74,6 +86,10 @@ typedef struct clattn_plan {
    block_n query rows of q (transposed and row-major), dout (both) and two floats per row. */
 size_t clattn_backward_local_bytes(const clattn_tiling *t);
 
+/* Private memory of one work-item of the larger backward kernel (dk/dv): its k and v rows,
+   their gradients' sums, a tile's four score-sized arrays and a few ints per row. */
+size_t clattn_backward_private_bytes(const clattn_tiling *t);
+
 /* The tiling of the backward kernels: the forward's rules (clattn_plan_forward) with block_n
    sized for the backward's tiles (clattn_backward_local_bytes) and, on CPUs, the rows of both
    kernels (the (query, head) rows of dq and the keys of dk/dv) counted. AUTO and FUSED run
@@ -104,8 +120,8 @@ size_t clattn_plan_candidates(const clattn_device_probe *probe, const clattn_pro
 /* CPU work-groups run as a loop on one core: wider ones only add barriers. */
 #define CLATTN_CPU_MAX_WG 8
 
-/* 1 if tiling is well-formed and within probe's limits (work-group size, local memory);
-   else 0 with the first violated limit in why (may be NULL). */
+/* 1 if the forward's tiling is well-formed and within probe's limits (work-group size, local
+   memory, private memory); else 0 with the first violated limit in why (may be NULL). */
 int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *tiling,
                        char *why, size_t why_size);
 

@@ -160,7 +160,8 @@ static void plan_problem(const clattn_forward_args *a, unfused_plan *p)
         p->off_min = (d->seqlens_k ? 0 : p->seq_k) - p->seq_q;
         p->off_max = p->seq_k - (d->seqlens_q ? 0 : p->seq_q);
     }
-    p->copy_q = !gemm_ready(q, p->dim);
+    /* q goes to the GEMM times q_scale (src/params.c): in place only when that is 1 */
+    p->copy_q = !gemm_ready(q, p->dim) || p->attn.q_scale != 1.0f;
     p->copy_k = !gemm_ready(k, p->dim);
     /* with seqlens the host cannot tell which keys a chunk sees: v is packed, and masked */
     p->copy_v = !gemm_ready(v, p->dim_v) || d->seqlens_q || d->seqlens_k;
@@ -269,6 +270,7 @@ static clattn_status softmax_group_size(unfused_run *run)
 typedef struct pack_job {
     cl_long dst_off;         /* -1: no copy, only the check (v used in place) */
     int64_t heads, rows, dim;
+    float   mult;            /* of every element: q_scale for q, 1 for k and v */
     const chunk *mask;       /* NULL: q or k, no masking, no check */
     int64_t key_first;       /* with mask: the key of packed row 0 */
 } pack_job;
@@ -297,6 +299,7 @@ static clattn_status pack(unfused_run *run, const clattn_tensor *src, cl_long sr
     params.key_first = (clattn_i32)job->key_first;
     params.r0 = c ? (clattn_i32)c->r0 : 0;
     params.r1 = c ? (clattn_i32)(c->r0 + c->rows) : 0;
+    params.mult = job->mult;
     const cl_mem buffers[] = {src->buffer, job->dst_off < 0 ? NULL : run->ws, d->seqlens_q,
                               d->seqlens_k, c ? run->ws : NULL};
     const size_t global[3] = {(size_t)((job->dim + PACK_COLS - 1) / PACK_COLS), (size_t)job->rows,
@@ -316,7 +319,7 @@ static clattn_status q_operand(unfused_run *run, const chunk *c, gemm_mat *m)
         return CLATTN_SUCCESS;
     }
     *m = (gemm_mat){run->ws, p->at_q, (size_t)p->dim, (size_t)(c->rows * p->dim)};
-    const pack_job job = {(cl_long)p->at_q, c->heads, c->rows, p->dim, NULL, 0};
+    const pack_job job = {(cl_long)p->at_q, c->heads, c->rows, p->dim, p->attn.q_scale, NULL, 0};
     return pack(run, q, off, q->strides[1], q->strides[2], &job);
 }
 
@@ -330,7 +333,7 @@ static clattn_status kv_operand(unfused_run *run, const chunk *c, const clattn_t
     const int64_t kv0 = c->h0 / p->group, kv_end = (c->h0 + c->heads - 1) / p->group + 1;
     cl_long off = elem_off(t) + c->b * t->strides[0] + kv0 * t->strides[1] + first * t->strides[2];
     const int is_v = t == run->args->v.t;
-    const pack_job job = {copy ? (cl_long)p->at_kv : -1, kv_end - kv0, count, dim,
+    const pack_job job = {copy ? (cl_long)p->at_kv : -1, kv_end - kv0, count, dim, 1.0f,
                           is_v ? c : NULL, first};
     if (copy)
         *m = (gemm_mat){run->ws, p->at_kv, (size_t)dim, (size_t)(count * dim)};
@@ -420,8 +423,8 @@ static clattn_status scores(unfused_run *run, const chunk *c)
         s = kv_operand(run, c, run->args->k.t, p->dim, p->copy_k, c->k0 + c0, n, &km);
         const gemm_mat sm = {run->ws, p->at_s + (size_t)c0, keys, (size_t)c->rows * keys};
         if (s == CLATTN_SUCCESS)
-            s = gemm_heads(run, c, 1, (size_t)c->rows, (size_t)n, (size_t)p->dim, p->attn.q_mult,
-                           qm, km, 0.0f, sm);
+            s = gemm_heads(run, c, 1, (size_t)c->rows, (size_t)n, (size_t)p->dim,
+                           p->attn.score_scale, qm, km, 0.0f, sm);
     }
     return s;
 }

@@ -189,6 +189,12 @@ static const test_case table[] = {
      .dtypes = ONLY_F32 | ONLY_BF16},
     {"D 320 Dv 500 causal (backward buckets 512)", .group = F_HEAD_DIMS,
      SHAPE(1, 2, 1, 17, 23, 320, 500), .causal = 1, .dtypes = ONLY_F32},
+    /* bucket 1024: on a CPU whose local memory is 512 KiB (PoCL) block_n must shrink to fit;
+       it did not, and these were UNSUPPORTED */
+    {"D 600 Dv 600 (backward buckets 1024)", .group = F_HEAD_DIMS,
+     SHAPE(1, 2, 1, 9, 13, 600, 600), .dtypes = ONLY_F32},
+    {"D 1024 Dv 1024 causal", .group = F_HEAD_DIMS, SHAPE(1, 1, 1, 7, 11, 1024, 1024),
+     .causal = 1, .dtypes = ONLY_F32},
 
     /* dropout: the forward and the backward share seed and offset */
     {"dropout 0.25", .group = F_DROPOUT, SHAPE(1, 2, 2, 31, 47, 32, 32), .dropout_p = 0.25f},

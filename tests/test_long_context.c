@@ -170,3 +170,164 @@ Test(long_context, causal_32k_auto_f16_spot_rows, .timeout = 300)
     for (int i = 0; i < 6; i++)
         tt_free(all[i]);
 }
+
+/* ---- the error of out and lse does not grow with the number of keys ---------------------- */
+
+/* Sq = 1 over sk keys (B = H = 1) on algo, with K and V as given; writes out and lse. */
+static void one_row(clattn_algo algo, const clattn_tensor *q, const clattn_tensor *k,
+                    const clattn_tensor *v, int64_t dv, float *out, float *lse)
+{
+    cl_mem bo = buf_new(CL_MEM_READ_WRITE, (size_t)dv * sizeof(float), NULL);
+    cl_mem bl = buf_new(CL_MEM_READ_WRITE, sizeof(float), NULL);
+    clattn_tensor to = clattn_tensor_bhsd(bo, CLATTN_F32, 1, 1, 1, dv);
+    clattn_tensor tl = clattn_tensor_bhsd(bl, CLATTN_F32, 1, 1, 1, 1);
+    clattn_attention_desc desc;
+    clattn_attention_desc_init(&desc);
+    desc.algo = algo;
+    TEST_CHECK_STATUS(clattn_attention_forward(test_ctx(), &desc, q, k, v, &to, &tl, 0, NULL,
+                                               NULL), "forward");
+    buf_read(bo, (size_t)dv * sizeof(float), out);
+    buf_read(bl, sizeof(float), lse);
+    clReleaseMemObject(bo);
+    clReleaseMemObject(bl);
+}
+
+static const clattn_algo long_algos[] = {CLATTN_ALGO_FUSED, CLATTN_ALGO_SPLIT_KV,
+                                         CLATTN_ALGO_AUTO};
+static const char *const long_algo_names[] = {"FUSED", "SPLIT_KV", "AUTO"};
+
+/* D = 1, q = 1, k = 2 and v = 3.5 for every key (K and V broadcast through stride 0): out must
+   be 3.5 and lse 2 + ln(Sk). Out was 3.714 at 2^22 keys and 2.0 at 2^25 when the output was
+   summed a key at a time in f32: an ulp of the sum outgrew each key's share. */
+Test(long_context, equal_keys_give_the_exact_answer_at_2_20_and_2_24_keys, .timeout = 600)
+{
+    const float one = 1.0f, two = 2.0f, value = 3.5f;
+    cl_mem bq = buf_new(CL_MEM_READ_ONLY, 4, &one), bk = buf_new(CL_MEM_READ_ONLY, 4, &two);
+    cl_mem bv = buf_new(CL_MEM_READ_ONLY, 4, &value);
+    for (int log2_keys = 20; log2_keys <= 24; log2_keys += 4) {
+        const int64_t sk = (int64_t)1 << log2_keys;
+        clattn_tensor q = clattn_tensor_bhsd(bq, CLATTN_F32, 1, 1, 1, 1);
+        clattn_tensor k = clattn_tensor_bhsd(bk, CLATTN_F32, 1, 1, sk, 1);
+        clattn_tensor v = clattn_tensor_bhsd(bv, CLATTN_F32, 1, 1, sk, 1);
+        k.strides[0] = k.strides[1] = k.strides[2] = 0;
+        v.strides[0] = v.strides[1] = v.strides[2] = 0;
+        for (size_t a = 0; a < sizeof long_algos / sizeof long_algos[0]; a++) {
+            float out, lse;
+            one_row(long_algos[a], &q, &k, &v, 1, &out, &lse);
+            const double want_lse = 2.0 + log((double)sk);
+            cr_log_info("2^%d equal keys, %s: out %.9g (want 3.5), lse %.9g (want %.9g)",
+                        log2_keys, long_algo_names[a], out, lse, want_lse);
+            cr_expect(fabs(out - 3.5) <= TOL_F32_OUT * 3.5, "2^%d keys, %s: out %.9g, want 3.5",
+                      log2_keys, long_algo_names[a], out);
+            cr_expect(fabs(lse - want_lse) <= TOL_F32_LSE * want_lse,
+                      "2^%d keys, %s: lse %.9g, want %.9g", log2_keys, long_algo_names[a], lse,
+                      want_lse);
+        }
+    }
+    clReleaseMemObject(bq);
+    clReleaseMemObject(bk);
+    clReleaseMemObject(bv);
+}
+
+/* Random f16 q, k, v (D = Dv = 8) over 2^20 and 2^24 keys against the f64 sum: the same
+   tolerance at both lengths (the relative error was 7.6e-5 at 2^20 keys and 8.7e-4 at 2^22). */
+Test(long_context, random_keys_keep_the_error_bound_at_2_20_and_2_24_keys, .timeout = 900)
+{
+    enum { DIM = 8 };
+    const int64_t max_keys = (int64_t)1 << 24;
+    const size_t kv_bytes = (size_t)max_keys * DIM * sizeof(uint16_t);
+    uint16_t *kh = malloc(kv_bytes), *vh = malloc(kv_bytes), qh[DIM];
+    cr_assert(kh && vh, "no host memory for K and V");
+    test_rng rng;
+    rng_seed(&rng, 2024);
+    for (int d = 0; d < DIM; d++)
+        qh[d] = f32_to_f16_bits((float)rng_uniform(&rng, -1.0, 1.0));
+    for (size_t i = 0; i < (size_t)max_keys * DIM; i++) {
+        kh[i] = f32_to_f16_bits((float)rng_uniform(&rng, -2.0, 2.0));
+        vh[i] = f32_to_f16_bits((float)rng_uniform(&rng, -1.0, 1.0));
+    }
+    cl_mem bq = buf_new(CL_MEM_READ_ONLY, sizeof qh, qh);
+    cl_mem bk = buf_new(CL_MEM_READ_ONLY, kv_bytes, kh);
+    cl_mem bv = buf_new(CL_MEM_READ_ONLY, kv_bytes, vh);
+    for (int log2_keys = 20; log2_keys <= 24; log2_keys += 4) {
+        const int64_t sk = (int64_t)1 << log2_keys;
+        /* the f64 answer: softmax over the keys' scores (scale 1/sqrt(8)), then sum of p v */
+        double m = -INFINITY, sum = 0.0, want[DIM] = {0};
+        for (int64_t j = 0; j < sk; j++) {
+            double s = 0.0;
+            for (int d = 0; d < DIM; d++)
+                s += (double)f16_bits_to_f32(qh[d]) * f16_bits_to_f32(kh[j * DIM + d]);
+            m = fmax(m, s / sqrt((double)DIM));
+        }
+        for (int64_t j = 0; j < sk; j++) {
+            double s = 0.0;
+            for (int d = 0; d < DIM; d++)
+                s += (double)f16_bits_to_f32(qh[d]) * f16_bits_to_f32(kh[j * DIM + d]);
+            const double p = exp(s / sqrt((double)DIM) - m);
+            sum += p;
+            for (int d = 0; d < DIM; d++)
+                want[d] += p * f16_bits_to_f32(vh[j * DIM + d]);
+        }
+        double top = TOL_ROW_FLOOR;
+        for (int d = 0; d < DIM; d++)
+            top = fmax(top, fabs(want[d] /= sum));
+        const double want_lse = m + log(sum);
+        clattn_tensor q = clattn_tensor_bhsd(bq, CLATTN_F16, 1, 1, 1, DIM);
+        clattn_tensor k = clattn_tensor_bhsd(bk, CLATTN_F16, 1, 1, sk, DIM);
+        clattn_tensor v = clattn_tensor_bhsd(bv, CLATTN_F16, 1, 1, sk, DIM);
+        for (size_t a = 0; a < sizeof long_algos / sizeof long_algos[0]; a++) {
+            float out[DIM], lse;
+            one_row(long_algos[a], &q, &k, &v, DIM, out, &lse);
+            double err = 0.0;
+            for (int d = 0; d < DIM; d++)
+                err = fmax(err, fabs(out[d] - want[d]) / top);
+            const double lse_err = fabs(lse - want_lse) / fmax(1.0, fabs(want_lse));
+            cr_log_info("2^%d random keys, %s: out error %.3g, lse error %.3g", log2_keys,
+                        long_algo_names[a], err, lse_err);
+            cr_expect(err <= TOL_F32_OUT, "2^%d keys, %s: out error %g", log2_keys,
+                      long_algo_names[a], err);
+            cr_expect(lse_err <= TOL_F32_LSE, "2^%d keys, %s: lse error %g", log2_keys,
+                      long_algo_names[a], lse_err);
+        }
+    }
+    clReleaseMemObject(bq);
+    clReleaseMemObject(bk);
+    clReleaseMemObject(bv);
+    free(kh);
+    free(vh);
+}
+
+/* The unfused path at 2^31 - 1 keys needs 8 GiB of scores for one query row, more than the
+   device allocates: plan and forward both return UNSUPPORTED and say why (the forward returned
+   CLATTN_ERROR_OPENCL, CL_INVALID_BUFFER_SIZE, after the plan had said SUCCESS). */
+Test(long_context, unfused_scratch_over_the_device_limit_is_unsupported)
+{
+    const float zero = 0.0f;
+    cl_mem b = buf_new(CL_MEM_READ_WRITE, 4, &zero), bo = buf_new(CL_MEM_READ_WRITE, 4, NULL);
+    const int64_t sk = INT32_MAX;
+    cl_device_id device;
+    cl_ulong max_alloc = 0;
+    cr_assert_eq(clGetCommandQueueInfo(test_queue(), CL_QUEUE_DEVICE, sizeof device, &device,
+                                       NULL), CL_SUCCESS);
+    clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc, NULL);
+    if ((cl_ulong)sk * sizeof(float) + 1024 < max_alloc)
+        cr_skip_test("this device allocates %llu bytes at once: the unfused scores of 2^31 - 1 "
+                     "keys fit", (unsigned long long)max_alloc);
+    clattn_tensor q = clattn_tensor_bhsd(b, CLATTN_F32, 1, 1, 1, 1);
+    clattn_tensor k = clattn_tensor_bhsd(b, CLATTN_F32, 1, 1, sk, 1);
+    clattn_tensor v = k, out = clattn_tensor_bhsd(bo, CLATTN_F32, 1, 1, 1, 1);
+    k.strides[0] = k.strides[1] = k.strides[2] = 0;
+    v.strides[0] = v.strides[1] = v.strides[2] = 0;
+    clattn_attention_desc desc;
+    clattn_attention_desc_init(&desc);
+    desc.algo = CLATTN_ALGO_UNFUSED;
+    char plan[512];
+    clattn_status st = clattn_attention_plan(test_ctx(), &desc, &q, &k, &v, plan, sizeof plan);
+    cr_expect_eq(st, CLATTN_ERROR_UNSUPPORTED, "plan: %s: %s", clattn_status_string(st), plan);
+    cr_expect(strstr(plan, "scratch") && strstr(plan, "allocates at most"), "plan: %s", plan);
+    st = clattn_attention_forward(test_ctx(), &desc, &q, &k, &v, &out, NULL, 0, NULL, NULL);
+    cr_expect_eq(st, CLATTN_ERROR_UNSUPPORTED, "forward: %s: %s", clattn_status_string(st),
+                 clattn_last_error());
+    clReleaseMemObject(b);
+    clReleaseMemObject(bo);
+}

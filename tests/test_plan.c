@@ -480,6 +480,47 @@ Test(plan, fits_rejects_over_work_group_size)
     expect_rejected(&p, &t, "work-group size", words);
 }
 
+/* Tuning entries that passed every other check and crashed PoCL 3.1 in its work-group function:
+   private arrays of tens of MiB a work-item, or 3 MB across a work-group of 4096. */
+Test(plan, fits_rejects_over_private_memory)
+{
+    clattn_device_probe p = probe_pocl_cpu();
+    p.local_mem_size = (cl_ulong)1 << 30; /* so that only private memory can refuse them */
+    static const char *const words[] = {"private", NULL};
+    clattn_tiling t = manual_tiling(16, 16, 1024, 1, 4096, 16);
+    expect_rejected(&p, &t, "rows=1024 block_n=4096", words);
+    t = manual_tiling(16, 16, 1, 4096, 64, 16);
+    cr_assert_lt(clattn_tiling_private_bytes(&t), CLATTN_MAX_PRIVATE_BYTES);
+    expect_rejected(&p, &t, "wg=4096 on a CPU", words);
+    /* the same work-group on a GPU: its work-items' private memory is their own */
+    clattn_device_probe g = probe_nvidia();
+    g.max_work_group_size = g.max_work_item_size0 = 4096;
+    t = manual_tiling(16, 16, 1, 4096, 8, 4);
+    char why[256] = "";
+    cr_expect(clattn_tiling_fits(&g, &t, why, sizeof why), "rejected on a GPU: %s", why);
+}
+
+/* The backward runs head dims to 1024 on a CPU whose local memory is 512 KiB (PoCL 3.1): block_n
+   shrinks until its tiles fit, rows until its private arrays do. */
+Test(plan, backward_takes_head_dims_to_1024_on_a_512k_cpu)
+{
+    clattn_device_probe p = probe_pocl_cpu();
+    p.local_mem_size = 512 * 1024;
+    p.preferred_vector_width_float = 8;
+    static const int64_t dims[] = {600, 1024};
+    for (size_t i = 0; i < 2; i++) {
+        const clattn_problem pr = {CLATTN_F32, 1, 2, 2, 64, 64, dims[i], dims[i], 1};
+        clattn_tiling t;
+        char why[256] = "";
+        cr_assert_eq(clattn_plan_backward(&p, &pr, CLATTN_ALGO_AUTO, &t, why, sizeof why),
+                     CLATTN_SUCCESS, "D=%lld: %s", (long long)dims[i], why);
+        cr_expect_leq(t.local_bytes, p.local_mem_size, "D=%lld", (long long)dims[i]);
+        cr_expect_leq(clattn_backward_private_bytes(&t), CLATTN_MAX_PRIVATE_BYTES);
+        cr_expect(t.block_n % t.vec == 0 && t.block_n >= 1, "block_n=%d vec=%d", t.block_n,
+                  t.vec);
+    }
+}
+
 Test(plan, fits_rejects_block_m_not_rows_times_wg)
 {
     clattn_device_probe p = probe_pocl_cpu();

@@ -116,22 +116,28 @@ Test(tuning, entries_of_another_driver_and_of_the_class_are_found)
               "the exact entry over the device's and the class's: %s", plan);
 }
 
-/* An entry that does not fit the device is ignored with a warning, and the next level runs. */
+/* An entry that does not fit the device is ignored with a warning, and the next level runs:
+   here a malformed tiling at the exact level, and at the device level one whose private
+   arrays (tens of MiB a work-item) crashed PoCL's work-group function before the limit. */
 Test(tuning, an_entry_that_does_not_fit_is_logged_and_skipped)
 {
     const device_names d = test_device();
     char text[3000], plan[512];
     const char *rest = "\tforward\tf32\t16\t16\t1\tprefill";
     /* bn=12 is not a multiple of vec=8: never runs; the class entry below does */
-    snprintf(text, sizeof text, "clattn-tuning 1\n%s|%s|%s%s\t4\t2\t12\t8\n%s|%s|*%s\t2\t2\t8\t4\n",
-             d.platform, d.name, d.driver, rest, d.platform, d.class_name, rest);
+    snprintf(text, sizeof text, "clattn-tuning 1\n%s|%s|%s%s\t4\t2\t12\t8\n"
+             "%s|%s|*%s\t1024\t1\t4096\t16\n%s|%s|*%s\t2\t2\t8\t4\n",
+             d.platform, d.name, d.driver, rest, d.platform, d.name, rest, d.platform,
+             d.class_name, rest);
     write_db(text);
     test_log_start();
     run_checked(plan, sizeof plan);
     cr_expect(strstr(plan, " tuned=class ") && strstr(plan, "bn=8 rows=2 vec=4 wg=2"),
               "the class entry after the one that does not fit: %s", plan);
-    cr_expect(test_logged("does not fit"), "no warning for the entry that does not fit: %s",
+    cr_expect(test_logged("\t4\t2\t12\t8\" does not fit"), "no warning for the bn=12 entry: %s",
               test_log);
+    cr_expect(test_logged("\t1024\t1\t4096\t16\" does not fit") && test_logged("private"),
+              "no warning naming private memory for the rows=1024 entry: %s", test_log);
     clattn_set_log_callback(NULL, NULL);
 }
 
