@@ -12,6 +12,7 @@
 #include "diskcache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,15 +87,38 @@ static int reject(const char *path, const char *why, FILE *f, unsigned char *pay
     return 0;
 }
 
+FILE *clattn_open_regular_file(const char *path, struct stat *st, const char **why)
+{
+    struct stat own;
+    st = st ? st : &own;
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        *why = errno == ENOENT ? "no such file" : strerror(errno);
+        return NULL;
+    }
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        *why = "not a regular file";
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        *why = strerror(errno);
+        close(fd);
+    }
+    return f;
+}
+
 int clattn_diskcache_load(const char *path, const char *key, size_t key_len,
                           unsigned char **binary, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return reject(path, errno == ENOENT ? "no entry" : strerror(errno), NULL, NULL);
-    entry_header h;
+    const char *why = "";
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || fread(&h, sizeof h, 1, f) != 1)
+    FILE *f = clattn_open_regular_file(path, &st, &why);
+    if (!f)
+        return reject(path, why, NULL, NULL);
+    entry_header h;
+    if (fread(&h, sizeof h, 1, f) != 1)
         return reject(path, "shorter than its header", f, NULL);
     if (memcmp(h.magic, CACHE_MAGIC, 8) != 0 || h.format != CACHE_FORMAT ||
         h.header_size != sizeof h)

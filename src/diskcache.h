@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
 
 /* The cache directory: $CLATTN_CACHE_DIR, else $XDG_CACHE_HOME/clattn, else ~/.cache/clattn.
    Returns 0 when the cache is off (CLATTN_CACHE_DIR=off, or no location is known). */
@@ -22,6 +24,11 @@ int clattn_diskcache_load(const char *path, const char *key, size_t key_len,
    Failures are logged at debug level and otherwise ignored: the cache is an optimisation. */
 void clattn_diskcache_store(const char *path, const char *key, size_t key_len,
                             const unsigned char *binary, size_t size);
+
+/* fopen(path, "rb") of a regular file only: a FIFO, device or directory (which would block a
+   reader, or never end) is refused without blocking, with *why saying so; so is a file that
+   does not open (*why: strerror). Fills *st when st is not NULL. */
+FILE *clattn_open_regular_file(const char *path, struct stat *st, const char **why);
 
 /* 64-bit hash (FNV-1a with a seed, then a final avalanche). */
 uint64_t clattn_hash64(const void *data, size_t len, uint64_t seed);

@@ -13,6 +13,8 @@ static void *callback_user;
 static pthread_once_t stderr_level_once = PTHREAD_ONCE_INIT;
 static int stderr_level; /* 0: silent */
 
+/* CLATTN_LOG: a level name, unset or empty (silent); anything else is said once on stderr,
+   and the log stays silent. */
 static void read_stderr_level(void)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -20,6 +22,9 @@ static void read_stderr_level(void)
     for (int i = 0; env && i < 4; i++)
         if (strcasecmp(env, names[i]) == 0)
             stderr_level = i + 1;
+    if (env && env[0] && stderr_level == 0)
+        fprintf(stderr, "clattn: CLATTN_LOG=\"%s\" is not error, warn, info or debug; "
+                        "logging stays off\n", env);
 }
 
 CLATTN_API void clattn_set_log_callback(void (*fn)(int level, const char *msg, void *user),

@@ -87,6 +87,9 @@ CLATTN_API clattn_status clattn_attention_merge(clattn_context *ctx, size_t n,
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "n=0: merge needs at least one part");
     if (!outs || !lses)
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "%s is NULL", outs ? "lses" : "outs");
+    if (n > SIZE_MAX / 2 / sizeof(clattn_tensor))
+        return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "n=%zu parts: more than arrays of "
+                           "tensors can hold", n);
     clattn_view *views = clattn_calloc(2 * n, sizeof *views);
     char (*names)[32] = clattn_calloc(2 * n, sizeof *names);
     if (!views || !names) {

@@ -3,17 +3,29 @@
 
 #include <string.h>
 
+/* a * b, or INT64_MAX when it overflows: a stride no buffer can hold, which the calls then
+   reject (BUFFER_TOO_SMALL or INVALID_ARGUMENT) instead of the constructor computing garbage. */
+static int64_t mul_saturated(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 CLATTN_API clattn_tensor clattn_tensor_bhsd(cl_mem b, clattn_dtype t, int64_t batch,
                                             int64_t heads, int64_t seq, int64_t dim)
 {
-    clattn_tensor v = {b, 0, t, {batch, heads, seq, dim}, {heads * seq * dim, seq * dim, dim, 1}};
+    const int64_t row = mul_saturated(seq, dim);
+    clattn_tensor v = {b, 0, t, {batch, heads, seq, dim},
+                       {mul_saturated(heads, row), row, dim, 1}};
     return v;
 }
 
 CLATTN_API clattn_tensor clattn_tensor_bshd(cl_mem b, clattn_dtype t, int64_t batch,
                                             int64_t seq, int64_t heads, int64_t dim)
 {
-    clattn_tensor v = {b, 0, t, {batch, heads, seq, dim}, {seq * heads * dim, dim, heads * dim, 1}};
+    const int64_t token = mul_saturated(heads, dim);
+    clattn_tensor v = {b, 0, t, {batch, heads, seq, dim},
+                       {mul_saturated(seq, token), dim, token, 1}};
     return v;
 }
 

@@ -85,9 +85,11 @@ static int parse_device(const char *text, clattn_tune_device *d)
     if (platform >= sizeof d->platform || name >= sizeof d->name ||
         strlen(last + 1) >= sizeof d->driver)
         return 0;
-    snprintf(d->platform, sizeof d->platform, "%.*s", (int)platform, text);
-    snprintf(d->name, sizeof d->name, "%.*s", (int)name, first + 1);
-    snprintf(d->driver, sizeof d->driver, "%s", last + 1);
+    memcpy(d->platform, text, platform);
+    d->platform[platform] = '\0';
+    memcpy(d->name, first + 1, name);
+    d->name[name] = '\0';
+    memcpy(d->driver, last + 1, strlen(last + 1) + 1);
     return 1;
 }
 
@@ -191,20 +193,32 @@ static int append_entry(clattn_tunedb *db, size_t *capacity, const clattn_tune_e
     return 0;
 }
 
-int clattn_tunedb_add_text(clattn_tunedb *db, const char *text, const char *origin)
+int clattn_tunedb_add_text(clattn_tunedb *db, const char *text, size_t size, const char *origin)
 {
     size_t header = strlen(CLATTN_TUNEDB_HEADER), capacity = db->count;
-    if (strncmp(text, CLATTN_TUNEDB_HEADER, header) != 0 || strcspn(text, "\r\n") != header) {
+    if (size < header || strncmp(text, CLATTN_TUNEDB_HEADER, header) != 0 ||
+        (size > header && text[header] != '\n' && text[header] != '\r')) {
         clattn_log(CLATTN_LOG_WARN, "tuning database %s: first line is not \"%s\"; ignored",
                    origin, CLATTN_TUNEDB_HEADER);
         return -1;
     }
+    const char *end = text + size;
     int bad = 0, number = 1, status = 0;
-    for (const char *line = strchr(text, '\n'); line; line = strchr(line, '\n')) {
+    for (const char *line = memchr(text, '\n', size); line; ) {
         line++;
         number++;
+        const char *next = memchr(line, '\n', (size_t)(end - line));
+        const size_t length = (size_t)((next ? next : end) - line);
         clattn_tune_entry e;
-        int parsed = clattn_tunedb_parse_line(line, &e);
+        /* the line in a NUL-terminated copy; one that holds a NUL byte is malformed */
+        char copy[1024];
+        int parsed = -1;
+        if (length < sizeof copy && !memchr(line, '\0', length)) {
+            memcpy(copy, line, length);
+            copy[length] = '\0';
+            parsed = clattn_tunedb_parse_line(copy, &e);
+        }
+        line = next;
         if (parsed < 0) {
             clattn_log(CLATTN_LOG_WARN, "tuning database %s: line %d is malformed; skipped",
                        origin, number);
@@ -289,19 +303,25 @@ int clattn_tunedb_user_path(char *buf, size_t size)
     return 1;
 }
 
-/* The whole of a small text file, NUL-terminated (caller frees), or NULL. */
-static char *read_text(const char *path)
+/* The whole of a regular text file under 16 MiB, NUL-terminated (caller frees), its length in
+   *size; or NULL with the reason in *why. */
+static char *read_text(const char *path, size_t *size, const char **why)
 {
-    FILE *f = fopen(path, "rb");
+    struct stat st;
+    FILE *f = clattn_open_regular_file(path, &st, why);
     if (!f)
         return NULL;
     char *text = NULL;
-    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (size >= 0 && size < (1 << 24) && fseek(f, 0, SEEK_SET) == 0 &&
-        (text = clattn_malloc((size_t)size + 1)) &&
-        fread(text, 1, (size_t)size, f) == (size_t)size) {
-        text[size] = '\0';
-    } else {
+    *size = (size_t)st.st_size;
+    if (st.st_size >= (1 << 24))
+        *why = "16 MiB or more";
+    else if (!(text = clattn_malloc(*size + 1)))
+        *why = "no host memory for it";
+    else if (fread(text, 1, *size, f) != *size)
+        *why = "read failed";
+    if (text && (*why)[0] == '\0')
+        text[*size] = '\0';
+    else if (text) {
         free(text);
         text = NULL;
     }
@@ -314,16 +334,20 @@ void clattn_tunedb_load(clattn_tunedb *db)
     db->entries = NULL;
     db->count = 0;
     db->index = NULL;
-    clattn_tunedb_add_text(db, builtin_table, "(built-in)");
+    clattn_tunedb_add_text(db, builtin_table, sizeof builtin_table - 1, "(built-in)");
     char path[4200];
     if (!clattn_tunedb_user_path(path, sizeof path))
         return;
-    char *text = read_text(path);
+    size_t size = 0;
+    const char *why = "";
+    char *text = read_text(path, &size, &why);
     if (!text) {
-        clattn_log(CLATTN_LOG_DEBUG, "tuning database %s: not readable; built-in table only", path);
+        /* a missing file is the usual case; anything else the user will want to know */
+        clattn_log(strcmp(why, "no such file") == 0 ? CLATTN_LOG_DEBUG : CLATTN_LOG_WARN,
+                   "tuning database %s: %s; built-in table only", path, why);
         return;
     }
-    int bad = clattn_tunedb_add_text(db, text, path);
+    int bad = clattn_tunedb_add_text(db, text, size, path);
     clattn_log(CLATTN_LOG_DEBUG, "tuning database %s: loaded (%zu entries in all, %d bad lines)",
                path, db->count, bad < 0 ? 0 : bad);
     free(text);

@@ -74,10 +74,10 @@ size_t clattn_tunedb_format(const clattn_tune_entry *entry, char *buf, size_t si
 /* 1 when two entries are for the same device key and problem class (the later one wins). */
 int clattn_tune_same_key(const clattn_tune_key *a, const clattn_tune_key *b);
 
-/* Add the entries of text (a whole file, header first) to db. Returns the number of malformed
-   lines (each logged as a warning with its number), or -1 when the header is missing or the
-   memory runs out (db keeps what it had). */
-int clattn_tunedb_add_text(clattn_tunedb *db, const char *text, const char *origin);
+/* Add the entries of text (a whole file of size bytes, header first) to db. Returns the number
+   of malformed lines (each logged as a warning with its number; a line holding a NUL byte is
+   one), or -1 when the header is missing or the memory runs out (db keeps what it had). */
+int clattn_tunedb_add_text(clattn_tunedb *db, const char *text, size_t size, const char *origin);
 
 /* The entry for key (whose device is the call's actual device, of class device_class) at one
    level of the lookup, or NULL: the last loaded whose device key matches at that level. */

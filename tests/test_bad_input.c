@@ -497,6 +497,34 @@ Test(bad_input, backward_pointers)
     fixture_free(&f);
 }
 
+/* Dims whose product overflows int64 made the constructors' strides wrap (signed overflow); they
+   now saturate, and a call with such a view is refused (no view that large fits a buffer). */
+Test(bad_input, tensor_constructors_saturate_overflowing_strides)
+{
+    const int64_t big = (int64_t)1 << 40;
+    const clattn_tensor t = clattn_tensor_bhsd(NULL, CLATTN_F32, 1, big, big, big);
+    cr_expect_eq(t.strides[0], INT64_MAX, "batch stride %lld", (long long)t.strides[0]);
+    cr_expect_eq(t.strides[1], INT64_MAX, "head stride %lld", (long long)t.strides[1]);
+    cr_expect_eq(t.strides[2], big);
+    const clattn_tensor s = clattn_tensor_bshd(NULL, CLATTN_F32, 1, big, big, big);
+    cr_expect_eq(s.strides[0], INT64_MAX, "batch stride %lld", (long long)s.strides[0]);
+    cr_expect_eq(s.strides[2], INT64_MAX, "seq stride %lld", (long long)s.strides[2]);
+
+    fixture f;
+    test_ctx();
+    fixture_init(&f);
+    clattn_tensor q = clattn_tensor_bhsd(f.run.q.view.buffer, CLATTN_F32, 1, big, big, big);
+    clattn_attention_desc desc;
+    clattn_attention_desc_init(&desc);
+    const clattn_status st = clattn_attention_forward(test_ctx(), &desc, &q, &f.run.k.view,
+                                                      &f.run.v.view, &f.run.out.view, NULL, 0,
+                                                      NULL, NULL);
+    cr_expect(st == CLATTN_ERROR_INVALID_ARGUMENT || st == CLATTN_ERROR_BUFFER_TOO_SMALL,
+              "%s: %s", clattn_status_string(st), clattn_last_error());
+    cr_expect(test_message_names(clattn_last_error(), "q:|q."), "%s", clattn_last_error());
+    fixture_free(&f);
+}
+
 Test(bad_input, merge_pointers_and_n)
 {
     fixture f;
@@ -534,6 +562,8 @@ Test(bad_input, merge_pointers_and_n)
         {"merge lses NULL", ctx, 2, outs, NULL, &f.run.out.view, 0, NULL},
         {"merge out NULL", ctx, 2, outs, lses, NULL, 0, "out"},
         {"merge num_wait 1, wait_list NULL", ctx, 2, outs, lses, &f.run.out.view, 1, "wait_list"},
+        /* 2 * n wrapped to 4 elements, and the part names were written past them */
+        {"merge n 2^63 + 2", ctx, ((size_t)1 << 63) + 2, outs, lses, &f.run.out.view, 0, "n="},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cl_event ev = (cl_event)&ev;

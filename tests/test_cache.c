@@ -168,6 +168,38 @@ Test(cache, every_bad_entry_is_rebuilt)
     }
 }
 
+/* A FIFO where an entry or the tuning file should be (a hostile or mistaken cache directory)
+   blocked the first forward, or clattn_context_create, for ever: opening it waits for a
+   writer. Now only regular files are read; the timeout fails the test if anything blocks. */
+Test(cache, a_fifo_in_place_of_an_entry_or_the_tuning_file_does_not_block, .timeout = 300)
+{
+    make_root();
+    setenv("CLATTN_CACHE_DIR", cache_root, 1);
+    forward_matches_reference();
+    char paths[4][512], tuning[300];
+    cr_assert_eq(list_entries(cache_root, paths, 4), 1);
+    cr_assert_eq(unlink(paths[0]), 0);
+    cr_assert_eq(mkfifo(paths[0], 0600), 0, "mkfifo %s", paths[0]);
+    test_log_start();
+    forward_matches_reference();
+    cr_assert(test_logged("not a regular file") && test_logged("kernel cache: built"),
+              "the FIFO entry should be refused and the program built; log:\n%s", test_log);
+
+    snprintf(tuning, sizeof tuning, "%s/tuning.txt", cache_root);
+    cr_assert_eq(mkfifo(tuning, 0600), 0, "mkfifo %s", tuning);
+    test_log_start();
+    forward_matches_reference();
+    cr_assert(test_logged("tuning database") && test_logged("not a regular file"),
+              "the FIFO tuning file should be refused with a warning; log:\n%s", test_log);
+
+    setenv("CLATTN_TUNING_DB", tuning, 1);
+    test_log_start();
+    forward_matches_reference();
+    unsetenv("CLATTN_TUNING_DB");
+    cr_assert(test_logged("not a regular file"), "CLATTN_TUNING_DB naming a FIFO; log:\n%s",
+              test_log);
+}
+
 Test(cache, off_writes_nothing)
 {
     make_root();
@@ -241,7 +273,7 @@ Test(cache, missing_directory_is_made)
     setenv("CLATTN_CACHE_DIR", dir, 1);
     test_log_start();
     forward_matches_reference();
-    cr_assert(test_logged("no entry; rebuilding") && test_logged("kernel cache: stored"),
+    cr_assert(test_logged("no such file; rebuilding") && test_logged("kernel cache: stored"),
               "a missing directory should be a miss, then made and stored into; log:\n%s",
               test_log);
     cr_assert_eq(list_entries(dir, paths, 4), 1, "expected the entry in the new %s", dir);
@@ -314,7 +346,7 @@ Test(cache, read_only_directory)
     for (int round = 0; round < 2; round++) {
         test_log_start();
         forward_matches_reference();
-        cr_assert(test_logged("no entry; rebuilding") && test_logged("kernel cache: built") &&
+        cr_assert(test_logged("no such file; rebuilding") && test_logged("kernel cache: built") &&
                       test_logged("cannot store"),
                   "round %d in %s; log:\n%s", round, empty, test_log);
         cr_assert_not(test_logged("kernel cache: stored"), "log:\n%s", test_log);

@@ -541,6 +541,36 @@ Test(log, callback_receives_lines_and_null_restores)
     remove_tree(dir);
 }
 
+/* CLATTN_LOG with a value that names no level was ignored without a word: it is now said
+   once on stderr (and the log stays off). */
+Test(log, an_unknown_level_is_said_once_on_stderr)
+{
+    char path[] = "/tmp/clattn-test-stderr-XXXXXX";
+    const int fd = mkstemp(path), saved = dup(2);
+    cr_assert(fd >= 0 && saved >= 0);
+    cr_assert_eq(setenv("CLATTN_LOG", "loud", 1), 0);
+    fflush(stderr);
+    cr_assert_eq(dup2(fd, 2), 2);
+    for (int i = 0; i < 2; i++) {
+        clattn_context *ctx = NULL;
+        clattn_context_create(NULL, &ctx);   /* logs at info level; failures too */
+        clattn_context_release(ctx);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char text[4096] = "";
+    const ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    unlink(path);
+    cr_assert_geq(n, 0);
+    text[n] = '\0';
+    const char *first = strstr(text, "CLATTN_LOG=\"loud\" is not");
+    cr_expect_not_null(first, "no warning on stderr; it had: \"%s\"", text);
+    cr_expect(!first || !strstr(first + 1, "CLATTN_LOG=\"loud\" is not"),
+              "the warning came more than once: \"%s\"", text);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Dropout decision                                                                          */
 /* ---------------------------------------------------------------------------------------- */

@@ -1,8 +1,11 @@
 /* The tuning database as pure code: parsing, formatting, overlays, lookup, and the planner
    taking a tuned tiling only when it fits the device. No device needed. */
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tunedb.h"
 
@@ -77,12 +80,12 @@ Test(tunedb, malformed_lines_are_rejected)
 Test(tunedb, text_needs_the_header_and_counts_bad_lines)
 {
     clattn_tunedb db = {0};
-    cr_expect_eq(clattn_tunedb_add_text(&db, "not the header\n", "test"), -1);
+    cr_expect_eq(clattn_tunedb_add_text(&db, "not the header\n", 15, "test"), -1);
     cr_expect_eq(db.count, 0);
     char text[2048];
     snprintf(text, sizeof text, "%s\n%s\ngarbage line\n# comment\n\n%s\n", CLATTN_TUNEDB_HEADER,
              good_line, KEY "\tforward\tf32\t64\t64\t0\tprefill\t8\t1\t32\t16");
-    cr_expect_eq(clattn_tunedb_add_text(&db, text, "test"), 1);
+    cr_expect_eq(clattn_tunedb_add_text(&db, text, strlen(text), "test"), 1);
     cr_expect_eq(db.count, 2);
     clattn_tunedb_free(&db);
 }
@@ -103,7 +106,7 @@ Test(tunedb, later_entries_for_a_key_win_and_find_matches_the_class)
     char text[2048];
     snprintf(text, sizeof text, "%s\n%s\n%s\n", CLATTN_TUNEDB_HEADER, good_line,
              KEY "\tforward\tf16\t128\t64\t1\tdecode\t4\t32\t8\t8");
-    cr_assert_eq(clattn_tunedb_add_text(&db, text, "test"), 0);
+    cr_assert_eq(clattn_tunedb_add_text(&db, text, strlen(text), "test"), 0);
     clattn_problem p = decode_problem;
     const clattn_tune_entry *e = find(&db, p, CLATTN_TILING_TUNED_EXACT);
     cr_assert_not_null(e);
@@ -128,7 +131,7 @@ Test(tunedb, lookup_falls_back_from_the_driver_to_the_device_class)
              PLATFORM "|[gpu]|*\tforward\tf16\t128\t64\t1\tdecode\t4\t64\t8\t4",
              "Other Platform|[gpu]|*\tforward\tf16\t128\t64\t1\tdecode\t8\t64\t8\t4",
              PLATFORM "|Other GPU|1.2.3\tforward\tf16\t128\t64\t1\tdecode\t16\t64\t8\t4");
-    cr_assert_eq(clattn_tunedb_add_text(&db, text, "test"), 0);
+    cr_assert_eq(clattn_tunedb_add_text(&db, text, strlen(text), "test"), 0);
     cr_expect_null(find(&db, decode_problem, CLATTN_TILING_TUNED_EXACT),
                    "no entry has this driver");
     const clattn_tune_entry *e = find(&db, decode_problem, CLATTN_TILING_TUNED_DEVICE);
@@ -142,7 +145,7 @@ Test(tunedb, lookup_falls_back_from_the_driver_to_the_device_class)
                                       CLATTN_TILING_TUNED_CLASS), "a CPU is not in [gpu]");
     /* the exact entry, added by a later file, wins over everything */
     snprintf(text, sizeof text, "%s\n%s\n", CLATTN_TUNEDB_HEADER, good_line);
-    cr_assert_eq(clattn_tunedb_add_text(&db, text, "test"), 0);
+    cr_assert_eq(clattn_tunedb_add_text(&db, text, strlen(text), "test"), 0);
     e = find(&db, decode_problem, CLATTN_TILING_TUNED_EXACT);
     cr_assert_not_null(e);
     cr_expect_eq(e->rows, 2);
@@ -196,6 +199,48 @@ Test(tunedb, planner_takes_a_tuned_tiling_only_when_it_fits)
     cr_assert_eq(clattn_plan_call(&probe, &p, CLATTN_ALGO_AUTO, &tuned, CLATTN_TILING_TUNED_EXACT,
                                   &plan, why, sizeof why), CLATTN_SUCCESS);
     cr_expect_eq(plan.source, CLATTN_TILING_HEURISTIC);
+}
+
+/* A NUL byte makes its line malformed, not the end of the file: the lines after it count. */
+Test(tunedb, a_nul_byte_spoils_its_line_only)
+{
+    clattn_tunedb db = {0};
+    char text[2048];
+    int n = snprintf(text, sizeof text, "%s\n%s\n", CLATTN_TUNEDB_HEADER, good_line);
+    text[n - 5] = '\0';   /* inside the entry's last fields */
+    n += snprintf(text + n, sizeof text - (size_t)n, "%s\n",
+                  KEY "\tforward\tf16\t128\t64\t1\tdecode\t4\t32\t8\t8");
+    cr_assert_eq(clattn_tunedb_add_text(&db, text, (size_t)n, "test"), 1, "one malformed line");
+    cr_assert_eq(db.count, 1);
+    const clattn_tune_entry *e = find(&db, decode_problem, CLATTN_TILING_TUNED_EXACT);
+    cr_assert_not_null(e, "the line after the NUL was dropped");
+    cr_expect_eq(e->rows, 4);
+    clattn_tunedb_free(&db);
+}
+
+/* Loading was quadratic (each entry compared with every earlier one): 150K lines took over 500
+   s. Now it sorts once; a second is more than 20 times what it takes here. */
+Test(tunedb, a_150k_line_file_loads_in_under_a_second)
+{
+    enum { LINES = 150000 };
+    const size_t cap = (size_t)LINES * 96 + 64;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    size_t n = (size_t)snprintf(text, cap, "%s\n", CLATTN_TUNEDB_HEADER);
+    for (int i = 0; i < LINES; i++)
+        n += (size_t)snprintf(text + n, cap - n, PLATFORM "|GPU %d|1.0\tforward\tf32\t%d\t64\t%d\t"
+                              "prefill\t1\t64\t16\t4\n", i % 97, 1 + i % 512, i % 2);
+    clattn_tunedb db = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(clattn_tunedb_add_text(&db, text, n, "test"), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    cr_log_info("%d lines: %.3f s", LINES, s);
+    cr_expect_eq(db.count, (size_t)LINES);
+    cr_expect_lt(s, 1.0, "%d lines took %.2f s", LINES, s);
+    clattn_tunedb_free(&db);
+    free(text);
 }
 
 Test(tunedb, the_candidates_fit_and_include_the_heuristic)
