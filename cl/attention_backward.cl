@@ -98,8 +98,9 @@ void attention_backward_dkdv(BACKWARD_ARGS)
     slice_of_qkv(&vs, v, &params.v, b, hkv);
 
     /* This work-item's keys: k and v rows, the dk and dv sums, the queries that see each. */
-    float kr[ROWS][D_PAD], vr[ROWS][DV_PAD];
-    floatv dk_acc[ROWS][CHUNKS_D], dv_acc[ROWS][CHUNKS_DV];
+    /* flat arrays, row r at r * (its row length): the tile functions index across rows */
+    float kr[ROWS * D_PAD], vr[ROWS * DV_PAD];
+    floatv dk_acc[ROWS * CHUNKS_D], dv_acc[ROWS * CHUNKS_DV];
     int lo[ROWS], hi[ROWS], live[ROWS];
     int lo_max = 0, hi_min = a->seq_q;
     for (int r = 0; r < ROWS; r++) {
@@ -107,13 +108,13 @@ void attention_backward_dkdv(BACKWARD_ARGS)
         live[r] = j < mp.seq_k && lengths_ok;
         __global const qkv_t *krow = slice_row_qkv(ks, j), *vrow = slice_row_qkv(vs, j);
         for (int d = 0; d < D_PAD; d++)
-            kr[r][d] = live[r] && d < head_dim ? LOAD_QKV(krow, d) : 0.0f;
+            kr[r * D_PAD + d] = live[r] && d < head_dim ? LOAD_QKV(krow, d) : 0.0f;
         for (int d = 0; d < DV_PAD; d++)
-            vr[r][d] = live[r] && d < head_dim_v ? LOAD_QKV(vrow, d) : 0.0f;
+            vr[r * DV_PAD + d] = live[r] && d < head_dim_v ? LOAD_QKV(vrow, d) : 0.0f;
         for (int c = 0; c < CHUNKS_D; c++)
-            dk_acc[r][c] = (floatv)(0.0f);
+            dk_acc[r * CHUNKS_D + c] = (floatv)(0.0f);
         for (int c = 0; c < CHUNKS_DV; c++)
-            dv_acc[r][c] = (floatv)(0.0f);
+            dv_acc[r * CHUNKS_DV + c] = (floatv)(0.0f);
         lo[r] = live[r] ? (int)clattn_seeing_lo(&mp, j) : a->seq_q;
         hi[r] = live[r] ? (int)clattn_seeing_hi(&mp, j) : -1;
         if (live[r]) {
@@ -122,7 +123,7 @@ void attention_backward_dkdv(BACKWARD_ARGS)
         }
     }
 
-    const update_sink dk_sums = {.acc = &dk_acc[0][0]}, dv_sums = {.acc = &dv_acc[0][0]};
+    const update_sink dk_sums = {.acc = dk_acc}, dv_sums = {.acc = dv_acc};
 
     /* The queries any key of the work-group sees (monotone in j). */
     const long j_last = min(j_begin + BLOCK_M, mp.seq_k) - 1;
@@ -155,11 +156,11 @@ void attention_backward_dkdv(BACKWARD_ARGS)
             }
             barrier(CLK_LOCAL_MEM_FENCE);
 
-            floatv s[ROWS][CHUNKS_N], dp[ROWS][CHUNKS_N];
-            tile_scores(&kr[0][0], D_PAD, qt, head_dim, &s[0][0]);
-            tile_scores(&vr[0][0], DV_PAD, dot, head_dim_v, &dp[0][0]);
+            floatv s[ROWS * CHUNKS_N], dp[ROWS * CHUNKS_N];
+            tile_scores(kr, D_PAD, qt, head_dim, s);
+            tile_scores(vr, DV_PAD, dot, head_dim_v, dp);
             const int all_visible = tile_all_visible(i0, count, lo_max, hi_min);
-            float pw[ROWS][BLOCK_N], ds[ROWS][BLOCK_N];
+            float pw[ROWS * BLOCK_N], ds[ROWS * BLOCK_N];
             for (int r = 0; r < ROWS; r++) {
                 const long j = j_begin + lid * ROWS + r;
                 for (int c = 0; c < CHUNKS_N; c++) {
@@ -172,16 +173,17 @@ void attention_backward_dkdv(BACKWARD_ARGS)
                                                          i0 + c * VEC, 1, j, 0)
                                          : (floatv)(1.0f);
                     floatv pw_c, ds_c;
-                    pair_grads(s[r][c], dp[r][c], VLOAD(c, lse_tile), VLOAD(c, delta_tile), w,
-                               bias_c, score_scale, softcap, &pw_c, &ds_c);
-                    VSTORE(pw_c, c, pw[r]);
-                    VSTORE(ds_c, c, ds[r]);
+                    pair_grads(s[r * CHUNKS_N + c], dp[r * CHUNKS_N + c], VLOAD(c, lse_tile),
+                               VLOAD(c, delta_tile), w, bias_c, score_scale, softcap, &pw_c,
+                               &ds_c);
+                    VSTORE(pw_c, c, pw + r * BLOCK_N);
+                    VSTORE(ds_c, c, ds + r * BLOCK_N);
                 }
             }
             const local_rows dotile = {dorows, DV_PAD}, qtile = {qrows, D_PAD};
-            tile_update_local(dv_sums, CHUNKS_DV, chunks_of(head_dim_v), &pw[0][0], BLOCK_N, 1,
+            tile_update_local(dv_sums, CHUNKS_DV, chunks_of(head_dim_v), pw, BLOCK_N, 1,
                               dotile, head_dim_v, i0, count, lo, hi, all_visible);
-            tile_update_local(dk_sums, CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1,
+            tile_update_local(dk_sums, CHUNKS_D, chunks_of(head_dim), ds, BLOCK_N, 1,
                               qtile, head_dim, i0, count, lo, hi, all_visible);
         }
     }
@@ -190,10 +192,10 @@ void attention_backward_dkdv(BACKWARD_ARGS)
         const long j = j_begin + lid * ROWS + r;
         if (j >= a->seq_k)
             break;
-        store_grad_row(dk + view_row(&params.dk, b, hkv, j), dk_acc[r], head_dim,
+        store_grad_row(dk + view_row(&params.dk, b, hkv, j), dk_acc + r * CHUNKS_D, head_dim,
                        params.grad_mult, live[r], lengths_ok);
-        store_grad_row(dv + view_row(&params.dv, b, hkv, j), dv_acc[r], head_dim_v, 1.0f,
-                       live[r], lengths_ok);
+        store_grad_row(dv + view_row(&params.dv, b, hkv, j), dv_acc + r * CHUNKS_DV, head_dim_v,
+                       1.0f, live[r], lengths_ok);
     }
 }
 
@@ -221,8 +223,9 @@ void attention_backward_dq(BACKWARD_ARGS)
     slice_of_qkv(&vs, v, &params.v, b, hkv);
 
     /* This work-item's rows (rho = i * group + head in group, as in the forward). */
-    float qr[ROWS][D_PAD], dor[ROWS][DV_PAD], lse_r[ROWS], delta[ROWS];
-    floatv dq_acc[ROWS][CHUNKS_D];
+    /* flat arrays, as in attention_backward_dkdv */
+    float qr[ROWS * D_PAD], dor[ROWS * DV_PAD], lse_r[ROWS], delta[ROWS];
+    floatv dq_acc[ROWS * CHUNKS_D];
     int lo[ROWS], hi[ROWS], live[ROWS], row_h[ROWS];
     long row_i[ROWS];                    /* the query row and head of each row */
     int lo_max = 0, hi_min = a->seq_k;
@@ -235,13 +238,13 @@ void attention_backward_dq(BACKWARD_ARGS)
         __global const out_t *orow = out + view_row(&params.out, b, h, i);
         __global const out_t *dorow = dout + view_row(&params.dout, b, h, i);
         for (int d = 0; d < D_PAD; d++)
-            qr[r][d] = live[r] && d < head_dim ? q_scale * LOAD_QKV(qrow, d) : 0.0f;
+            qr[r * D_PAD + d] = live[r] && d < head_dim ? q_scale * LOAD_QKV(qrow, d) : 0.0f;
         for (int d = 0; d < DV_PAD; d++)
-            dor[r][d] = live[r] && d < head_dim_v ? LOAD_OUT(dorow, d) : 0.0f;
+            dor[r * DV_PAD + d] = live[r] && d < head_dim_v ? LOAD_OUT(dorow, d) : 0.0f;
         lse_r[r] = live[r] ? lse[view_row(&params.lse, b, h, i)] : -INFINITY;
         delta[r] = live[r] ? row_delta(orow, dorow, head_dim_v) : 0.0f;
         for (int c = 0; c < CHUNKS_D; c++)
-            dq_acc[r][c] = (floatv)(0.0f);
+            dq_acc[r * CHUNKS_D + c] = (floatv)(0.0f);
         lo[r] = live[r] ? (int)clattn_visible_lo(&mp, i) : a->seq_k;
         hi[r] = live[r] ? (int)clattn_visible_hi(&mp, i) : -1;
         if (live[r]) {
@@ -250,7 +253,7 @@ void attention_backward_dq(BACKWARD_ARGS)
         }
     }
 
-    const update_sink dq_sums = {.acc = &dq_acc[0][0]};
+    const update_sink dq_sums = {.acc = dq_acc};
 
     /* The keys any row of the work-group sees (monotone in i = rho / group). */
     const long i_first = rho0 / group;
@@ -266,11 +269,11 @@ void attention_backward_dq(BACKWARD_ARGS)
         stage_transposed_qkv(vt, vs, head_dim_v, j0, count, 1.0f, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        floatv s[ROWS][CHUNKS_N], dp[ROWS][CHUNKS_N];
-        tile_scores(&qr[0][0], D_PAD, kt, head_dim, &s[0][0]);
-        tile_scores(&dor[0][0], DV_PAD, vt, head_dim_v, &dp[0][0]);
+        floatv s[ROWS * CHUNKS_N], dp[ROWS * CHUNKS_N];
+        tile_scores(qr, D_PAD, kt, head_dim, s);
+        tile_scores(dor, DV_PAD, vt, head_dim_v, dp);
         const int all_visible = tile_all_visible(j0, count, lo_max, hi_min);
-        float ds[ROWS][BLOCK_N];
+        float ds[ROWS * BLOCK_N];
         for (int r = 0; r < ROWS; r++) {
             const long i = row_i[r];
             const int h = row_h[r];
@@ -284,13 +287,13 @@ void attention_backward_dq(BACKWARD_ARGS)
                                                      j0 + c * VEC, 1)
                                      : (floatv)(1.0f);
                 floatv pw_c, ds_c;
-                pair_grads(s[r][c], dp[r][c], (floatv)(lse_r[r]), (floatv)(delta[r]), w, bias_c,
-                           score_scale, softcap, &pw_c, &ds_c);
-                VSTORE(ds_c, c, ds[r]);
+                pair_grads(s[r * CHUNKS_N + c], dp[r * CHUNKS_N + c], (floatv)(lse_r[r]),
+                           (floatv)(delta[r]), w, bias_c, score_scale, softcap, &pw_c, &ds_c);
+                VSTORE(ds_c, c, ds + r * BLOCK_N);
             }
         }
         const local_rows ktile = {krows, D_PAD};
-        tile_update_local(dq_sums, CHUNKS_D, chunks_of(head_dim), &ds[0][0], BLOCK_N, 1, ktile,
+        tile_update_local(dq_sums, CHUNKS_D, chunks_of(head_dim), ds, BLOCK_N, 1, ktile,
                           head_dim, j0, count, lo, hi, all_visible);
     }
 
@@ -299,7 +302,7 @@ void attention_backward_dq(BACKWARD_ARGS)
             break;
         const long i = row_i[r];
         const int h = row_h[r];
-        store_grad_row(dq + view_row(&params.dq, b, h, i), dq_acc[r], head_dim,
+        store_grad_row(dq + view_row(&params.dq, b, h, i), dq_acc + r * CHUNKS_D, head_dim,
                        params.grad_mult, live[r], lengths_ok);
     }
 }

@@ -154,7 +154,8 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
 #define P_STRIDE_N 1
 #endif
     float qr[ROWS * D_PAD];
-    floatv acc[ROWS][CHUNKS_DV], comp[ROWS][CHUNKS_DV], part[ROWS][CHUNKS_DV];
+    /* flat arrays, row r at r * CHUNKS_DV: the sums are indexed across rows (update_sink) */
+    floatv acc[ROWS * CHUNKS_DV], comp[ROWS * CHUNKS_DV], part[ROWS * CHUNKS_DV];
     float m[ROWS], l[ROWS], lc[ROWS], halvings[ROWS], keep[ROWS];
     int lo[ROWS], hi[ROWS], live[ROWS], row_h[ROWS];
     long row_i[ROWS];                    /* the query row and head of each row */
@@ -169,7 +170,8 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         for (int d = 0; d < D_PAD; d++)
             Q_AT(r, d) = (live[r] && d < a->head_dim) ? LOAD_QKV(qrow, d) * a->q_scale : 0.0f;
         for (int c = 0; c < CHUNKS_DV; c++)
-            acc[r][c] = comp[r][c] = part[r][c] = (floatv)(0.0f);
+            acc[r * CHUNKS_DV + c] = comp[r * CHUNKS_DV + c] = part[r * CHUNKS_DV + c] =
+                (floatv)(0.0f);
         m[r] = NEG_BIG;
         l[r] = lc[r] = halvings[r] = 0.0f;
         lo[r] = live[r] ? max((int)clattn_visible_lo(&mp, i), split_lo) : a->seq_k;
@@ -188,7 +190,7 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
     const int keys_hi = lengths_ok && i_last >= i_first
                             ? min((int)clattn_visible_hi(&mp, i_last), split_hi) : -1;
     const int chunks_dv = chunks_of(a->head_dim_v);
-    const update_sink out_sums = {.acc = &acc[0][0], .comp = &comp[0][0], .part = &part[0][0],
+    const update_sink out_sums = {.acc = acc, .comp = comp, .part = part,
                                   .keep = keep};
 
     int tiles_in_part = 0;
@@ -325,7 +327,8 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         for (int c = 0; c < chunks_dv; c++) {
             const floatv o = !lengths_ok ? (floatv)(NAN)
                              : empty    ? (floatv)(0.0f)
-                                        : (acc[r][c] + comp[r][c]) * inv_sum;
+                                        : (acc[r * CHUNKS_DV + c] + comp[r * CHUNKS_DV + c]) *
+                                              inv_sum;
             if ((c + 1) * VEC <= a->head_dim_v) {
                 VSTORE_OUT(o, c, orow);
             } else {
