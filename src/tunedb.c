@@ -174,7 +174,8 @@ static int build_index(clattn_tunedb *db)
         return -1;
     for (size_t i = 0; i < db->count; i++)
         db->index[i] = &db->entries[i];
-    qsort(db->index, db->count, sizeof *db->index, compare_index);
+    if (db->count > 1) /* qsort's base must not be NULL, even for no elements */
+        qsort(db->index, db->count, sizeof *db->index, compare_index);
     return 0;
 }
 
@@ -230,8 +231,11 @@ int clattn_tunedb_add_text(clattn_tunedb *db, const char *text, size_t size, con
             break;
         }
     }
-    if (build_index(db) != 0)
+    if (build_index(db) != 0) {
+        clattn_log(CLATTN_LOG_DEBUG, "tuning database %s: no host memory for the index; every "
+                   "entry is dropped", origin);
         status = -1;
+    }
     return status < 0 ? -1 : bad;
 }
 
