@@ -44,7 +44,9 @@ clattn_status untimed_calls(clattn_context *ctx, const clattn_attention_desc *de
                             const operands *op, bench_pass pass, int n);
 
 /* Enqueues iters (marker, call of pass) pairs back to back, waits, and writes each call's ms
-   (from the marker's end to the call's event's end). 0 on failure (printed). */
+   (from the marker's end to the call's event's end). A device whose events all read the same
+   time (rusticl on llvmpipe gives 0) is said once on stderr, and each call is then timed with
+   the host clock, from its enqueue to the end of a clFinish. 0 on failure (printed). */
 int timed_calls(clattn_context *ctx, const clattn_attention_desc *desc, const operands *op,
                 bench_pass pass, int iters, double *ms);
 

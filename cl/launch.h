@@ -133,6 +133,13 @@ typedef struct clattn_chunk_params {
 } clattn_chunk_params;
 CLATTN_CHECK_SIZE(clattn_chunk_params, 272);
 
+/* loop_probe (cl/probe.cl): the iterations of its one loop. */
+typedef struct clattn_loop_probe_params {
+    clattn_i32 iterations;
+    clattn_i32 pad_[3];
+} clattn_loop_probe_params;
+CLATTN_CHECK_SIZE(clattn_loop_probe_params, 16);
+
 /* ---- flag bits ----------------------------------------------------------------------------- */
 
 /* clattn_attention_params.flags: what the call asks for. */

@@ -211,13 +211,21 @@ CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
    dropout) fits a float: the scale is applied on the side of the dot product where it cannot
    overflow, scores stay in natural units, the output is a weighted mean that never exceeds
    the largest |v|, and only -INFINITY scores weigh 0 (a row of scores near -FLT_MAX still has
-   its keys). On FUSED and SPLIT_KV the error does not grow with the number of keys
+   its keys). A device without denormals (no CL_FP_DENORM) flushes subnormal inputs to zero
+   first, as OpenCL allows. On FUSED and SPLIT_KV the error does not grow with the number of keys
    (compensated sums); UNFUSED's GEMM sums over keys in f32.
    The event (if event != NULL) completes when out and lse are written; on failure *event is
    NULL. Statuses: INVALID_ARGUMENT / BUFFER_TOO_SMALL for bad input (nothing is enqueued),
-   UNSUPPORTED for a request this version cannot run yet (see README's feature table) or whose
-   scratch is more than the device allocates at once, BUILD_FAILED, OUT_OF_RESOURCES,
-   OPENCL. */
+   UNSUPPORTED for a request this version cannot run yet (see README's feature table), whose
+   scratch is more than the device allocates at once, or that needs a kernel this device
+   compiled wrong (below), BUILD_FAILED, OUT_OF_RESOURCES, OPENCL.
+   Known-answer checks: every kernel program clattn builds (not one loaded from its disk
+   cache, which keeps the verdict) first runs on a small problem whose answer the host
+   computes in f64; a program that answers wrong is never used, and every call that needs it
+   returns UNSUPPORTED naming the device, driver, kernel and the wrong element. AUTO then runs
+   the unfused path instead (when clattn has CLBlast). On a device that silently stops long
+   loops (Mesa's llvmpipe: docs/kernels.md), AUTO picks a tiling whose loops stay under the
+   measured cap, and a request that no tiling keeps under it returns UNSUPPORTED saying so. */
 CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,
@@ -236,7 +244,7 @@ CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
    one over key blocks (dk, dv) and one over query blocks (dq), each recomputing the scores;
    no workspace. algo AUTO and FUSED run head dims 1..1024 (over 256, fewer rows per
    work-item); larger head dims, UNFUSED and SPLIT_KV give CLATTN_ERROR_UNSUPPORTED in this
-   version. */
+   version, as does a backward program its known-answer check refused (see the forward). */
 CLATTN_API clattn_status clattn_attention_backward(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,
@@ -281,7 +289,10 @@ CLATTN_API clattn_status clattn_attention_workspace_size(clattn_context *ctx,
    Always writes a NUL-terminated string when buf != NULL and buf_size > 0 (truncated if short);
    returns the status the forward call would return for these arguments' shapes and flags. When
    the call could not run, the line is "<algorithm asked for, fused for AUTO> not runnable:
-   <reason>". */
+   <reason>". A fused kernel that a known-answer check refused on this device (in this
+   context, or as the disk cache remembers; the plan builds nothing, and takes out to have
+   q's dtype) is named with the reason: AUTO's line then begins "unfused" and ends
+   "(the fused kernel is refused: <reason>)". */
 CLATTN_API clattn_status clattn_attention_plan(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,

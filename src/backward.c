@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "context.h"
 #include "enqueue.h"
 #include "params.h"
@@ -26,7 +27,8 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
                              const clattn_tensor *dout, const clattn_tensor *lse,
                              const clattn_tensor *dq, const clattn_tensor *dk,
                              const clattn_tensor *dv, cl_uint num_wait,
-                             const cl_event *wait_list, backward_call *call)
+                             const cl_event *wait_list, const clattn_tiling *fixed,
+                             backward_call *call)
 {
     if (!ctx)
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "ctx is NULL");
@@ -44,6 +46,10 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
     call->problem = clattn_problem_of(f);
     if ((s = clattn_check_kernel_limits(&call->problem)))
         return s;
+    if (fixed) {
+        call->tiling = *fixed;
+        return CLATTN_SUCCESS;
+    }
     char why[160];
     s = clattn_plan_backward(&ctx->probe, &call->problem, desc->algo, &call->tiling, why, sizeof why);
     if (s != CLATTN_SUCCESS)
@@ -87,6 +93,7 @@ static clattn_status enqueue(clattn_context *ctx, const backward_call *call, cl_
                                     call->args.dq.t->dtype};
     char options[256];
     clattn_tiling_build_options(t, &storage, options, sizeof options);
+    const clattn_program_check check = {CLATTN_CHECK_BACKWARD, *t, storage};
     const clattn_backward_params params = backward_params(call);
     const cl_mem buffers[] = {f->q.t->buffer, f->k.t->buffer, f->v.t->buffer, f->out.t->buffer,
                               call->args.dout.t->buffer, f->lse.t->buffer,
@@ -94,13 +101,16 @@ static clattn_status enqueue(clattn_context *ctx, const backward_call *call, cl_
                               call->args.dv.t->buffer, f->bias.t ? f->bias.t->buffer : NULL,
                               f->desc->seqlens_q, f->desc->seqlens_k};
     const int64_t dkdv_rows = p->seq_k, dq_rows = p->seq_q * (p->heads_q / p->heads_kv);
+    const int64_t loop_bound = clattn_backward_loop_bound(t, dq_rows, p->seq_k);
     const clattn_kernel_launch launches[2] = {
         {backward_files, options, "attention_backward_dkdv", buffers, 12, &params, sizeof params,
          3, {(size_t)((dkdv_rows + t->block_m - 1) / t->block_m) * (size_t)t->wg,
-             (size_t)p->heads_kv, (size_t)p->batch}, {(size_t)t->wg, 1, 1}},
+             (size_t)p->heads_kv, (size_t)p->batch}, {(size_t)t->wg, 1, 1}, &check,
+         loop_bound},
         {backward_files, options, "attention_backward_dq", buffers, 12, &params, sizeof params,
          3, {(size_t)((dq_rows + t->block_m - 1) / t->block_m) * (size_t)t->wg,
-             (size_t)p->heads_kv, (size_t)p->batch}, {(size_t)t->wg, 1, 1}}};
+             (size_t)p->heads_kv, (size_t)p->batch}, {(size_t)t->wg, 1, 1}, &check,
+         loop_bound}};
     return clattn_enqueue_kernels(ctx, launches, 2, f->num_wait, f->wait_list, event);
 }
 
@@ -115,8 +125,24 @@ CLATTN_API clattn_status clattn_attention_backward(clattn_context *ctx,
         *event = NULL;
     backward_call call;
     clattn_status s = prepare(ctx, desc, q, k, v, out, dout, lse, dq, dk, dv, num_wait, wait_list,
-                              &call);
+                              NULL, &call);
     if (s == CLATTN_SUCCESS)
         s = enqueue(ctx, &call, event);
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
+}
+
+clattn_status clattn_backward_with_tiling(clattn_context *ctx, const clattn_attention_desc *desc,
+                                          const clattn_tensor *q, const clattn_tensor *k,
+                                          const clattn_tensor *v, const clattn_tensor *out,
+                                          const clattn_tensor *dout, const clattn_tensor *lse,
+                                          const clattn_tensor *dq, const clattn_tensor *dk,
+                                          const clattn_tensor *dv, const clattn_tiling *tiling)
+{
+    backward_call call;
+    cl_event done = NULL;
+    clattn_status s = prepare(ctx, desc, q, k, v, out, dout, lse, dq, dk, dv, 0, NULL, tiling,
+                              &call);
+    if (s == CLATTN_SUCCESS)
+        s = enqueue(ctx, &call, &done);
+    return s == CLATTN_SUCCESS ? clattn_wait_and_release(done) : s;
 }

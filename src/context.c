@@ -279,6 +279,8 @@ CLATTN_API void clattn_context_release(clattn_context *ctx)
     clattn_scratch_release(ctx);
     clattn_tunedb_free(&ctx->tunedb);
     pthread_mutex_destroy(&ctx->lock);
+    if (ctx->check_queue)
+        clReleaseCommandQueue(ctx->check_queue);
     clReleaseCommandQueue(ctx->queue);
     clReleaseContext(ctx->cl_ctx);
     free(ctx);

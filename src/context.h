@@ -26,9 +26,24 @@ struct clattn_context {
     size_t           scratch_size;
     clattn_tune_device tune_device;    /* this device's name in the tuning database */
     clattn_tunedb    tunedb;           /* loaded at creation */
+    /* the known-answer checks' own queue (check.h), made by the first check, so that a check
+       never waits behind the caller's commands; while `checking` > 0 (under lock) the
+       library's commands go there */
+    cl_command_queue check_queue;
+    int              checking;
+    /* the device's cap on a work-item's loop iterations (check.h; 0: none), once probed */
+    int64_t          loop_limit;
+    int              loop_limit_probed;
     /* clattn-bench --tune: the tiling every fused forward call runs (tools.h) */
     int              tiling_forced;
     clattn_tiling    forced_tiling;
 };
+
+/* The queue the library's commands go to now: ctx->queue, or the check queue during a check.
+   Called under ctx->lock. */
+static inline cl_command_queue clattn_command_queue(const clattn_context *ctx)
+{
+    return ctx->checking ? ctx->check_queue : ctx->queue;
+}
 
 #endif

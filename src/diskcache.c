@@ -3,11 +3,13 @@
  * File layout (host byte order; the key hashes make a foreign file a miss):
  *   magic "CLATTNK" + NUL        8 bytes
  *   format version               u32
- *   header size (48)             u32
+ *   header size (56)             u32
  *   key hash a, key hash b       u64, u64
  *   payload length               u64
- *   payload checksum             u64  (clattn_hash64 of the payload)
- *   payload                      the program binary
+ *   payload checksum             u64  (clattn_hash64 of the payload, seeded with the verdict)
+ *   verdict                      u32  (0: passed its known-answer check, 1: refused; check.h)
+ *   reserved                     u32  (0)
+ *   payload                      passed: the program binary; refused: why, as text
  */
 #include "diskcache.h"
 
@@ -24,7 +26,7 @@
 #include "log.h"
 
 #define CACHE_MAGIC "CLATTNK"
-#define CACHE_FORMAT 1u
+#define CACHE_FORMAT 2u
 #define SEED_KEY_A 0x6a09e667f3bcc908ull
 #define SEED_KEY_B 0xbb67ae8584caa73bull
 #define SEED_PAYLOAD 0x3c6ef372fe94f82bull
@@ -36,6 +38,8 @@ typedef struct entry_header {
     uint64_t key_a, key_b;
     uint64_t length;
     uint64_t checksum;
+    uint32_t verdict;
+    uint32_t reserved;
 } entry_header;
 
 uint64_t clattn_hash64(const void *data, size_t len, uint64_t seed)
@@ -70,10 +74,10 @@ int clattn_diskcache_dir(char *buf, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-void clattn_diskcache_path(const char *dir, const char *key, size_t key_len, char *buf,
-                           size_t size)
+void clattn_diskcache_path(const char *dir, const char *name, const char *key, size_t key_len,
+                           char *buf, size_t size)
 {
-    snprintf(buf, size, "%s/%016llx%016llx.bin", dir,
+    snprintf(buf, size, "%s/%s-%016llx%016llx.bin", dir, name,
              (unsigned long long)clattn_hash64(key, key_len, SEED_KEY_A),
              (unsigned long long)clattn_hash64(key, key_len, SEED_KEY_B));
 }
@@ -110,7 +114,7 @@ FILE *clattn_open_regular_file(const char *path, struct stat *st, const char **w
 }
 
 int clattn_diskcache_load(const char *path, const char *key, size_t key_len,
-                          unsigned char **binary, size_t *size)
+                          unsigned char **payload_out, size_t *size, int *refused)
 {
     const char *why = "";
     struct stat st;
@@ -126,6 +130,8 @@ int clattn_diskcache_load(const char *path, const char *key, size_t key_len,
     if (h.key_a != clattn_hash64(key, key_len, SEED_KEY_A) ||
         h.key_b != clattn_hash64(key, key_len, SEED_KEY_B))
         return reject(path, "entry is for another device, source or options", f, NULL);
+    if (h.verdict > 1 || h.reserved != 0)
+        return reject(path, "bad verdict", f, NULL);
     if (h.length == 0 || (uint64_t)st.st_size != sizeof h + h.length)
         return reject(path, "length does not match the file size", f, NULL);
     unsigned char *payload = clattn_malloc(h.length);
@@ -133,11 +139,12 @@ int clattn_diskcache_load(const char *path, const char *key, size_t key_len,
         return reject(path, "no host memory to read it", f, NULL);
     if (fread(payload, 1, h.length, f) != h.length)
         return reject(path, "read failed", f, payload);
-    if (clattn_hash64(payload, h.length, SEED_PAYLOAD) != h.checksum)
+    if (clattn_hash64(payload, h.length, SEED_PAYLOAD ^ h.verdict) != h.checksum)
         return reject(path, "checksum mismatch", f, payload);
     fclose(f);
-    *binary = payload;
+    *payload_out = payload;
     *size = h.length;
+    *refused = (int)h.verdict;
     return 1;
 }
 
@@ -161,8 +168,8 @@ static int make_parent_dirs(const char *path)
     return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
-void clattn_diskcache_store(const char *path, const char *key, size_t key_len,
-                            const unsigned char *binary, size_t size)
+void clattn_diskcache_store(const char *path, const char *key, size_t key_len, int refused,
+                            const unsigned char *payload, size_t size)
 {
     static atomic_uint counter;
     char tmp[4200];
@@ -175,10 +182,11 @@ void clattn_diskcache_store(const char *path, const char *key, size_t key_len,
     h.key_a = clattn_hash64(key, key_len, SEED_KEY_A);
     h.key_b = clattn_hash64(key, key_len, SEED_KEY_B);
     h.length = size;
-    h.checksum = clattn_hash64(binary, size, SEED_PAYLOAD);
+    h.verdict = refused ? 1u : 0u;
+    h.checksum = clattn_hash64(payload, size, SEED_PAYLOAD ^ h.verdict);
 
     FILE *f = make_parent_dirs(path) == 0 ? fopen(tmp, "wbx") : NULL;
-    int ok = f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(binary, 1, size, f) == size;
+    int ok = f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(payload, 1, size, f) == size;
     ok = f && fclose(f) == 0 && ok;
     if (ok && rename(tmp, path) == 0) {
         clattn_log(CLATTN_LOG_DEBUG, "kernel cache: stored %s (%zu bytes)", path, size);

@@ -11,19 +11,24 @@
    Returns 0 when the cache is off (CLATTN_CACHE_DIR=off, or no location is known). */
 int clattn_diskcache_dir(char *buf, size_t size);
 
-/* The entry's path for a key (the key text holds everything the binary depends on). */
-void clattn_diskcache_path(const char *dir, const char *key, size_t key_len, char *buf,
-                           size_t size);
+/* The entry's path for a key (the key text holds everything the binary depends on):
+   dir/<name>-<128-bit hash of the key>.bin, name saying what it holds (the program's main
+   file without ".cl": attention_forward, probe). */
+void clattn_diskcache_path(const char *dir, const char *name, const char *key, size_t key_len,
+                           char *buf, size_t size);
 
-/* 1 and a malloc'ed copy of the binary if the entry at path exists and its magic, format, key,
-   length and checksum all check out; else 0 (the reason logged at debug level). */
+/* 1 and a malloc'ed copy of the payload if the entry at path exists and its magic, format,
+   key, verdict, length and checksum all check out; else 0 (the reason logged at debug level).
+   *refused: 0, the payload is a binary that passed its known-answer check (check.h); 1, the
+   program failed it and the payload says why (text, not NUL-terminated). */
 int clattn_diskcache_load(const char *path, const char *key, size_t key_len,
-                          unsigned char **binary, size_t *size);
+                          unsigned char **payload, size_t *size, int *refused);
 
-/* Write the entry through a temporary file and a rename, so readers never see half of it.
-   Failures are logged at debug level and otherwise ignored: the cache is an optimisation. */
-void clattn_diskcache_store(const char *path, const char *key, size_t key_len,
-                            const unsigned char *binary, size_t size);
+/* Write the entry (refused and payload as clattn_diskcache_load reads them) through a
+   temporary file and a rename, so readers never see half of it. Failures are logged at debug
+   level and otherwise ignored: the cache is an optimisation. */
+void clattn_diskcache_store(const char *path, const char *key, size_t key_len, int refused,
+                            const unsigned char *payload, size_t size);
 
 /* fopen(path, "rb") of a regular file only: a FIFO, device or directory (which would block a
    reader, or never end) is refused without blocking, with *why saying so; so is a file that

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+#include "check.h"
 #include "program.h"
 #include "status.h"
 
@@ -54,8 +55,18 @@ static clattn_status prepare(clattn_context *ctx, const clattn_kernel_launch *l,
     size_t kernel_limit = 0;
     char why[256];
     const char *problem = NULL;
-    clattn_status s = clattn_program_kernel(ctx, l->files, l->options, l->kernel, kernel,
-                                            &kernel_limit);
+    int64_t loop_limit = 0;
+    clattn_status s =
+        l->loop_bound ? clattn_device_loop_limit(ctx, &loop_limit) : CLATTN_SUCCESS;
+    if (s == CLATTN_SUCCESS && loop_limit && l->loop_bound > loop_limit)
+        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s would run up to %lld loop iterations "
+                           "in a work-item, and %s stops a work-item's loops after %lld (Mesa's "
+                           "llvmpipe loop limiter): it would answer wrong", l->kernel,
+                           (long long)l->loop_bound, ctx->probe.device_name,
+                           (long long)loop_limit);
+    if (s == CLATTN_SUCCESS)
+        s = clattn_program_kernel(ctx, l->files, l->options, l->kernel, l->check, kernel,
+                                  &kernel_limit);
     if (s == CLATTN_SUCCESS && (problem = shape_problem(ctx, l, kernel_limit, why, sizeof why)))
         s = clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s cannot run on %s: %s", l->kernel,
                         ctx->probe.device_name, problem);
@@ -72,7 +83,7 @@ static clattn_status set_and_enqueue(clattn_context *ctx, const clattn_kernel_la
         snprintf(what, sizeof what, "clSetKernelArg(%s)", l->kernel);
         return clattn_fail_cl(err, what);
     }
-    err = clEnqueueNDRangeKernel(ctx->queue, kernel, l->dims, NULL, l->global,
+    err = clEnqueueNDRangeKernel(clattn_command_queue(ctx), kernel, l->dims, NULL, l->global,
                                  l->local[0] ? l->local : NULL, num_wait,
                                  num_wait ? wait_list : NULL, event);
     if (err != CL_SUCCESS) {
@@ -109,13 +120,21 @@ clattn_status clattn_enqueue_kernel(clattn_context *ctx, const clattn_kernel_lau
 
 clattn_status clattn_kernel_work_group_limit(clattn_context *ctx, const char *const *files,
                                              const char *options, const char *kernel,
+                                             const struct clattn_program_check *check,
                                              size_t *limit)
 {
     cl_kernel k = NULL;
     pthread_mutex_lock(&ctx->lock);
-    clattn_status s = clattn_program_kernel(ctx, files, options, kernel, &k, limit);
+    clattn_status s = clattn_program_kernel(ctx, files, options, kernel, check, &k, limit);
     pthread_mutex_unlock(&ctx->lock);
     if (s == CLATTN_SUCCESS && *limit > ctx->probe.max_work_group_size)
         *limit = ctx->probe.max_work_group_size;
     return s;
+}
+
+clattn_status clattn_wait_and_release(cl_event event)
+{
+    const cl_int err = clWaitForEvents(1, &event);
+    clReleaseEvent(event);
+    return err == CL_SUCCESS ? CLATTN_SUCCESS : clattn_fail_cl(err, "clWaitForEvents");
 }

@@ -9,7 +9,8 @@
 
 #include "log.h"
 
-static const char *const kind_names[CLATTN_FAULT_KINDS] = {"alloc", "build", "host"};
+static const char *const kind_names[CLATTN_FAULT_KINDS] = {"alloc", "build", "host",
+                                                            "miscompile"};
 
 static atomic_long counts[CLATTN_FAULT_KINDS];
 static atomic_int armed_kind = -1; /* -1: none */
@@ -63,7 +64,8 @@ static void read_env(void)
     int kind;
     long at;
     if (parse(spec, &kind, &at) != 0) {
-        clattn_log(CLATTN_LOG_WARN, "CLATTN_FAULT_AT=%s: expected alloc:N, build:N or host:N",
+        clattn_log(CLATTN_LOG_WARN, "CLATTN_FAULT_AT=%s: expected alloc:N, build:N, host:N "
+                   "or miscompile:N",
                    spec);
         return;
     }
@@ -102,4 +104,22 @@ CLATTN_API long clattn_fault_count(const char *kind)
 CLATTN_API int clattn_fault_fired(void)
 {
     return atomic_load(&fired);
+}
+
+const char *clattn_fault_build_options(const char *options, char *buf, size_t size)
+{
+    static const char *const swaps[][2] = {{"QKV_TYPE=F32", "QKV_TYPE=F16"},
+                                           {"QKV_TYPE=F16", "QKV_TYPE=BF16"},
+                                           {"QKV_TYPE=BF16", "QKV_TYPE=F16"}};
+    if (!strstr(options, "QKV_TYPE=") || !clattn_fault_hit(CLATTN_FAULT_MISCOMPILE))
+        return options; /* only the attention programs count (not the device probes) */
+    for (size_t i = 0; i < sizeof swaps / sizeof swaps[0]; i++) {
+        const char *at = strstr(options, swaps[i][0]);
+        if (at) {
+            snprintf(buf, size, "%.*s%s%s", (int)(at - options), options, swaps[i][1],
+                     at + strlen(swaps[i][0]));
+            return buf;
+        }
+    }
+    return options;
 }

@@ -5,6 +5,10 @@
                                clCreateProgramWithSource/Binary, clCreateKernel
      CLATTN_FAULT_AT=build:N   the Nth clBuildProgram (from source or from a cached binary)
      CLATTN_FAULT_AT=host:N    the Nth host malloc/calloc/realloc/strdup of src/
+     CLATTN_FAULT_AT=miscompile:N  the Nth build from source of an attention program gets a
+                               wrong q/k/v storage type (clattn_fault_build_options): a
+                               program that builds and runs but answers wrong, which its
+                               known-answer check (check.h) must refuse
    counting from the first such operation of the process. Tests re-arm it in process with
    clattn_fault_arm() (exported only by such builds, declared here, not in clattn.h).
    Without the option every wrapper below is the plain call, and nothing is counted.
@@ -21,6 +25,7 @@ typedef enum clattn_fault_kind {
     CLATTN_FAULT_ALLOC = 0, /* an OpenCL object */
     CLATTN_FAULT_BUILD,     /* clBuildProgram */
     CLATTN_FAULT_HOST,      /* host memory */
+    CLATTN_FAULT_MISCOMPILE, /* a build from source that answers wrong */
     CLATTN_FAULT_KINDS
 } clattn_fault_kind;
 
@@ -28,11 +33,17 @@ typedef enum clattn_fault_kind {
 /* Count one operation of `kind`; 1 when it is the one armed to fail (logged at debug level). */
 int clattn_fault_hit(clattn_fault_kind kind);
 
-/* Test-only API. Arm "alloc:N", "build:N" or "host:N" (N >= 1), or disarm with NULL or "";
+/* The options of a build from source: `options`, or when it is the miscompile fault's build
+   (counting the builds whose options set QKV_TYPE: the attention programs), a copy in buf whose QKV_TYPE is another type of at most the same size (F32 -> F16,
+   F16 -> BF16, BF16 -> F16), so that the kernels read q, k and v wrong but within bounds. */
+const char *clattn_fault_build_options(const char *options, char *buf, size_t size);
+
+/* Test-only API. Arm "alloc:N", "build:N", "host:N" or "miscompile:N" (N >= 1), or disarm
+   with NULL or "";
    either way every count restarts at 0. Returns 0, or -1 for a malformed spec (disarmed). */
 CLATTN_API int clattn_fault_arm(const char *spec);
-/* Operations of kind "alloc", "build" or "host" since the last arm (or process start); -1 for
-   an unknown kind. */
+/* Operations of kind "alloc", "build", "host" or "miscompile" since the last arm (or process
+   start); -1 for an unknown kind. */
 CLATTN_API long clattn_fault_count(const char *kind);
 /* 1 if the armed fault has fired since the last arm. */
 CLATTN_API int clattn_fault_fired(void);
@@ -41,6 +52,14 @@ static inline int clattn_fault_hit(clattn_fault_kind kind)
 {
     (void)kind;
     return 0;
+}
+
+static inline const char *clattn_fault_build_options(const char *options, char *buf,
+                                                     size_t size)
+{
+    (void)buf;
+    (void)size;
+    return options;
 }
 #endif
 

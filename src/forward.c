@@ -2,12 +2,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "context.h"
 #include "enqueue.h"
+#include "fault.h"
 #include "log.h"
 #include "merge.h"
 #include "params.h"
 #include "plan.h"
+#include "program.h"
 #include "scratch.h"
 #include "status.h"
 #include "tensor.h"
@@ -60,17 +63,18 @@ static size_t workspace_bytes(const forward_call *call)
     return split_lse_offset(call) + (size_t)call->plan.splits * rows * sizeof(float);
 }
 
-/* The tiling ctx gives this call instead of the heuristic's: the one forced on it (tools.h),
-   else that of the first level of the tuning database (exact, device, class) whose entry fits
-   the device; *source says which (CLATTN_TILING_HEURISTIC: none). A forced tiling that does
-   not fit is CLATTN_ERROR_UNSUPPORTED. */
+/* The tiling this call runs instead of the heuristic's: `fixed` (a known-answer check's), or
+   the one forced on ctx (tools.h), else that of the first level of the tuning database (exact,
+   device, class) whose entry fits the device; *source says which (CLATTN_TILING_HEURISTIC:
+   none). A fixed or forced tiling that does not fit is CLATTN_ERROR_UNSUPPORTED. */
 static clattn_status chosen_tiling(const clattn_context *ctx, const clattn_problem *p,
-                                   clattn_tiling *t, clattn_tiling_source *source)
+                                   const clattn_tiling *fixed, clattn_tiling *t,
+                                   clattn_tiling_source *source)
 {
     char why[200];
     *source = CLATTN_TILING_HEURISTIC;
-    if (ctx->tiling_forced) {
-        *t = ctx->forced_tiling;
+    if (fixed || ctx->tiling_forced) {
+        *t = fixed ? *fixed : ctx->forced_tiling;
         *source = CLATTN_TILING_FORCED;
         if (!clattn_tiling_fits(&ctx->probe, t, why, sizeof why))
             return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "the forced tiling does not fit %s: %s",
@@ -97,7 +101,75 @@ static clattn_status chosen_tiling(const clattn_context *ctx, const clattn_probl
     return CLATTN_SUCCESS;
 }
 
-static clattn_status plan_call(clattn_context *ctx, forward_call *call)
+/* The scratch of the plan's algorithm, and whether the call can have it. */
+static clattn_status size_workspace(const clattn_context *ctx, forward_call *call)
+{
+    call->workspace_bytes = workspace_bytes(call);
+    const clattn_attention_desc *d = call->args.desc;
+    if (d->workspace && d->workspace_size < call->workspace_bytes)
+        return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "desc->workspace_size=%zu is smaller "
+                           "than the %zu bytes this call needs (clattn_attention_workspace_size)",
+                           d->workspace_size, call->workspace_bytes);
+    if (!d->workspace && call->workspace_bytes > ctx->probe.max_mem_alloc_size)
+        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s needs %zu bytes of scratch for this "
+                           "call; %s allocates at most %llu bytes in one buffer",
+                           algo_name(call->plan.algo), call->workspace_bytes,
+                           ctx->probe.device_name,
+                           (unsigned long long)ctx->probe.max_mem_alloc_size);
+    return CLATTN_SUCCESS;
+}
+
+/* The keys one work-item of the fused kernel walks: a split's range, or all of them. */
+static int64_t keys_per_item(const forward_call *call)
+{
+    return call->plan.algo == CLATTN_ALGO_SPLIT_KV ? call->plan.keys_per_split
+                                                   : call->problem.seq_k;
+}
+
+/* On a device that caps a work-item's loop iterations (check.h), a plan whose kernels stay
+   under the cap, or UNSUPPORTED: the unfused path does not run there (CLBlast's kernels
+   cannot be bounded), and a fused tiling over the cap gives way to the one with the most rows
+   per work-group that stays under it (a fixed or forced tiling stays: its launch is refused). */
+static clattn_status keep_under_loop_limit(clattn_context *ctx, forward_call *call)
+{
+    int64_t limit = 0;
+    clattn_status s = clattn_device_loop_limit(ctx, &limit);
+    clattn_plan *plan = &call->plan;
+    if (s != CLATTN_SUCCESS || !limit)
+        return s;
+    if (plan->algo == CLATTN_ALGO_UNFUSED)
+        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "the unfused path cannot run on %s: it "
+                           "stops a work-item's loops after %lld iterations (Mesa's llvmpipe "
+                           "loop limiter), and CLBlast's kernels cannot be bounded below that",
+                           ctx->probe.device_name, (long long)limit);
+    const int64_t keys = keys_per_item(call);
+    if (clattn_forward_loop_bound(&plan->tiling, keys) <= limit ||
+        plan->source == CLATTN_TILING_FORCED)
+        return CLATTN_SUCCESS;
+    enum { MAX_CANDIDATES = 1024 };
+    clattn_tiling *candidates = clattn_calloc(MAX_CANDIDATES, sizeof *candidates);
+    if (!candidates)
+        return clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "no host memory for the plan");
+    const size_t n = clattn_plan_candidates(&ctx->probe, &call->problem, candidates,
+                                            MAX_CANDIDATES);
+    const clattn_tiling *best = NULL;
+    for (size_t i = 0; i < n && i < MAX_CANDIDATES; i++)
+        if (clattn_forward_loop_bound(&candidates[i], keys) <= limit &&
+            (!best || candidates[i].block_m > best->block_m))
+            best = &candidates[i];
+    if (best)
+        plan->tiling = *best;
+    else
+        s = clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s stops a work-item's loops after %lld "
+                        "iterations (Mesa's llvmpipe loop limiter), and no tiling of the fused "
+                        "kernel walks %lld keys in fewer: it would answer wrong",
+                        ctx->probe.device_name, (long long)limit, (long long)keys);
+    free(candidates);
+    return s;
+}
+
+static clattn_status plan_call(clattn_context *ctx, const clattn_tiling *fixed,
+                               forward_call *call)
 {
     const clattn_forward_args *a = &call->args;
     clattn_problem *p = &call->problem;
@@ -106,7 +178,7 @@ static clattn_status plan_call(clattn_context *ctx, forward_call *call)
     clattn_tiling tiling;
     clattn_tiling_source source;
     if (s == CLATTN_SUCCESS)
-        s = chosen_tiling(ctx, p, &tiling, &source);
+        s = chosen_tiling(ctx, p, fixed, &tiling, &source);
     if (s != CLATTN_SUCCESS)
         return s;
     char why[256];
@@ -124,19 +196,8 @@ static clattn_status plan_call(clattn_context *ctx, forward_call *call)
     if (call->plan.algo == CLATTN_ALGO_UNFUSED && !clattn_unfused_available())
         return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "the unfused path (head dims over 256 or "
                            "CLATTN_ALGO_UNFUSED) needs CLBlast, and clattn was built without it");
-    call->workspace_bytes = workspace_bytes(call);
-    const clattn_attention_desc *d = a->desc;
-    if (d->workspace && d->workspace_size < call->workspace_bytes)
-        return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "desc->workspace_size=%zu is smaller "
-                           "than the %zu bytes this call needs (clattn_attention_workspace_size)",
-                           d->workspace_size, call->workspace_bytes);
-    if (!d->workspace && call->workspace_bytes > ctx->probe.max_mem_alloc_size)
-        return clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s needs %zu bytes of scratch for this "
-                           "call; %s allocates at most %llu bytes in one buffer",
-                           algo_name(call->plan.algo), call->workspace_bytes,
-                           ctx->probe.device_name,
-                           (unsigned long long)ctx->probe.max_mem_alloc_size);
-    return CLATTN_SUCCESS;
+    s = keep_under_loop_limit(ctx, call);
+    return s == CLATTN_SUCCESS ? size_workspace(ctx, call) : s;
 }
 
 /* Validate the call (out and lse absent for queries) and plan it. */
@@ -144,7 +205,8 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
                              const clattn_tensor *q, const clattn_tensor *k,
                              const clattn_tensor *v, const clattn_tensor *out,
                              const clattn_tensor *lse, int with_outputs, cl_uint num_wait,
-                             const cl_event *wait_list, forward_call *call)
+                             const cl_event *wait_list, const clattn_tiling *fixed,
+                             forward_call *call)
 {
     if (!ctx)
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "ctx is NULL");
@@ -153,7 +215,7 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
                                         with_outputs ? CLATTN_OUT_WRITTEN : CLATTN_OUT_ABSENT,
                                         num_wait, wait_list);
     clattn_status s = clattn_validate_forward(&call->args);
-    return s == CLATTN_SUCCESS ? plan_call(ctx, call) : s;
+    return s == CLATTN_SUCCESS ? plan_call(ctx, fixed, call) : s;
 }
 
 /* out and lse as the kernel writes them, with the element strides between key ranges. */
@@ -187,17 +249,29 @@ typedef struct fused_kernel {
     clattn_forward_params params;
     cl_mem buffers[8];
     char options[256];
+    clattn_program_check check;
     clattn_kernel_launch launch;
 } fused_kernel;
+
+static clattn_storage fused_storage(const forward_call *call, clattn_dtype out)
+{
+    const clattn_forward_args *a = &call->args;
+    const clattn_storage storage = {call->problem.dtype, out,
+                                    a->bias.t ? a->bias.t->dtype : CLATTN_F32, CLATTN_F32};
+    return storage;
+}
 
 static void fused_kernel_of(const forward_call *call, const kernel_outputs *o, fused_kernel *k)
 {
     const clattn_forward_args *a = &call->args;
     const clattn_tiling *t = &call->plan.tiling;
     const clattn_problem *p = &call->problem;
-    const clattn_storage storage = {p->dtype, o->out->dtype,
-                                    a->bias.t ? a->bias.t->dtype : CLATTN_F32, CLATTN_F32};
+    const clattn_storage storage = fused_storage(call, o->out->dtype);
     clattn_tiling_build_options(t, &storage, k->options, sizeof k->options);
+    k->check = (clattn_program_check){call->plan.algo == CLATTN_ALGO_SPLIT_KV
+                                          ? CLATTN_CHECK_SPLIT_KV
+                                          : CLATTN_CHECK_FORWARD,
+                                      *t, storage};
     k->params = forward_params(call, o);
     const cl_mem buffers[] = {a->q.t->buffer, a->k.t->buffer, a->v.t->buffer, o->out->buffer,
                               o->lse ? o->lse->buffer : NULL,
@@ -210,7 +284,8 @@ static void fused_kernel_of(const forward_call *call, const kernel_outputs *o, f
         forward_files, k->options, "attention_forward", k->buffers, 8, &k->params,
         sizeof k->params, 3,
         {blocks * (size_t)call->plan.splits * (size_t)t->wg, (size_t)p->heads_kv, (size_t)p->batch},
-        {(size_t)t->wg, 1, 1}};
+        {(size_t)t->wg, 1, 1}, &k->check,
+        clattn_forward_loop_bound(t, keys_per_item(call))};
     k->launch = launch;
 }
 
@@ -256,6 +331,68 @@ static clattn_status enqueue_with_scratch(clattn_context *ctx, const forward_cal
     return s;
 }
 
+/* Enqueue a planned call; on failure nothing is enqueued and *event is NULL. */
+static clattn_status enqueue_call(clattn_context *ctx, const forward_call *call, cl_event *event)
+{
+    clattn_status s;
+    if (call->plan.algo == CLATTN_ALGO_FUSED) {
+        const kernel_outputs direct = {call->args.out.t, call->args.lse.t, 0, 0};
+        fused_kernel fused;
+        fused_kernel_of(call, &direct, &fused);
+        s = clattn_enqueue_kernel(ctx, &fused.launch, call->args.num_wait, call->args.wait_list,
+                                  event);
+    } else {
+        s = enqueue_with_scratch(ctx, call, event);
+    }
+    if (s != CLATTN_SUCCESS && event && *event) {
+        clReleaseEvent(*event);
+        *event = NULL;
+    }
+    return s;
+}
+
+/* AUTO's way around a fused kernel that cannot run (`why`: a program its known-answer check
+   refused, check.h): the unfused path, when clattn has one and the call's workspace allows.
+   Returns 1 with call re-planned, else 0 (the failure stands). */
+static int unfused_instead(clattn_context *ctx, forward_call *call, const char *why)
+{
+    if (call->args.desc->algo != CLATTN_ALGO_AUTO || call->plan.algo == CLATTN_ALGO_UNFUSED ||
+        !clattn_unfused_available() || ctx->loop_limit)
+        return 0;
+    char refusal[1800];
+    snprintf(refusal, sizeof refusal, "%s", why);
+    const clattn_plan fused = call->plan;
+    call->plan.algo = CLATTN_ALGO_UNFUSED;
+    if (size_workspace(ctx, call) != CLATTN_SUCCESS) {
+        call->plan = fused;
+        size_workspace(ctx, call);
+        clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s", refusal);
+        return 0;
+    }
+    clattn_log(CLATTN_LOG_DEBUG, "AUTO runs the unfused path: %s", refusal);
+    return 1;
+}
+
+/* For clattn_attention_plan: the verdict, if one is known, on the program a fused or split-KV
+   call would build (out taken to have q's dtype); re-planned by AUTO like the forward. Builds
+   nothing. Returns CLATTN_SUCCESS, or UNSUPPORTED when the plan cannot run. */
+static clattn_status known_refusal(clattn_context *ctx, forward_call *call, char *why,
+                                   size_t why_size)
+{
+    why[0] = '\0';
+    if (call->plan.algo == CLATTN_ALGO_UNFUSED)
+        return CLATTN_SUCCESS;
+    char options[256];
+    const clattn_storage storage =
+        fused_storage(call, call->plan.algo == CLATTN_ALGO_SPLIT_KV ? CLATTN_F32
+                                                                    : call->problem.dtype);
+    clattn_tiling_build_options(&call->plan.tiling, &storage, options, sizeof options);
+    if (!clattn_program_refused(ctx, forward_files, options, why, why_size))
+        return CLATTN_SUCCESS;
+    return unfused_instead(ctx, call, why) ? CLATTN_SUCCESS
+                                           : clattn_fail(CLATTN_ERROR_UNSUPPORTED, "%s", why);
+}
+
 CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
     const clattn_attention_desc *desc,
     const clattn_tensor *q, const clattn_tensor *k, const clattn_tensor *v,
@@ -265,20 +402,42 @@ CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
     if (event)
         *event = NULL;
     forward_call call;
-    clattn_status s = prepare(ctx, desc, q, k, v, out, lse, 1, num_wait, wait_list, &call);
-    if (s == CLATTN_SUCCESS && call.plan.algo == CLATTN_ALGO_FUSED) {
-        const kernel_outputs direct = {out, lse, 0, 0};
-        fused_kernel fused;
-        fused_kernel_of(&call, &direct, &fused);
-        s = clattn_enqueue_kernel(ctx, &fused.launch, num_wait, wait_list, event);
-    } else if (s == CLATTN_SUCCESS) {
-        s = enqueue_with_scratch(ctx, &call, event);
-    }
-    if (s != CLATTN_SUCCESS && event && *event) {
-        clReleaseEvent(*event);
-        *event = NULL;
-    }
+    clattn_status s = prepare(ctx, desc, q, k, v, out, lse, 1, num_wait, wait_list, NULL, &call);
+    if (s == CLATTN_SUCCESS)
+        s = enqueue_call(ctx, &call, event);
+    /* nothing was enqueued: a kernel that cannot run here (refused by its check) */
+    if (s == CLATTN_ERROR_UNSUPPORTED && unfused_instead(ctx, &call, clattn_last_error()))
+        s = enqueue_call(ctx, &call, event);
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
+}
+
+clattn_status clattn_forward_with_tiling(clattn_context *ctx, const clattn_attention_desc *desc,
+                                         const clattn_tensor *q, const clattn_tensor *k,
+                                         const clattn_tensor *v, const clattn_tensor *out,
+                                         const clattn_tensor *lse, const clattn_tiling *tiling)
+{
+    forward_call call;
+    clattn_status s = prepare(ctx, desc, q, k, v, out, lse, 1, 0, NULL,
+                              desc->algo == CLATTN_ALGO_UNFUSED ? NULL : tiling, &call);
+    /* scratch of its own: the context's may be in use by commands on the other queue */
+    clattn_attention_desc own = *desc;
+    cl_int err = CL_SUCCESS;
+    if (s == CLATTN_SUCCESS && call.workspace_bytes) {
+        own.workspace = clattn_create_buffer(ctx->cl_ctx, CL_MEM_READ_WRITE, call.workspace_bytes,
+                                             NULL, &err);
+        own.workspace_size = call.workspace_bytes;
+        call.args.desc = &own;
+        if (!own.workspace)
+            s = clattn_fail_cl(err, "clCreateBuffer (check workspace)");
+    }
+    cl_event done = NULL;
+    if (s == CLATTN_SUCCESS)
+        s = enqueue_call(ctx, &call, &done);
+    if (s == CLATTN_SUCCESS)
+        s = clattn_wait_and_release(done);
+    if (own.workspace && own.workspace != desc->workspace)
+        clReleaseMemObject(own.workspace);
+    return s;
 }
 
 CLATTN_API clattn_status clattn_attention_plan(clattn_context *ctx,
@@ -287,7 +446,10 @@ CLATTN_API clattn_status clattn_attention_plan(clattn_context *ctx,
     char *buf, size_t buf_size)
 {
     forward_call call;
-    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
+    char refusal[1600] = "";
+    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, NULL, &call);
+    if (s == CLATTN_SUCCESS)
+        s = known_refusal(ctx, &call, refusal, sizeof refusal);
     if (s != CLATTN_SUCCESS) {
         /* still a line whose first word is an algorithm: the one asked for (AUTO: fused) */
         if (buf && buf_size)
@@ -310,8 +472,11 @@ CLATTN_API clattn_status clattn_attention_plan(clattn_context *ctx,
         if (n > 0 && (size_t)n < buf_size && plan->algo != CLATTN_ALGO_UNFUSED) {
             n += snprintf(buf + n, buf_size - (size_t)n, " %s", source_words[plan->source]);
             if ((size_t)n < buf_size)
-                clattn_tiling_describe(&plan->tiling, buf + n, buf_size - (size_t)n);
+                n += (int)clattn_tiling_describe(&plan->tiling, buf + n, buf_size - (size_t)n);
         }
+        if (n > 0 && (size_t)n < buf_size && refusal[0])
+            snprintf(buf + n, buf_size - (size_t)n, " (the fused kernel is refused: %s)",
+                     refusal);
     }
     return clattn_succeed();
 }
@@ -324,7 +489,7 @@ CLATTN_API clattn_status clattn_attention_workspace_size(clattn_context *ctx,
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "bytes is NULL");
     *bytes = 0;
     forward_call call;
-    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
+    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, NULL, &call);
     if (s == CLATTN_SUCCESS)
         *bytes = call.workspace_bytes;
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
@@ -335,7 +500,7 @@ clattn_status clattn_forward_plan(clattn_context *ctx, const clattn_attention_de
                                   const clattn_tensor *v, clattn_plan *plan)
 {
     forward_call call;
-    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
+    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, NULL, &call);
     *plan = call.plan;
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
 }
@@ -346,7 +511,7 @@ clattn_status clattn_forward_candidates(clattn_context *ctx, const clattn_attent
                                         size_t *count)
 {
     forward_call call;
-    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
+    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, NULL, &call);
     *count = s == CLATTN_SUCCESS ? clattn_plan_candidates(&ctx->probe, &call.problem, out, max)
                                  : 0;
     return s == CLATTN_SUCCESS ? clattn_succeed() : s;
@@ -358,7 +523,7 @@ clattn_status clattn_forward_tuning_entry(clattn_context *ctx, const clattn_atte
                                           clattn_tune_entry *entry)
 {
     forward_call call;
-    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, &call);
+    clattn_status s = prepare(ctx, desc, q, k, v, NULL, NULL, 0, 0, NULL, NULL, &call);
     memset(entry, 0, sizeof *entry);
     if (s != CLATTN_SUCCESS)
         return s;

@@ -39,6 +39,9 @@ void clattn_merge_kernel_of(const clattn_merge_job *m, clattn_merge_kernel *k)
 {
     const clattn_storage storage = {m->parts->dtype, m->out->dtype, CLATTN_F32, CLATTN_F32};
     clattn_storage_build_options(&storage, k->options, sizeof k->options);
+    memset(&k->check, 0, sizeof k->check);
+    k->check.kind = CLATTN_CHECK_MERGE;
+    k->check.storage = storage;
     k->params = merge_params(m);
     const cl_mem buffers[] = {m->parts->buffer, m->part_lses->buffer, m->state, m->out->buffer,
                               m->lse ? m->lse->buffer : NULL};
@@ -46,7 +49,7 @@ void clattn_merge_kernel_of(const clattn_merge_job *m, clattn_merge_kernel *k)
     const clattn_kernel_launch launch = {
         merge_files, k->options, "merge_partials", k->buffers, 5, &k->params, sizeof k->params,
         3, {(size_t)m->out->dims[2], (size_t)m->out->dims[1], (size_t)m->out->dims[0]},
-        {0, 0, 0}};
+        {0, 0, 0}, &k->check, 4 * (int64_t)m->n_parts * (m->out->dims[3] + 2) + 64};
     k->launch = launch;
 }
 

@@ -2,6 +2,7 @@
 #ifndef CLATTN_MERGE_H
 #define CLATTN_MERGE_H
 
+#include "check.h"
 #include "enqueue.h"
 #include "launch.h"
 
@@ -23,6 +24,7 @@ typedef struct clattn_merge_kernel {
     clattn_merge_params params;
     cl_mem buffers[5];
     char options[128];
+    clattn_program_check check;
     clattn_kernel_launch launch;
 } clattn_merge_kernel;
 

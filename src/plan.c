@@ -456,3 +456,31 @@ size_t clattn_tiling_describe(const clattn_tiling *t, char *buf, size_t buf_size
                      t->local_bytes);
     return written(n, buf_size);
 }
+
+/* Loop iterations of one work-item per tile of keys (or query rows): `products` passes of the
+   tile through the head dims in vectors, 8 steps per (row, column), and a few to set up. */
+static int64_t loop_bound_per_tile(const clattn_tiling *t, int products)
+{
+    const int64_t rows = t->rows, columns = t->block_n, dims = (int64_t)t->d_pad + t->dv_pad;
+    return 4 * products * rows * columns * dims / t->vec + 8 * products * rows * columns + 64;
+}
+
+static int64_t tiles_of(int64_t n, int block_n)
+{
+    return n > 0 ? (n + block_n - 1) / block_n : 0;
+}
+
+int64_t clattn_forward_loop_bound(const clattn_tiling *tiling, int64_t keys)
+{
+    const int64_t per_row = 4 * ((int64_t)tiling->d_pad + tiling->dv_pad) + 64;
+    return tiles_of(keys, tiling->block_n) * loop_bound_per_tile(tiling, 1) +
+           (int64_t)tiling->rows * per_row + 1024;
+}
+
+int64_t clattn_backward_loop_bound(const clattn_tiling *tiling, int64_t query_rows,
+                                   int64_t keys)
+{
+    const int64_t tiles = tiles_of(query_rows > keys ? query_rows : keys, tiling->block_n);
+    const int64_t per_row = 8 * ((int64_t)tiling->d_pad + tiling->dv_pad) + 64;
+    return tiles * loop_bound_per_tile(tiling, 2) + (int64_t)tiling->rows * per_row + 1024;
+}

@@ -125,6 +125,16 @@ size_t clattn_plan_candidates(const clattn_device_probe *probe, const clattn_pro
 int clattn_tiling_fits(const clattn_device_probe *probe, const clattn_tiling *tiling,
                        char *why, size_t why_size);
 
+/* Upper bounds of the loop iterations one work-item runs (every loop counted, unrolled or
+   not), for devices that silently stop a work-item's loops after a number of iterations
+   (check.h clattn_device_loop_limit): the fused forward's over `keys` keys (a split's range),
+   the backward's two kernels over group * seq_q query rows and seq_k keys. Four times the
+   element-vector steps of a tile's products, plus the per-row work: above what rusticl on
+   llvmpipe counted for every tiling measured (about 7800 per 16-key tile at rows 4, D 128). */
+int64_t clattn_forward_loop_bound(const clattn_tiling *tiling, int64_t keys);
+int64_t clattn_backward_loop_bound(const clattn_tiling *tiling, int64_t query_rows,
+                                   int64_t keys);
+
 /* Storage types of one call: q/k/v, out (and dout), bias (F32 when there is no bias), and the
    gradients dq/dk/dv of a backward call (F32 otherwise). */
 typedef struct clattn_storage {

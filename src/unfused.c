@@ -29,6 +29,7 @@
 
 #include <string.h>
 
+#include "check.h"
 #include "enqueue.h"
 #include "fault.h"
 #include "log.h"
@@ -213,6 +214,7 @@ typedef struct unfused_run {
     unfused_plan plan;
     cl_mem  ws;               /* scratch: the caller's workspace or the context's */
     char    options[160];     /* storage -D options of every kernel of the call */
+    clattn_program_check check;  /* of their program (check.h) */
     size_t  softmax_wg;       /* power of two <= SOFTMAX_WG; 0: unfused_softmax_rows */
 } unfused_run;
 
@@ -244,7 +246,7 @@ static clattn_status launch(unfused_run *run, const char *name, const cl_mem *bu
 {
     const clattn_kernel_launch l = {unfused_files, run->options, name, buffers, num_buffers,
                                     params, params_size, 3, {global[0], global[1], global[2]},
-                                    {wg, wg ? 1 : 0, wg ? 1 : 0}};
+                                    {wg, wg ? 1 : 0, wg ? 1 : 0}, &run->check, 0};
     return clattn_enqueue_kernel(run->ctx, &l, 0, NULL, NULL);
 }
 
@@ -258,7 +260,7 @@ static clattn_status softmax_group_size(unfused_run *run)
         return CLATTN_SUCCESS;
     size_t limit = 0;
     clattn_status s = clattn_kernel_work_group_limit(run->ctx, unfused_files, run->options,
-                                                     "unfused_softmax", &limit);
+                                                     "unfused_softmax", &run->check, &limit);
     run->softmax_wg = 1;
     while (run->softmax_wg * 2 <= SOFTMAX_WG && run->softmax_wg * 2 <= limit)
         run->softmax_wg *= 2;
@@ -355,7 +357,7 @@ static clattn_status sgemm(unfused_run *run, int transpose_b, size_t m, size_t n
                            float alpha, gemm_mat a, gemm_mat b, float beta, gemm_mat c,
                            size_t batch)
 {
-    cl_command_queue queue = run->ctx->queue;
+    cl_command_queue queue = clattn_command_queue(run->ctx);
     pthread_mutex_lock(&clblast_lock);
     CLBlastStatusCode code = CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, CLBlastTransposeNo,
@@ -438,8 +440,9 @@ static clattn_status weighted_values(unfused_run *run, const chunk *c)
     const gemm_mat om = {run->ws, p->at_o, dv, (size_t)c->rows * dv};
     gemm_mat vm;
     const cl_int zero = 0;
-    cl_int err = clEnqueueFillBuffer(run->ctx->queue, run->ws, &zero, sizeof zero,
-                                     p->at_flag * sizeof(float), sizeof zero, 0, NULL, NULL);
+    cl_int err = clEnqueueFillBuffer(clattn_command_queue(run->ctx), run->ws, &zero,
+                                     sizeof zero, p->at_flag * sizeof(float), sizeof zero, 0,
+                                     NULL, NULL);
     clattn_status s = err == CL_SUCCESS ? CLATTN_SUCCESS
                                         : clattn_fail_cl(err, "clEnqueueFillBuffer(unfused flag)");
     const int64_t step = p->copy_v ? p->key_block : c->keys;
@@ -570,9 +573,11 @@ static void run_init(unfused_run *run, clattn_context *ctx, const clattn_forward
     run->args = args;
     run->ws = scratch;
     plan_chunks(args, &run->plan);
-    clattn_storage storage = {args->q.t->dtype, args->out.t->dtype,
-                              d->bias ? d->bias->dtype : CLATTN_F32, CLATTN_F32};
+    const clattn_storage storage = {args->q.t->dtype, args->out.t->dtype,
+                                    d->bias ? d->bias->dtype : CLATTN_F32, CLATTN_F32};
     clattn_storage_build_options(&storage, run->options, sizeof run->options);
+    run->check.kind = CLATTN_CHECK_UNFUSED;
+    run->check.storage = storage;
 }
 
 clattn_status clattn_unfused_forward(clattn_context *ctx, const clattn_forward_args *args,
@@ -590,14 +595,15 @@ clattn_status clattn_unfused_forward(clattn_context *ctx, const clattn_forward_a
     clattn_status s = softmax_group_size(&run);
     if (s == CLATTN_SUCCESS && args->num_wait > 0) {
         /* CLBlast takes no wait list: later commands wait behind this barrier */
-        cl_int err = clEnqueueBarrierWithWaitList(ctx->queue, args->num_wait, args->wait_list, NULL);
+        cl_int err = clEnqueueBarrierWithWaitList(clattn_command_queue(ctx), args->num_wait,
+                                                  args->wait_list, NULL);
         if (err != CL_SUCCESS)
             s = clattn_fail_cl(err, "clEnqueueBarrierWithWaitList");
     }
     if (s == CLATTN_SUCCESS)
         s = run_chunks(&run);
     if (s == CLATTN_SUCCESS && event) {
-        cl_int err = clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, event);
+        cl_int err = clEnqueueMarkerWithWaitList(clattn_command_queue(ctx), 0, NULL, event);
         if (err != CL_SUCCESS)
             s = clattn_fail_cl(err, "clEnqueueMarkerWithWaitList");
     }

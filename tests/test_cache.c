@@ -36,7 +36,8 @@ static void make_root(void)
     cr_assert_not_null(mkdtemp(cache_root), "mkdtemp");
 }
 
-/* Paths of the *.bin entries under dir (at most max), returns how many. */
+/* Paths of the attention programs' *.bin entries under dir (at most max; not the entry of the
+   loop probe, "probe-*.bin", that every context's first launch builds), returns how many. */
 static int list_entries(const char *dir, char paths[][512], int max)
 {
     int n = 0;
@@ -45,7 +46,8 @@ static int list_entries(const char *dir, char paths[][512], int max)
         return 0;
     for (struct dirent *e; (e = readdir(d));) {
         size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".bin") == 0 && n < max)
+        if (len > 4 && strcmp(e->d_name + len - 4, ".bin") == 0 &&
+            strncmp(e->d_name, "probe-", 6) != 0 && n < max)
             snprintf(paths[n++], 512, "%s/%s", dir, e->d_name);
     }
     closedir(d);
@@ -104,13 +106,33 @@ Test(cache, cold_build_then_warm_hit)
     cr_assert_not(test_logged("kernel cache: built"), "warm start rebuilt; log:\n%s", test_log);
 }
 
+/* A program built from source runs its known-answer check (src/check.h) once: the entry keeps
+   the verdict, and a program loaded from it is not checked again. */
+Test(cache, a_built_program_is_checked_once)
+{
+    make_root();
+    setenv("CLATTN_CACHE_DIR", cache_root, 1);
+    test_log_start();
+    forward_matches_reference();
+    cr_assert(test_logged("known-answer check of attention_forward.cl") &&
+                  test_logged("passed in"),
+              "a built program was not checked; log:\n%s", test_log);
+    test_log_start();
+    forward_matches_reference();
+    cr_assert(test_logged("kernel cache: hit"), "log:\n%s", test_log);
+    cr_assert_not(test_logged("known-answer check"), "a cached program was checked again; "
+                  "log:\n%s", test_log);
+}
+
 /* How an entry is damaged. */
 typedef enum damage { ZERO_LENGTH, HEADER_ONLY_PART, TRUNCATED_PAYLOAD, FLIPPED_PAYLOAD_BIT,
-                      FOREIGN_KEY, BAD_MAGIC, EXTRA_BYTES, DAMAGE_COUNT } damage;
+                      FOREIGN_KEY, BAD_MAGIC, EXTRA_BYTES, FLIPPED_VERDICT,
+                      DAMAGE_COUNT } damage;
 
 static const char *const damage_names[] = {"zero-length", "half a header", "truncated payload",
                                            "flipped payload bit", "another device's key",
-                                           "bad magic", "trailing bytes"};
+                                           "bad magic", "trailing bytes",
+                                           "passed turned refused"};
 
 static void apply_damage(const char *path, damage how)
 {
@@ -129,8 +151,10 @@ static void apply_damage(const char *path, damage how)
         return;
     default: break;
     }
-    /* byte 0: magic; byte 16: first key hash; the last byte: payload */
-    long at = how == BAD_MAGIC ? 0 : how == FOREIGN_KEY ? 16 : size - 1;
+    /* byte 0: magic; byte 16: first key hash; byte 48: the verdict (src/diskcache.c); the
+       last byte: payload */
+    long at = how == BAD_MAGIC ? 0 : how == FOREIGN_KEY ? 16 : how == FLIPPED_VERDICT ? 48
+                                                                                     : size - 1;
     f = fopen(path, "r+b");
     cr_assert_not_null(f);
     fseek(f, at, SEEK_SET);

@@ -470,6 +470,97 @@ Test(faults, forward_unfused) { sweep_all(&OP_UNFUSED); }
 Test(faults, backward) { sweep_all(&OP_BACKWARD); }
 Test(faults, merge) { sweep_all(&OP_MERGE); }
 
+/* ---- a miscompiled program ---------------------------------------------------------------- */
+
+static const op OP_AUTO = {"forward auto", CLATTN_ALGO_AUTO, run_forward, check_forward};
+
+/* The call's outputs still hold the canary that run_* put there. */
+static void assert_nothing_written(const op *o)
+{
+    const test_tensor *forward[] = {&F.out, &F.lse}, *backward[] = {&F.dq, &F.dk, &F.dv};
+    const int is_forward = o->run == run_forward;
+    for (int i = 0; i < (is_forward ? 2 : 3); i++) {
+        const test_tensor *t = is_forward ? forward[i] : backward[i];
+        size_t first_bad = 0;
+        cr_assert(buf_canary_intact(t->view.buffer, &first_bad),
+                  "%s: a refused call wrote output %d (byte %zu)", o->name, i, first_bad);
+    }
+}
+
+/* A refused call: UNSUPPORTED, naming the check and the device, writing nothing. */
+static void assert_refused(const op *o, clattn_status s, const char *when)
+{
+    const char *msg = clattn_last_error();
+    cr_assert_eq(s, CLATTN_ERROR_UNSUPPORTED, "%s, %s: got %s: %s", o->name, when,
+                 clattn_status_string(s), msg);
+    cr_assert(strstr(msg, "known-answer check") &&
+                  strstr(msg, clattn_context_device_name(test_ctx())),
+              "%s, %s: the message should name the check and the device: %s", o->name, when,
+              msg);
+    assert_nothing_written(o);
+}
+
+/* A program that builds and runs but answers wrong (miscompile:1, src/fault.h: its build
+   reads q, k and v as another type) fails its known-answer check (src/check.h): the call that
+   needs it writes nothing and returns UNSUPPORTED naming the device and the check, again in
+   a new context from the verdict the disk cache keeps (without building it again); AUTO runs
+   the unfused path instead, and its plan says why. */
+Test(faults, miscompiled_program_is_refused)
+{
+    cr_assert_eq(clattn_fault_arm(NULL), 0, "the library was not built with fault injection");
+    make_cache_root();
+    fixture_init();
+    const op *const ops[] = {&OP_FUSED, &OP_BACKWARD};
+    for (size_t i = 0; i < 2; i++) {
+        const op *o = ops[i];
+        set_cache(CACHE_COLD);
+        clattn_context *ctx = fresh_context();
+        cr_assert_eq(clattn_fault_arm("miscompile:1"), 0);
+        clattn_status s = o->run(o, ctx, NULL);
+        cr_assert(clattn_fault_fired(), "%s: no program was built", o->name);
+        clattn_fault_arm(NULL);
+        assert_refused(o, s, "the call that built it");
+        assert_refused(o, o->run(o, ctx, NULL), "the next call");
+        clattn_context_release(ctx);
+
+        ctx = fresh_context();
+        test_log_start();
+        s = o->run(o, ctx, NULL);
+        clattn_set_log_callback(NULL, NULL);
+        assert_refused(o, s, "a new context");
+        cr_assert(test_logged("(a refused program)") && clattn_fault_count("miscompile") == 0,
+                  "%s: the refusal was not taken from the disk cache; log:\n%s", o->name,
+                  test_log);
+        clattn_context_release(ctx);
+    }
+
+    /* AUTO: the unfused path, when this build has one */
+    set_cache(CACHE_COLD);
+    clattn_context *ctx = fresh_context();
+    clattn_attention_desc desc = F.desc;
+    desc.algo = CLATTN_ALGO_UNFUSED;
+    char plan[2048];
+    const int unfused = clattn_attention_plan(ctx, &desc, &F.q.view, &F.k.view, &F.v.view, plan,
+                                              sizeof plan) == CLATTN_SUCCESS;
+    cr_assert_eq(clattn_fault_arm("miscompile:1"), 0);
+    clattn_status s = OP_AUTO.run(&OP_AUTO, ctx, NULL);
+    clattn_fault_arm(NULL);
+    if (!unfused) {
+        assert_refused(&OP_AUTO, s, "AUTO without an unfused path");
+    } else {
+        cr_assert_eq(s, CLATTN_SUCCESS, "AUTO with the fused kernel refused: %s: %s",
+                     clattn_status_string(s), clattn_last_error());
+        check_forward(&OP_AUTO);
+        desc.algo = CLATTN_ALGO_AUTO;
+        TEST_CHECK_STATUS(clattn_attention_plan(ctx, &desc, &F.q.view, &F.k.view, &F.v.view,
+                                                plan, sizeof plan), "plan");
+        cr_assert(strncmp(plan, "unfused", 7) == 0 && strstr(plan, "refused"),
+                  "AUTO's plan should say it runs unfused, and why: %s", plan);
+    }
+    clattn_context_release(ctx);
+    remove_cache_root();
+}
+
 /* Host faults while making a context (device list, probe, tuning database): the create fails
    with OUT_OF_RESOURCES or gives a context that works; nothing leaks. */
 Test(faults, context_create)
