@@ -67,7 +67,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 #include "measure.h"
@@ -460,13 +459,6 @@ static int make_host(const shape *s, host_operands *h)
     return 1;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 static int blas_call(const cpu_attention_problem *pr, const options *o, const host_operands *h)
 {
     cpu_attention_threading t = o->blas_in_blas ? CPU_ATTENTION_THREADS_IN_BLAS
@@ -510,16 +502,16 @@ static void prepare_blas_peer(const shape *s, const options *o, host_operands *h
                  s->dtype == CLATTN_F16 ? "f16" : "bf16");
 }
 
-/* n timed calls of the peer into ms, by clock_gettime; 0 on failure (p->note says so). */
+/* n timed calls of the peer into ms, by bench_now_ms; 0 on failure (p->note says so). */
 static int time_blas_peer(const shape *s, const options *o, const host_operands *h, int n,
                           double *ms, peer *p)
 {
     cpu_attention_problem pr = blas_problem(s);
     for (int i = 0; i < n; i++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         if (!blas_call(&pr, o, h))
             return snprintf(p->note, sizeof p->note, "failed: out of memory or threads"), 0;
-        ms[i] = now_ms() - t0;
+        ms[i] = bench_now_ms() - t0;
     }
     return 1;
 }

@@ -179,7 +179,7 @@ static int profile(cl_event ev, cl_profiling_info what, cl_ulong *ns)
     return err == CL_SUCCESS ? 1 : bench_cl_fail("clGetEventProfilingInfo", err);
 }
 
-static double host_ms(void)
+double bench_now_ms(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -195,14 +195,14 @@ static int host_timed_calls(clattn_context *ctx, const clattn_attention_desc *de
         fprintf(stderr, "clattn-bench: the device's profiling events give no times; timing "
                         "each call with the host clock (enqueue to clFinish)\n");
     for (int i = 0; i < iters; i++) {
-        const double start = host_ms();
+        const double start = bench_now_ms();
         clattn_status st = call(ctx, desc, op, pass, NULL);
         if (st != CLATTN_SUCCESS)
             return bench_fail(call_names[pass], st);
         cl_int err = clFinish(clattn_context_queue(ctx));
         if (err != CL_SUCCESS)
             return bench_cl_fail("clFinish", err);
-        ms[i] = host_ms() - start;
+        ms[i] = bench_now_ms() - start;
     }
     return 1;
 }

@@ -43,6 +43,9 @@ void release_operands(operands *op);
 clattn_status untimed_calls(clattn_context *ctx, const clattn_attention_desc *desc,
                             const operands *op, bench_pass pass, int n);
 
+/* The monotonic clock in milliseconds (host-timed calls and peers). */
+double bench_now_ms(void);
+
 /* Enqueues iters (marker, call of pass) pairs back to back, waits, and writes each call's ms
    (from the marker's end to the call's event's end). A device whose events all read the same
    time (rusticl on llvmpipe gives 0) is said once on stderr, and each call is then timed with
