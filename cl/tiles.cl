@@ -124,18 +124,41 @@ static int chunks_of(int dim)
 DEFINE_STAGING(qkv, qkv_t, LOAD_QKV, VLOAD_QKV)
 DEFINE_STAGING(out, out_t, LOAD_OUT, VLOAD_OUT)
 
-/* Register blocks of the two products: ROW_BLOCK rows at a time, so that a block's
-   accumulators (ROW_BLOCK x CHUNKS_N score vectors, ROW_BLOCK x UPDATE_CHUNKS update vectors,
-   16 at most) stay in registers while the inner loop streams the tile; the rows' values are
-   broadcast from private memory. */
-#if ROWS % 4 == 0 && CHUNKS_N <= 4
+/* Register blocks of the two products: a block's accumulators stay in registers while the
+   inner loop streams the tile, the rows' values broadcast from private memory. Accumulators
+   and one step's operands must fit the vector registers, or the compiler keeps the
+   accumulators in memory: BLOCK_ACCUMULATORS is 16 where vectors are 16 wide (AVX-512, 32
+   registers) and 8 otherwise (AVX2 has 16: with 16 accumulators there the forward and the
+   backward ran at about half speed, docs/kernels.md). GPU tilings hold one row per work-item,
+   so their blocks are one row whatever this says.
+     tile_scores:       ROW_BLOCK rows x CHUNKS_N score vectors;
+     tile_update_*:     UPDATE_ROWS rows x UPDATE_CHUNKS output vectors;
+     tile_scores_lanes: LANE_BLOCK row vectors x KEY_BLOCK keys. */
+#define BLOCK_ACCUMULATORS (VEC >= 16 ? 16 : 8)
+#if ROWS % 4 == 0 && 4 * CHUNKS_N <= BLOCK_ACCUMULATORS
 #define ROW_BLOCK 4
-#elif ROWS % 2 == 0 && CHUNKS_N <= 8
+#elif ROWS % 2 == 0 && 2 * CHUNKS_N <= BLOCK_ACCUMULATORS
 #define ROW_BLOCK 2
 #else
 #define ROW_BLOCK 1
 #endif
 #define UPDATE_CHUNKS 4
+#if ROWS % 4 == 0 && 4 * UPDATE_CHUNKS <= BLOCK_ACCUMULATORS
+#define UPDATE_ROWS 4
+#elif ROWS % 2 == 0 && 2 * UPDATE_CHUNKS <= BLOCK_ACCUMULATORS
+#define UPDATE_ROWS 2
+#else
+#define UPDATE_ROWS 1
+#endif
+/* four keys per block, as many row vectors as that leaves accumulators for */
+#if ROW_VECS % (BLOCK_ACCUMULATORS / 4) == 0
+#define LANE_BLOCK (BLOCK_ACCUMULATORS / 4)
+#elif ROW_VECS % 2 == 0
+#define LANE_BLOCK 2
+#else
+#define LANE_BLOCK 1
+#endif
+#define KEY_BLOCK (BLOCK_ACCUMULATORS / LANE_BLOCK)
 
 /* s[r * CHUNKS_N + c] = sum_{d < dim} rows[r * pitch + d] * tile[d][c * VEC ..] for this
    work-item's ROWS private rows and a transposed tile. */
@@ -207,17 +230,6 @@ static void tile_scores_from_rows(const float *rows, int pitch, slice_qkv x, int
     }
 }
 
-/* Register block of tile_scores_lanes: LANE_BLOCK row vectors x KEY_BLOCK keys, 16
-   accumulators. */
-#if ROW_VECS % 4 == 0
-#define LANE_BLOCK 4
-#elif ROW_VECS % 2 == 0
-#define LANE_BLOCK 2
-#else
-#define LANE_BLOCK 1
-#endif
-#define KEY_BLOCK (16 / LANE_BLOCK)
-
 /* s[n * ROW_VECS + v] = sum_{d < dim} tile[n][d] * rows_t[d][v * VEC ..] for the BLOCK_N
    columns n of a row-major tile (pitch `tile_pitch`) and this work-item's ROWS rows held
    transposed (rows_t[d * ROWS + r]): the rows run in vector lanes, the tile's elements are
@@ -284,20 +296,20 @@ static void flush_sums(update_sink out, int chunks)
     }
 }
 
-/* A register block's sums (rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..) begin at the sink's
+/* A register block's sums (rows r0 .. r0+UPDATE_ROWS-1, chunks c0 ..) begin at the sink's
    (sink_sum_open) and go back there (sink_sum_close): the backward's plain sums. */
 __attribute__((always_inline)) static void sink_sum_open(
-    update_sink out, int chunks, int r0, int c0, floatv a[ROW_BLOCK][UPDATE_CHUNKS])
+    update_sink out, int chunks, int r0, int c0, floatv a[UPDATE_ROWS][UPDATE_CHUNKS])
 {
-    _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)
+    _Pragma("unroll") for (int r = 0; r < UPDATE_ROWS; r++)
         _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < chunks; c++)
             a[r][c] = out.acc[(r0 + r) * chunks + c0 + c];
 }
 
 __attribute__((always_inline)) static void sink_sum_close(
-    update_sink out, int chunks, int r0, int c0, floatv a[ROW_BLOCK][UPDATE_CHUNKS])
+    update_sink out, int chunks, int r0, int c0, floatv a[UPDATE_ROWS][UPDATE_CHUNKS])
 {
-    _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)
+    _Pragma("unroll") for (int r = 0; r < UPDATE_ROWS; r++)
         _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < chunks; c++)
             out.acc[(r0 + r) * chunks + c0 + c] = a[r][c];
 }
@@ -305,17 +317,17 @@ __attribute__((always_inline)) static void sink_sum_close(
 /* The forward's output: a register block's sums begin at zero (sink_output_open) and join
    part, scaled by keep, when done (sink_output_close). */
 __attribute__((always_inline)) static void sink_output_open(
-    update_sink out, int chunks, int r0, int c0, floatv a[ROW_BLOCK][UPDATE_CHUNKS])
+    update_sink out, int chunks, int r0, int c0, floatv a[UPDATE_ROWS][UPDATE_CHUNKS])
 {
-    _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++)
+    _Pragma("unroll") for (int r = 0; r < UPDATE_ROWS; r++)
         _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS; c++)
             a[r][c] = (floatv)(0.0f);
 }
 
 __attribute__((always_inline)) static void sink_output_close(
-    update_sink out, int chunks, int r0, int c0, floatv a[ROW_BLOCK][UPDATE_CHUNKS])
+    update_sink out, int chunks, int r0, int c0, floatv a[UPDATE_ROWS][UPDATE_CHUNKS])
 {
-    _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++) {
+    _Pragma("unroll") for (int r = 0; r < UPDATE_ROWS; r++) {
         const float keep = out.keep[r0 + r];
         _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < chunks; c++) {
             const int at = (r0 + r) * chunks + c0 + c;
@@ -337,7 +349,7 @@ __attribute__((always_inline)) static void sink_output_close(
    ROW(tile, first, n) is the row of column first + n, CHUNK(row, c, dim) its vector c,
    PREFETCH(row, dim) asks for a row, and SINK adds a register block's sums where they go
    (sink_sum: the backward; sink_output: the forward, the *_output instances).
-     update_span_*: one register block a, rows r0 .. r0+ROW_BLOCK-1, chunks c0 ..
+     update_span_*: one register block a, rows r0 .. r0+UPDATE_ROWS-1, chunks c0 ..
        c0+UPDATE_CHUNKS-1 (those below the sink's chunks), columns n_begin .. n_end-1. With
        `masked`, columns outside a row's [lo, hi] leave its sums as they are (inlined, so each
        call gets its own loop).
@@ -350,7 +362,7 @@ __attribute__((always_inline)) static void sink_output_close(
        with it (on a causal diagonal, a few), and those none sees not at all. */
 #define DEFINE_UPDATE(suffix, tile_t, ROW, CHUNK, PREFETCH, SINK)                                \
     __attribute__((always_inline)) static void update_span_##suffix(                             \
-        floatv a[ROW_BLOCK][UPDATE_CHUNKS], int acc_chunks, int r0, int c0, const float *g,      \
+        floatv a[UPDATE_ROWS][UPDATE_CHUNKS], int acc_chunks, int r0, int c0, const float *g,    \
         int g_stride_r, int g_stride_n, tile_t tile, int dim, int first, int n_begin,            \
         int n_end, const int *lo, const int *hi, int masked)                                     \
     {                                                                                            \
@@ -360,7 +372,7 @@ __attribute__((always_inline)) static void sink_output_close(
                 PREFETCH(ROW(tile, first, n + PREFETCH_ROWS), dim);                              \
             _Pragma("unroll") for (int c = 0; c < UPDATE_CHUNKS && c0 + c < acc_chunks; c++)     \
                 t[c] = CHUNK(ROW(tile, first, n), c0 + c, dim);                                  \
-            _Pragma("unroll") for (int r = 0; r < ROW_BLOCK; r++) {                              \
+            _Pragma("unroll") for (int r = 0; r < UPDATE_ROWS; r++) {                            \
                 const int col = first + n;                                                       \
                 if (masked && (col < lo[r0 + r] || col > hi[r0 + r]))                            \
                     continue;                                                                    \
@@ -375,15 +387,16 @@ __attribute__((always_inline)) static void sink_output_close(
                                      tile_t tile, int dim, int first, int count, const int *lo,  \
                                      const int *hi, int all_visible)                             \
     {                                                                                            \
-        for (int c0 = 0; c0 < chunks; c0 += UPDATE_CHUNKS)                                       \
-            for (int r0 = 0; r0 < ROWS; r0 += ROW_BLOCK) {                                       \
+        /* bounded by acc_chunks too, a constant, so that the chunk checks fold away */          \
+        for (int c0 = 0; c0 < min(chunks, acc_chunks); c0 += UPDATE_CHUNKS)                      \
+            for (int r0 = 0; r0 < ROWS; r0 += UPDATE_ROWS) {                                     \
                 /* columns all_lo .. all_hi are seen by every row of the block, any_lo ..        \
                    any_hi by some row */                                                         \
                 int all_lo = 0, all_hi = count - 1, any_lo = 0, any_hi = count - 1;              \
                 if (!all_visible) {                                                              \
                     any_lo = count;                                                              \
                     any_hi = -1;                                                                 \
-                    for (int r = r0; r < r0 + ROW_BLOCK; r++) {                                  \
+                    for (int r = r0; r < r0 + UPDATE_ROWS; r++) {                                \
                         all_lo = max(all_lo, lo[r] - first);                                     \
                         all_hi = min(all_hi, hi[r] - first);                                     \
                         any_lo = min(any_lo, lo[r] - first);                                     \
@@ -396,7 +409,7 @@ __attribute__((always_inline)) static void sink_output_close(
                         all_hi = any_hi;                                                         \
                     }                                                                            \
                 }                                                                                \
-                floatv a[ROW_BLOCK][UPDATE_CHUNKS];                                              \
+                floatv a[UPDATE_ROWS][UPDATE_CHUNKS];                                            \
                 SINK##_open(out, acc_chunks, r0, c0, a);                                         \
                 update_span_##suffix(a, acc_chunks, r0, c0, g, g_stride_r, g_stride_n, tile,     \
                                      dim, first, all_lo, all_hi + 1, lo, hi, 0);                 \

@@ -14,9 +14,9 @@
  *     fewer when there are fewer rows (the next power of two >= Sq, so decode wastes nothing)
  *     or when that would leave under 4 work-groups per compute unit;
  *   - vec = the device's preferred float width (16 with AVX-512, 8 with AVX2), at least 4;
- *   - block_n = 4 * vec keys: the products run in register blocks of 16 accumulators
- *     (cl/tiles.cl), and longer tiles spread the softmax's per-tile work (64 rows: block_n 32
- *     183 GFLOP/s, 64 188, 128 177);
+ *   - block_n = 4 * vec keys: the products run in register blocks of 4 keys (16 accumulators
+ *     with AVX-512, 8 with AVX2: cl/tiles.cl), and longer tiles spread the softmax's per-tile
+ *     work (64 rows, AVX-512: block_n 32 183 GFLOP/s, 64 188, 128 177);
  *   - wg = 1: no barrier cost, and one work-group per rows x head is plenty of parallelism.
  * GPU and other devices (dedicated local memory, SIMT):
  *   - one row per work-item (registers are per lane), vec = 4;
