@@ -53,7 +53,10 @@ static int64_t visible_keys(const cpu_attention_problem *p, int64_t i)
 /* The softmax is most of the time left once the GEMMs run on a good kernel, so it is written
    for the vectorizer: LANES independent partial maxima and sums, and an exp in plain float
    arithmetic (no libm call). The row functions are cloned for AVX-512 and AVX2 where the
-   compiler can (GCC, clang on x86-64 Linux), since the bench is built for baseline x86-64. */
+   compiler can (GCC, clang on x86-64 Linux), since the bench is built for baseline x86-64.
+   This file is built with -fno-trapping-math (bench/meson.build): with GCC's default the exp
+   stayed scalar, and the peer ran B=1 H=16 S=1024 D=64 f32 at 42 GFLOP/s instead of 103
+   (Zen 3, 2 cores). */
 #define LANES 16
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #define ROW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))

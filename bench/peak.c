@@ -1,6 +1,11 @@
-/* clattn-bench --peak: two calibration kernels, timed by OpenCL profiling events.
-   - fma_chains: every work-item runs CHAINS independent float16 FMA chains for n steps
-     (2 * 16 * CHAINS * n FLOPs); CUs * 1024 work-items; n is scaled so a run takes ~0.1 s.
+/* clattn-bench --peak: two calibration kernels, timed by OpenCL profiling events, and on CPU
+   devices a host loop to check the first against.
+   - fma_chains: every work-item runs CHAINS independent FMA chains of WIDTH-wide vectors for n
+     steps (2 * WIDTH * CHAINS * n FLOPs); CUs * 1024 work-items; n is scaled so a run takes
+     ~0.1 s. On CPUs WIDTH is the device's preferred float width and CHAINS 12: the chains and
+     the two operands fill 14 of AVX2's 16 vector registers and cover twice the 4-cycle FMA
+     latency of two pipes (8 chains of float16 there took 18 registers, spilled and measured
+     ~0.55x what the host loop does). Elsewhere float16 x 8 chains per work-item.
    - stream_read: sums a buffer of min(256 MiB, max allocation / 4) as float16 loads and
      writes one float per work-item. On CPUs each work-item streams its own contiguous chunk
      (CUs * 16 work-items, one per work-group: PoCL gives work-groups to its threads, and a
@@ -9,30 +14,41 @@
    Each figure is the best of RUNS runs after a warm-up run. */
 #include "peak.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "measure.h"
 
 #define RUNS 5
 #define TARGET_MS 100.0
 #define BUFFER_BYTES ((cl_ulong)256 << 20)
 
 static const char peak_source[] =
-    "#define CHAINS 8\n"
+    "#define VECTOR_(w) float##w\n"
+    "#define VECTOR(w) VECTOR_(w)\n"
+    "#define STORE_(w) vstore##w\n"
+    "#define STORE(w) STORE_(w)\n"
+    "typedef VECTOR(WIDTH) floatw;\n"
     "__kernel void fma_chains(__global float *out, float a, float b, int n)\n"
     "{\n"
-    "    float16 va = (float16)(a), vb = (float16)(b);\n"
-    "    float16 x0 = (float16)((float)get_global_id(0) * 1e-7f);\n"
-    "    float16 x1 = x0 + 0.1f, x2 = x0 + 0.2f, x3 = x0 + 0.3f, x4 = x0 + 0.4f;\n"
-    "    float16 x5 = x0 + 0.5f, x6 = x0 + 0.6f, x7 = x0 + 0.7f;\n"
+    "    floatw x[CHAINS];\n"
+    "    #pragma unroll\n"
+    "    for (int c = 0; c < CHAINS; c++)\n"
+    "        x[c] = (floatw)((float)get_global_id(0) * 1e-7f + 0.1f * c);\n"
     "    for (int i = 0; i < n; i++) {\n"
-    "        x0 = fma(x0, va, vb); x1 = fma(x1, va, vb); x2 = fma(x2, va, vb);\n"
-    "        x3 = fma(x3, va, vb); x4 = fma(x4, va, vb); x5 = fma(x5, va, vb);\n"
-    "        x6 = fma(x6, va, vb); x7 = fma(x7, va, vb);\n"
+    "        #pragma unroll\n"
+    "        for (int c = 0; c < CHAINS; c++)\n"
+    "            x[c] = fma(x[c], (floatw)(a), (floatw)(b));\n"
     "    }\n"
-    "    float16 s = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7));\n"
-    "    float8 s8 = s.lo + s.hi;\n"
-    "    float4 s4 = s8.lo + s8.hi;\n"
-    "    out[get_global_id(0)] = s4.x + s4.y + s4.z + s4.w;\n"
+    "    float lanes[WIDTH], s = 0.0f;\n"
+    "    #pragma unroll\n"
+    "    for (int c = 1; c < CHAINS; c++)\n"
+    "        x[0] += x[c];\n"
+    "    STORE(WIDTH)(x[0], 0, lanes);\n"
+    "    for (int e = 0; e < WIDTH; e++)\n"
+    "        s += lanes[e];\n"
+    "    out[get_global_id(0)] = s;\n"
     "}\n"
     "\n"
     "#ifdef CONTIGUOUS\n"
@@ -54,13 +70,12 @@ static const char peak_source[] =
     "    out[gid] = s4.x + s4.y + s4.z + s4.w;\n"
     "}\n";
 
-#define CHAINS 8   /* must match the kernel */
-
 typedef struct device_facts {
     cl_device_id id;
     cl_uint units;
     cl_ulong max_alloc;
     int cpu;
+    int width, chains;   /* of fma_chains */
 } device_facts;
 
 static int cl_fail(const char *what, cl_int err)
@@ -81,18 +96,27 @@ static int query_device(cl_command_queue queue, device_facts *f)
                               &f->max_alloc, NULL);
     if (err == CL_SUCCESS)
         err = clGetDeviceInfo(f->id, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    cl_uint preferred = 0;
+    if (err == CL_SUCCESS)
+        err = clGetDeviceInfo(f->id, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof preferred,
+                              &preferred, NULL);
     f->cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
     f->units = f->units ? f->units : 1;
+    f->width = !f->cpu ? 16 : preferred >= 16 ? 16 : preferred >= 8 ? 8 : 4;
+    f->chains = f->cpu ? 12 : 8;
     return err == CL_SUCCESS ? 1 : cl_fail("clGetDeviceInfo", err);
 }
 
 static cl_program build(cl_context c, const device_facts *f)
 {
     const char *src = peak_source;
+    char options[64];
+    snprintf(options, sizeof options, "-DWIDTH=%d -DCHAINS=%d%s", f->width, f->chains,
+             f->cpu ? " -DCONTIGUOUS" : "");
     cl_int err = CL_SUCCESS;
     cl_program p = clCreateProgramWithSource(c, 1, &src, NULL, &err);
     if (p)
-        err = clBuildProgram(p, 1, &f->id, f->cpu ? "-DCONTIGUOUS" : "", NULL, NULL);
+        err = clBuildProgram(p, 1, &f->id, options, NULL, NULL);
     if (err == CL_SUCCESS)
         return p;
     if (p)
@@ -147,7 +171,8 @@ static int set_fma_args(cl_kernel k, cl_mem out, cl_int n)
 }
 
 /* FMA rate: a short run to size n for ~TARGET_MS, then the best of RUNS. */
-static int measure_fma(cl_command_queue q, cl_kernel k, cl_mem out, size_t global, double *gf)
+static int measure_fma(cl_command_queue q, cl_kernel k, cl_mem out, const device_facts *f,
+                       size_t global, double *gf)
 {
     cl_int n = 64;
     double ms = 0.0;
@@ -157,7 +182,7 @@ static int measure_fma(cl_command_queue q, cl_kernel k, cl_mem out, size_t globa
     n = (cl_int)(scaled < 64.0 ? 64.0 : scaled > 1e7 ? 1e7 : scaled);
     if (!set_fma_args(k, out, n) || !best_ms(q, k, global, 0, &ms))
         return 0;
-    *gf = 2.0 * 16.0 * CHAINS * (double)n * (double)global / (ms * 1e-3) / 1e9;
+    *gf = 2.0 * f->width * f->chains * (double)n * (double)global / (ms * 1e-3) / 1e9;
     return 1;
 }
 
@@ -196,7 +221,7 @@ static int measure_both(cl_context c, cl_command_queue q, cl_program p, const de
     cl_kernel fma = clCreateKernel(p, "fma_chains", &err), rd = NULL;
     if (fma)
         rd = clCreateKernel(p, "stream_read", &err);
-    int ok = rd ? measure_fma(q, fma, out, fma_global, &r->gflops) &&
+    int ok = rd ? measure_fma(q, fma, out, f, fma_global, &r->gflops) &&
                       measure_read(c, q, rd, out, read_global, f->cpu, bytes, &r->gbps)
                 : cl_fail("clCreateKernel", err);
     r->buffer_mib = (double)bytes / (1 << 20);
@@ -206,6 +231,112 @@ static int measure_both(cl_context c, cl_command_queue q, cl_program p, const de
         clReleaseKernel(rd);
     return ok;
 }
+
+/* ---- the host loop: the same chains in C on every core, for CPU devices ----------------- */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HOST_CHAINS 12   /* as the kernel's: enough for two 4-cycle FMA pipes */
+
+/* HOST_CHAINS chains of n FMAs on 16- or 8-wide vectors; returns their sum so that none is
+   optimised away. */
+__attribute__((target("avx512f"))) static float chains_avx512(long n)
+{
+    const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-4f);
+    __m512 x[HOST_CHAINS];
+    for (int c = 0; c < HOST_CHAINS; c++)
+        x[c] = _mm512_set1_ps(0.1f * (float)c);
+    for (long i = 0; i < n; i++) {
+        _Pragma("GCC unroll 12") for (int c = 0; c < HOST_CHAINS; c++)
+            x[c] = _mm512_fmadd_ps(x[c], a, b);
+    }
+    for (int c = 1; c < HOST_CHAINS; c++)
+        x[0] = _mm512_add_ps(x[0], x[c]);
+    return _mm512_reduce_add_ps(x[0]);
+}
+
+__attribute__((target("avx2,fma"))) static float chains_avx2(long n)
+{
+    const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-4f);
+    __m256 x[HOST_CHAINS];
+    for (int c = 0; c < HOST_CHAINS; c++)
+        x[c] = _mm256_set1_ps(0.1f * (float)c);
+    for (long i = 0; i < n; i++) {
+        _Pragma("GCC unroll 12") for (int c = 0; c < HOST_CHAINS; c++)
+            x[c] = _mm256_fmadd_ps(x[c], a, b);
+    }
+    float lanes[8], s = 0.0f;
+    for (int c = 1; c < HOST_CHAINS; c++)
+        x[0] = _mm256_add_ps(x[0], x[c]);
+    _mm256_storeu_ps(lanes, x[0]);
+    for (int e = 0; e < 8; e++)
+        s += lanes[e];
+    return s;
+}
+
+typedef struct host_chains {
+    long n;
+    int width;   /* 16 or 8 */
+    float sum;
+    pthread_t thread;
+} host_chains;
+
+static void *run_chains(void *arg)
+{
+    host_chains *h = arg;
+    h->sum = h->width == 16 ? chains_avx512(h->n) : chains_avx2(h->n);
+    return NULL;
+}
+
+#define HOST_MAX_THREADS 256
+
+/* One thread per core running n steps each: the wall time in ms, or -1 if a thread did not
+   start. */
+static double host_run_ms(int threads, long n, int width)
+{
+    host_chains h[HOST_MAX_THREADS];
+    int started = 0;
+    double t0 = bench_now_ms();
+    for (; started < threads; started++) {
+        h[started] = (host_chains){.n = n, .width = width};
+        if (pthread_create(&h[started].thread, NULL, run_chains, &h[started]) != 0)
+            break;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(h[i].thread, NULL);
+    double ms = bench_now_ms() - t0;
+    return started == threads ? ms : -1.0;
+}
+
+/* The host loop's rate on `threads` cores, sized and repeated as the kernel's. */
+static void host_fma(int threads, peak *out)
+{
+    __builtin_cpu_init();
+    const int width = __builtin_cpu_supports("avx512f") ? 16
+                      : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 8
+                                                                                         : 0;
+    threads = threads < HOST_MAX_THREADS ? threads : HOST_MAX_THREADS;
+    long n = 1L << 20;
+    double ms = width ? host_run_ms(threads, n, width) : -1.0;
+    if (ms <= 0.0)
+        return;
+    n = (long)((double)n * TARGET_MS / ms) + 1;
+    double best = 1e30;
+    for (int i = 0; i < RUNS; i++) {
+        ms = host_run_ms(threads, n, width);
+        best = ms > 0.0 && ms < best ? ms : best;
+    }
+    if (best >= 1e30)
+        return;
+    out->host_gflops = 2.0 * width * HOST_CHAINS * (double)n * threads / (best * 1e-3) / 1e9;
+    out->host_isa = width == 16 ? "avx512f" : "avx2";
+}
+#else
+static void host_fma(int threads, peak *out)
+{
+    (void)threads, (void)out;
+}
+#endif
 
 int peak_measure(cl_context c, cl_command_queue queue, peak *out)
 {
@@ -220,6 +351,8 @@ int peak_measure(cl_context c, cl_command_queue queue, peak *out)
         return cl_fail("clCreateBuffer", err);
     cl_program p = build(c, &f);
     int ok = p && measure_both(c, queue, p, &f, sums, out);
+    if (ok && f.cpu)
+        host_fma((int)f.units, out);
     if (p)
         clReleaseProgram(p);
     clReleaseMemObject(sums);

@@ -9,6 +9,10 @@ typedef struct peak {
     double gflops;       /* f32 FMA rate, 2 FLOPs per FMA */
     double gbps;         /* bytes read per second from global memory, 1e9 */
     double buffer_mib;   /* size of the buffer the bandwidth kernel streams */
+    /* CPU devices: the same FMA chains as a host loop on every core; 0 and NULL when not
+       measured (another device, a host without AVX2, a compiler without x86 intrinsics) */
+    double host_gflops;
+    const char *host_isa;
 } peak;
 
 /* Measures both on queue (profiling enabled) of context c, best of a few runs each. Returns 0
