@@ -238,41 +238,31 @@ static int measure_both(cl_context c, cl_command_queue q, cl_program p, const de
 #include <immintrin.h>
 #define HOST_CHAINS 12   /* as the kernel's: enough for two 4-cycle FMA pipes */
 
-/* HOST_CHAINS chains of n FMAs on 16- or 8-wide vectors; returns their sum so that none is
-   optimised away. */
-__attribute__((target("avx512f"))) static float chains_avx512(long n)
-{
-    const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-4f);
-    __m512 x[HOST_CHAINS];
-    for (int c = 0; c < HOST_CHAINS; c++)
-        x[c] = _mm512_set1_ps(0.1f * (float)c);
-    for (long i = 0; i < n; i++) {
-        _Pragma("GCC unroll 12") for (int c = 0; c < HOST_CHAINS; c++)
-            x[c] = _mm512_fmadd_ps(x[c], a, b);
+/* chains_<name>(n): HOST_CHAINS chains of n FMAs on vectors of `lanes` floats, built for that
+   instruction set; returns their sum so that none is optimised away. */
+#define DEFINE_CHAINS(name, isa, vec_t, lanes, SET1, FMADD, ADD, STOREU)                          \
+    __attribute__((target(isa))) static float chains_##name(long n)                              \
+    {                                                                                            \
+        const vec_t a = SET1(0.9999f), b = SET1(1e-4f);                                          \
+        vec_t x[HOST_CHAINS];                                                                    \
+        for (int c = 0; c < HOST_CHAINS; c++)                                                    \
+            x[c] = SET1(0.1f * (float)c);                                                        \
+        for (long i = 0; i < n; i++) {                                                           \
+            _Pragma("GCC unroll 12") for (int c = 0; c < HOST_CHAINS; c++)                       \
+                x[c] = FMADD(x[c], a, b);                                                        \
+        }                                                                                        \
+        float sum[lanes], s = 0.0f;                                                              \
+        for (int c = 1; c < HOST_CHAINS; c++)                                                    \
+            x[0] = ADD(x[0], x[c]);                                                              \
+        STOREU(sum, x[0]);                                                                       \
+        for (int e = 0; e < lanes; e++)                                                          \
+            s += sum[e];                                                                         \
+        return s;                                                                                \
     }
-    for (int c = 1; c < HOST_CHAINS; c++)
-        x[0] = _mm512_add_ps(x[0], x[c]);
-    return _mm512_reduce_add_ps(x[0]);
-}
-
-__attribute__((target("avx2,fma"))) static float chains_avx2(long n)
-{
-    const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-4f);
-    __m256 x[HOST_CHAINS];
-    for (int c = 0; c < HOST_CHAINS; c++)
-        x[c] = _mm256_set1_ps(0.1f * (float)c);
-    for (long i = 0; i < n; i++) {
-        _Pragma("GCC unroll 12") for (int c = 0; c < HOST_CHAINS; c++)
-            x[c] = _mm256_fmadd_ps(x[c], a, b);
-    }
-    float lanes[8], s = 0.0f;
-    for (int c = 1; c < HOST_CHAINS; c++)
-        x[0] = _mm256_add_ps(x[0], x[c]);
-    _mm256_storeu_ps(lanes, x[0]);
-    for (int e = 0; e < 8; e++)
-        s += lanes[e];
-    return s;
-}
+DEFINE_CHAINS(avx512, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+              _mm512_storeu_ps)
+DEFINE_CHAINS(avx2, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
+              _mm256_storeu_ps)
 
 typedef struct host_chains {
     long n;

@@ -142,13 +142,23 @@ DEFINE_STAGING(out, out_t, LOAD_OUT, VLOAD_OUT)
 #else
 #define ROW_BLOCK 1
 #endif
-#define UPDATE_CHUNKS 4
-#if ROWS % 4 == 0 && 4 * UPDATE_CHUNKS <= BLOCK_ACCUMULATORS
+/* the update: 4 output vectors of as many rows as fit (measured faster on AVX2 than 4 rows x
+   2 vectors: 88-102 ms against 100-115, one thread); in decode (SCORES_FROM_ROWS) all of the
+   work-item's rows, at most 4, in one block, so that each value row read from global memory
+   serves them all (18.0-19.2 ms against 19.6-20.4 with 2 rows, Sk=32768 D=128) */
+#if SCORES_FROM_ROWS
+#define UPDATE_ROWS ROWS
+#elif ROWS % 4 == 0 && 16 <= BLOCK_ACCUMULATORS
 #define UPDATE_ROWS 4
-#elif ROWS % 2 == 0 && 2 * UPDATE_CHUNKS <= BLOCK_ACCUMULATORS
+#elif ROWS % 2 == 0
 #define UPDATE_ROWS 2
 #else
 #define UPDATE_ROWS 1
+#endif
+#if BLOCK_ACCUMULATORS / UPDATE_ROWS >= 4
+#define UPDATE_CHUNKS 4
+#else
+#define UPDATE_CHUNKS (BLOCK_ACCUMULATORS / UPDATE_ROWS)
 #endif
 /* four keys per block, as many row vectors as that leaves accumulators for */
 #if ROW_VECS % (BLOCK_ACCUMULATORS / 4) == 0
