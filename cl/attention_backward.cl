@@ -20,7 +20,10 @@
  * row does not see are selected out (never multiplied by 0), so NaN or Inf in invisible keys,
  * padding rows or their dout cannot leak. Padding rows and keys get 0; a batch with a seqlens
  * entry outside [0, dim] gets NaN. K and V rows are read through their slices (common.cl).
- * The tiling is tiles.cl's.
+ * The tiling is tiles.cl's. With the rows in vector lanes (SCORES_IN_ROW_LANES: CPUs), both
+ * products of the scores take the columns' tiles row-major (tile_scores_lanes), the tiles the
+ * updates read anyway, so nothing is staged transposed (a scattered store per element: a sixth
+ * of the backward's time on AVX-512); otherwise the scores' tiles are staged transposed.
  */
 
 /* delta[e] = dout_i . out_i in f32 for the rows i = first + e, e < rows <= DELTA_ROWS, of the
@@ -87,10 +90,15 @@ static void store_grad_row(__global grad_t *row, const floatv *acc, int dim, flo
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_backward_dkdv(BACKWARD_ARGS)
 {
+#if SCORES_IN_ROW_LANES
+    __local float qrows[BLOCK_N * D_PAD];   /* q: scores, dk */
+    __local float dorows[BLOCK_N * DV_PAD]; /* dout: dout . v, dv */
+#else
     __local float qt[D_PAD * BLOCK_N];      /* q^T q_scale: scores */
     __local float qrows[BLOCK_N * D_PAD];   /* q: dk */
     __local float dot[DV_PAD * BLOCK_N];    /* dout^T: dout . v */
     __local float dorows[BLOCK_N * DV_PAD]; /* dout: dv */
+#endif
     __local float lse_tile[BLOCK_N], delta_tile[BLOCK_N];
     const clattn_attention_params *a = &params.attn;
     /* what the loops read, once, out of the parameter struct */
@@ -108,8 +116,10 @@ void attention_backward_dkdv(BACKWARD_ARGS)
     slice_of_qkv(&ks, k, &params.k, b, hkv);
     slice_of_qkv(&vs, v, &params.v, b, hkv);
 
-    /* This work-item's keys: k and v rows, the dk and dv sums, the queries that see each. */
-    /* flat arrays, row r at r * (its row length): the tile functions index across rows */
+    /* This work-item's keys: k and v rows (at PRIVATE_AT; with the rows in lanes q is staged
+       as it is, for dk, so the keys carry q_scale), the dk and dv sums, the queries that see
+       each. Flat arrays: the tile functions index across rows. */
+    const float k_scale = SCORES_IN_ROW_LANES ? q_scale : 1.0f;
     float kr[ROWS * D_PAD], vr[ROWS * DV_PAD];
     floatv dk_acc[ROWS * CHUNKS_D], dv_acc[ROWS * CHUNKS_DV];
     int lo[ROWS], hi[ROWS], live[ROWS];
@@ -119,9 +129,10 @@ void attention_backward_dkdv(BACKWARD_ARGS)
         live[r] = j < mp.seq_k && lengths_ok;
         __global const qkv_t *krow = slice_row_qkv(ks, j), *vrow = slice_row_qkv(vs, j);
         for (int d = 0; d < D_PAD; d++)
-            kr[r * D_PAD + d] = live[r] && d < head_dim ? LOAD_QKV(krow, d) : 0.0f;
+            kr[PRIVATE_AT(D_PAD, r, d)] =
+                live[r] && d < head_dim ? k_scale * LOAD_QKV(krow, d) : 0.0f;
         for (int d = 0; d < DV_PAD; d++)
-            vr[r * DV_PAD + d] = live[r] && d < head_dim_v ? LOAD_QKV(vrow, d) : 0.0f;
+            vr[PRIVATE_AT(DV_PAD, r, d)] = live[r] && d < head_dim_v ? LOAD_QKV(vrow, d) : 0.0f;
         for (int c = 0; c < CHUNKS_D; c++)
             dk_acc[r * CHUNKS_D + c] = (floatv)(0.0f);
         for (int c = 0; c < CHUNKS_DV; c++)
@@ -154,9 +165,11 @@ void attention_backward_dkdv(BACKWARD_ARGS)
         for (long first = queries_lo; first <= queries_hi; first += BLOCK_N) {
             const int i0 = (int)first, count = min(BLOCK_N, queries_hi - i0 + 1);
             barrier(CLK_LOCAL_MEM_FENCE);
+#if !SCORES_IN_ROW_LANES
             stage_transposed_qkv(qt, qs, head_dim, i0, count, q_scale, lid);
-            stage_rows_qkv(qrows, D_PAD, qs, head_dim, i0, count, 1.0f, lid);
             stage_transposed_out(dot, dos, head_dim_v, i0, count, 1.0f, lid);
+#endif
+            stage_rows_qkv(qrows, D_PAD, qs, head_dim, i0, count, 1.0f, lid);
             stage_rows_out(dorows, DV_PAD, dos, head_dim_v, i0, count, 1.0f, lid);
             for (int n = lid; n < BLOCK_N; n += WG)
                 lse_tile[n] = n < count ? lh[(i0 + n) * params.lse.seq_stride] : -INFINITY;
@@ -169,10 +182,33 @@ void attention_backward_dkdv(BACKWARD_ARGS)
             barrier(CLK_LOCAL_MEM_FENCE);
 
             floatv s[ROWS * CHUNKS_N], dp[ROWS * CHUNKS_N];
-            tile_scores(kr, D_PAD, qt, head_dim, s);
-            tile_scores(vr, DV_PAD, dot, head_dim_v, dp);
             const int all_visible = tile_all_visible(i0, count, lo_max, hi_min);
             float pw[ROWS * BLOCK_N], ds[ROWS * BLOCK_N];
+#if SCORES_IN_ROW_LANES
+            tile_scores_lanes(kr, qrows, D_PAD, head_dim, s);
+            tile_scores_lanes(vr, dorows, DV_PAD, head_dim_v, dp);
+            for (int n = 0; n < BLOCK_N; n++) { /* query i0 + n; keys w * VEC .. in the lanes */
+                __global const bias_t *bias_row = bias_h + (i0 + n) * params.bias.seq_stride;
+                for (int w = 0; w < ROW_VECS; w++) {
+                    const long j = j_begin + lid * ROWS + w * VEC;
+                    const floatv bias_w = (flags & ATTENTION_BIAS) && n < count
+                                              ? bias_lanes(bias_row + j, 1, 0, (int)(mp.seq_k - j))
+                                              : (floatv)(0.0f);
+                    const floatv drop = (flags & ATTENTION_DROPOUT)
+                                            ? dropout_lanes(&a->dropout, b * a->heads_q + h,
+                                                            i0 + n, 0, j, 1)
+                                            : (floatv)(1.0f);
+                    floatv pw_w, ds_w;
+                    pair_grads(s[n * ROW_VECS + w], dp[n * ROW_VECS + w],
+                               (floatv)(lse_tile[n]), (floatv)(delta_tile[n]), drop, bias_w,
+                               score_scale, softcap, &pw_w, &ds_w);
+                    VSTORE(pw_w, n * ROW_VECS + w, pw);
+                    VSTORE(ds_w, n * ROW_VECS + w, ds);
+                }
+            }
+#else
+            tile_scores(kr, D_PAD, qt, head_dim, s);
+            tile_scores(vr, DV_PAD, dot, head_dim_v, dp);
             for (int r = 0; r < ROWS; r++) {
                 const long j = j_begin + lid * ROWS + r;
                 for (int c = 0; c < CHUNKS_N; c++) {
@@ -192,10 +228,11 @@ void attention_backward_dkdv(BACKWARD_ARGS)
                     VSTORE(ds_c, c, ds + r * BLOCK_N);
                 }
             }
+#endif
             const local_rows dotile = {dorows, DV_PAD}, qtile = {qrows, D_PAD};
-            tile_update_local(dv_sums, CHUNKS_DV, chunks_of(head_dim_v), pw, BLOCK_N, 1,
-                              dotile, head_dim_v, i0, count, lo, hi, all_visible);
-            tile_update_local(dk_sums, CHUNKS_D, chunks_of(head_dim), ds, BLOCK_N, 1,
+            tile_update_local(dv_sums, CHUNKS_DV, chunks_of(head_dim_v), pw, G_STRIDE_R,
+                              G_STRIDE_N, dotile, head_dim_v, i0, count, lo, hi, all_visible);
+            tile_update_local(dk_sums, CHUNKS_D, chunks_of(head_dim), ds, G_STRIDE_R, G_STRIDE_N,
                               qtile, head_dim, i0, count, lo, hi, all_visible);
         }
     }
@@ -214,9 +251,14 @@ void attention_backward_dkdv(BACKWARD_ARGS)
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_backward_dq(BACKWARD_ARGS)
 {
+#if SCORES_IN_ROW_LANES
+    __local float krows[BLOCK_N * D_PAD];   /* k: scores, dq */
+    __local float vrows[BLOCK_N * DV_PAD];  /* v: dout . v */
+#else
     __local float kt[D_PAD * BLOCK_N];      /* k^T: scores */
     __local float krows[BLOCK_N * D_PAD];   /* k: dq */
     __local float vt[DV_PAD * BLOCK_N];     /* v^T: dout . v */
+#endif
     const clattn_attention_params *a = &params.attn;
     /* what the loops read, once, out of the parameter struct */
     const int head_dim = a->head_dim, head_dim_v = a->head_dim_v, group = a->group;
@@ -252,9 +294,10 @@ void attention_backward_dq(BACKWARD_ARGS)
         slice_of_out(&dos, dout, &params.dout, b, h);
         __global const out_t *dorow = slice_row_out(dos, i);
         for (int d = 0; d < D_PAD; d++)
-            qr[r * D_PAD + d] = live[r] && d < head_dim ? q_scale * LOAD_QKV(qrow, d) : 0.0f;
+            qr[PRIVATE_AT(D_PAD, r, d)] =
+                live[r] && d < head_dim ? q_scale * LOAD_QKV(qrow, d) : 0.0f;
         for (int d = 0; d < DV_PAD; d++)
-            dor[r * DV_PAD + d] = live[r] && d < head_dim_v ? LOAD_OUT(dorow, d) : 0.0f;
+            dor[PRIVATE_AT(DV_PAD, r, d)] = live[r] && d < head_dim_v ? LOAD_OUT(dorow, d) : 0.0f;
         lse_r[r] = live[r] ? lse[view_row(&params.lse, b, h, i)] : -INFINITY;
         float row_delta[DELTA_ROWS];
         row_deltas(os, dos, i, live[r] ? 1 : 0, head_dim_v, row_delta);
@@ -280,16 +323,41 @@ void attention_backward_dq(BACKWARD_ARGS)
     for (long first = keys_lo; first <= keys_hi; first += BLOCK_N) {
         const int j0 = (int)first, count = min(BLOCK_N, keys_hi - j0 + 1);
         barrier(CLK_LOCAL_MEM_FENCE);
-        stage_transposed_qkv(kt, ks, head_dim, j0, count, 1.0f, lid);
         stage_rows_qkv(krows, D_PAD, ks, head_dim, j0, count, 1.0f, lid);
+#if SCORES_IN_ROW_LANES
+        stage_rows_qkv(vrows, DV_PAD, vs, head_dim_v, j0, count, 1.0f, lid);
+#else
+        stage_transposed_qkv(kt, ks, head_dim, j0, count, 1.0f, lid);
         stage_transposed_qkv(vt, vs, head_dim_v, j0, count, 1.0f, lid);
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
 
         floatv s[ROWS * CHUNKS_N], dp[ROWS * CHUNKS_N];
-        tile_scores(qr, D_PAD, kt, head_dim, s);
-        tile_scores(dor, DV_PAD, vt, head_dim_v, dp);
         const int all_visible = tile_all_visible(j0, count, lo_max, hi_min);
         float ds[ROWS * BLOCK_N];
+#if SCORES_IN_ROW_LANES
+        tile_scores_lanes(qr, krows, D_PAD, head_dim, s);
+        tile_scores_lanes(dor, vrows, DV_PAD, head_dim_v, dp);
+        for (int n = 0; n < BLOCK_N; n++) /* key j0 + n; rows w * VEC .. in the lanes */
+            for (int w = 0; w < ROW_VECS; w++) {
+                const int *h_w = row_h + w * VEC, *live_w = live + w * VEC;
+                const long *i_w = row_i + w * VEC;
+                const floatv bias_w = (flags & ATTENTION_BIAS)
+                                          ? bias_of_rows(bias, &params.bias, b, h_w, i_w, live_w,
+                                                         j0 + n, mp.seq_k)
+                                          : (floatv)(0.0f);
+                const floatv drop = (flags & ATTENTION_DROPOUT)
+                                        ? dropout_of_rows(&a->dropout, b, a->heads_q, h_w, i_w,
+                                                          j0 + n)
+                                        : (floatv)(1.0f);
+                floatv pw_w, ds_w;
+                pair_grads(s[n * ROW_VECS + w], dp[n * ROW_VECS + w], VLOAD(w, lse_r),
+                           VLOAD(w, delta), drop, bias_w, score_scale, softcap, &pw_w, &ds_w);
+                VSTORE(ds_w, n * ROW_VECS + w, ds);
+            }
+#else
+        tile_scores(qr, D_PAD, kt, head_dim, s);
+        tile_scores(dor, DV_PAD, vt, head_dim_v, dp);
         for (int r = 0; r < ROWS; r++) {
             const long i = row_i[r];
             const int h = row_h[r];
@@ -308,9 +376,10 @@ void attention_backward_dq(BACKWARD_ARGS)
                 VSTORE(ds_c, c, ds + r * BLOCK_N);
             }
         }
+#endif
         const local_rows ktile = {krows, D_PAD};
-        tile_update_local(dq_sums, CHUNKS_D, chunks_of(head_dim), ds, BLOCK_N, 1, ktile,
-                          head_dim, j0, count, lo, hi, all_visible);
+        tile_update_local(dq_sums, CHUNKS_D, chunks_of(head_dim), ds, G_STRIDE_R, G_STRIDE_N,
+                          ktile, head_dim, j0, count, lo, hi, all_visible);
     }
 
     for (int r = 0; r < ROWS; r++) {

@@ -96,19 +96,6 @@
 DEFINE_RESCALE_SUM(, floatv, intv, TO_FLOATV)
 DEFINE_RESCALE_SUM(_1, float, int, convert_float)
 
-/* The bias of VEC rows (query heads row_h, query rows row_i) of batch b against key j, in
-   vector lanes; 0 for rows that are not live and for keys j >= seq_k. */
-static floatv bias_of_rows(__global const bias_t *bias, const clattn_view_params *view, long b,
-                           const int *row_h, const long *row_i, const int *live, int j,
-                           long seq_k)
-{
-    float lane[VEC];
-    for (int e = 0; e < VEC; e++)
-        lane[e] = live[e] && j < seq_k ? LOAD_BIAS(bias + view_row(view, b, row_h[e], row_i[e]), j)
-                                       : 0.0f;
-    return VLOAD(0, lane);
-}
-
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __global const qkv_t *v,
                        __global out_t *out, __global float *lse, __global const bias_t *bias,
@@ -138,21 +125,11 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
     slice_of_qkv(&ks, k, &params.k, b, hkv);
     slice_of_qkv(&vs, v, &params.v, b, hkv);
 
-    /* Private state of this work-item's rows; q is held times q_scale (launch.h). With
-       SCORES_IN_ROW_LANES (tiles.cl) q is
-       held transposed and the weights p key by key, so that VEC consecutive rows fill a vector;
-       otherwise both row by row. Per row: the running maximum m, the running sum l of the
+    /* Private state of this work-item's rows; q is held times q_scale (launch.h), at
+       PRIVATE_AT, and a tile's weights p at G_STRIDE_* (tiles.cl: transposed and key by key
+       with SCORES_IN_ROW_LANES, so that VEC consecutive rows fill a vector). Per row: the running maximum m, the running sum l of the
        weights (in units of 2^WEIGHT_SHIFT, compensated by lc), and out so far, normalised by
        l (acc, compensated by comp), so that it never exceeds the largest |v|. */
-#if SCORES_IN_ROW_LANES
-#define Q_AT(r, d) qr[(d) * ROWS + (r)]
-#define P_STRIDE_R 1
-#define P_STRIDE_N ROWS
-#else
-#define Q_AT(r, d) qr[(r) * D_PAD + (d)]
-#define P_STRIDE_R BLOCK_N
-#define P_STRIDE_N 1
-#endif
     float qr[ROWS * D_PAD];
     /* flat arrays, row r at r * CHUNKS_DV: the sums are indexed across rows (update_sink) */
     floatv acc[ROWS * CHUNKS_DV], comp[ROWS * CHUNKS_DV], part[ROWS * CHUNKS_DV];
@@ -168,7 +145,7 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         live[r] = rho < rho_end && i < mp.seq_q && lengths_ok;
         __global const qkv_t *qrow = q + view_row(&params.q, b, h, i);
         for (int d = 0; d < D_PAD; d++)
-            Q_AT(r, d) = (live[r] && d < a->head_dim) ? LOAD_QKV(qrow, d) * a->q_scale : 0.0f;
+            qr[PRIVATE_AT(D_PAD, r, d)] = (live[r] && d < a->head_dim) ? LOAD_QKV(qrow, d) * a->q_scale : 0.0f;
         for (int c = 0; c < CHUNKS_DV; c++)
             acc[r * CHUNKS_DV + c] = comp[r * CHUNKS_DV + c] = part[r * CHUNKS_DV + c] =
                 (floatv)(0.0f);
@@ -294,17 +271,17 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         if (flags & ATTENTION_DROPOUT) /* after the sums: lse is before dropout */
             for (int r = 0; r < ROWS; r++)
                 for (int n = 0; n < BLOCK_N; n++)
-                    p[r * P_STRIDE_R + n * P_STRIDE_N] *= dropout_factor(
+                    p[r * G_STRIDE_R + n * G_STRIDE_N] *= dropout_factor(
                         &a->dropout, b * a->heads_q + row_h[r], row_i[r], j0 + n);
 
         /* sum of p v = (sum of p v) keep + this tile's p v, skipping invisible keys so that
            whatever they hold cannot leak in. */
 #if SCORES_FROM_ROWS
-        tile_update_qkv_output(out_sums, CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N, vs,
+        tile_update_qkv_output(out_sums, CHUNKS_DV, chunks_dv, p, G_STRIDE_R, G_STRIDE_N, vs,
                                a->head_dim_v, j0, count, lo, hi, full);
 #else
         const local_rows vtile = {vt, DV_PAD};
-        tile_update_local_output(out_sums, CHUNKS_DV, chunks_dv, p, P_STRIDE_R, P_STRIDE_N,
+        tile_update_local_output(out_sums, CHUNKS_DV, chunks_dv, p, G_STRIDE_R, G_STRIDE_N,
                                  vtile, a->head_dim_v, j0, count, lo, hi, full);
 #endif
         if (++tiles_in_part == FLUSH_TILES) {

@@ -264,6 +264,17 @@ static floatv dropout_lanes(const clattn_dropout_params *dp, long bh, long i, in
     return VLOAD(0, lane);
 }
 
+/* dropout_factor of VEC rows of batch b (query heads row_h, query rows row_i, of heads_q
+   heads) against key j, in vector lanes. */
+static floatv dropout_of_rows(const clattn_dropout_params *dp, long b, int heads_q,
+                              const int *row_h, const long *row_i, long j)
+{
+    float lane[VEC];
+    for (int e = 0; e < VEC; e++)
+        lane[e] = dropout_factor(dp, b * heads_q + row_h[e], row_i[e], j);
+    return VLOAD(0, lane);
+}
+
 /* ---- scores ------------------------------------------------------------------------------ */
 
 /* The score of a dot product q.k (launch.h clattn_attention_params): scale after the dot

@@ -51,6 +51,19 @@
    lane-wise over rows, without horizontal maxima or sums. */
 #define SCORES_IN_ROW_LANES (ROWS % VEC == 0 && !SCORES_FROM_ROWS)
 #define ROW_VECS (ROWS / VEC)
+/* Where a work-item's private rows keep row r's element d (pitch: the row length), and where
+   a tile's weights g[r][n] (scores turned into the update's factors) sit: with the rows in
+   lanes, transposed and key by key, as tile_scores_lanes reads and writes them; otherwise row
+   by row, as tile_scores does. */
+#if SCORES_IN_ROW_LANES
+#define PRIVATE_AT(pitch, r, d) ((d) * ROWS + (r))
+#define G_STRIDE_R 1
+#define G_STRIDE_N ROWS
+#else
+#define PRIVATE_AT(pitch, r, d) ((r) * (pitch) + (d))
+#define G_STRIDE_R BLOCK_N
+#define G_STRIDE_N 1
+#endif
 #define CHUNKS_N (BLOCK_N / VEC)
 #define CHUNKS_D ((D_PAD + VEC - 1) / VEC)
 #define CHUNKS_DV ((DV_PAD + VEC - 1) / VEC)
@@ -457,5 +470,18 @@ static floatv bias_lanes(__global const bias_t *bias, long stride, int first, in
     float lane[VEC];
     for (int e = 0; e < VEC; e++)
         lane[e] = first + e < limit ? LOAD_BIAS(bias, (first + e) * stride) : 0.0f;
+    return VLOAD(0, lane);
+}
+
+/* The bias of VEC rows (query heads row_h, query rows row_i) of batch b against key j, in
+   vector lanes; 0 for rows that are not live and for keys j >= seq_k. */
+static floatv bias_of_rows(__global const bias_t *bias, const clattn_view_params *view, long b,
+                           const int *row_h, const long *row_i, const int *live, int j,
+                           long seq_k)
+{
+    float lane[VEC];
+    for (int e = 0; e < VEC; e++)
+        lane[e] = live[e] && j < seq_k ? LOAD_BIAS(bias + view_row(view, b, row_h[e], row_i[e]), j)
+                                       : 0.0f;
     return VLOAD(0, lane);
 }

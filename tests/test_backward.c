@@ -67,8 +67,8 @@ static const char *const feature_names[N_FEATURES] = {
    a CPU device plans the same tiling (4 rows per work-item) for the forward and both backward
    kernels; GQA cases still give a kv head up to 60 query rows, several tiles. Head dims are
    D = Dv = 32 except in the head-dim cases, which add the buckets 16, 128, 256 (D != Dv
-   inside a bucket) and 32/16; the determinism test adds shapes with 32 rows per
-   work-item. */
+   inside a bucket) and 32/16; the determinism and many-rows tests add shapes with 32 rows
+   per work-item (rows in vector lanes). */
 static const test_case table[] = {
     /* plain */
     {"plain MHA", .group = F_PLAIN, SHAPE(1, 2, 2, 31, 47, 32, 32)},
@@ -406,6 +406,35 @@ static void expect_identical_bits(tc_run *r)
         free(first[i]);
 }
 
+/* Runs each case (seeds seed0, seed0 + 1, ...; f32) forward, then backward (three times on
+   fresh canary, with identical bits, when `bits`), and checks the gradients against the
+   reference. */
+static void check_cases(const test_case *cases, size_t count, uint64_t seed0, int bits)
+{
+    test_ctx();
+    for (size_t n = 0; n < count; n++) {
+        test_case c = case_of(&cases[n], seed0 + n, CLATTN_F32);
+        char label[512];
+        tc_describe(&c, label, sizeof label);
+        tc_run r;
+        tc_build(&r, &c);
+        tc_upload(&r);
+        TEST_CHECK_STATUS(tc_forward(&r, 0, NULL, NULL), label);
+        if (bits) {
+            expect_identical_bits(&r);
+        } else {
+            TEST_CHECK_STATUS(tc_backward(&r, 0, NULL, NULL), label);
+            cr_assert_eq(clFinish(test_queue()), CL_SUCCESS);
+        }
+        tc_grad_result g;
+        tc_check_backward(&r, label, &g);
+        cr_log_info("%s:%s dq %.2e, dk %.2e, dv %.2e", c.name,
+                    bits ? " bit-identical over 3 calls;" : "", g.dq.worst, g.dk.worst,
+                    g.dv.worst);
+        tc_free(&r);
+    }
+}
+
 Test(backward, repeated_calls_give_identical_bits, .timeout = 300)
 {
     /* Several key and query blocks (S = 300), GQA and MQA (dk, dv reduced over a group),
@@ -420,22 +449,31 @@ Test(backward, repeated_calls_give_identical_bits, .timeout = 300)
          SHAPE(2, 4, 2, 300, 129, 32, 32), .seqlens_q = SEQ(300, 211),
          .seqlens_k = SEQ(77, 129), .grad_dtype = CLATTN_F16},
     };
-    test_ctx();
-    for (size_t n = 0; n < sizeof cases / sizeof cases[0]; n++) {
-        test_case c = case_of(&cases[n], 1000 + n, CLATTN_F32);
-        char label[512];
-        tc_describe(&c, label, sizeof label);
-        tc_run r;
-        tc_build(&r, &c);
-        tc_upload(&r);
-        TEST_CHECK_STATUS(tc_forward(&r, 0, NULL, NULL), label);
-        expect_identical_bits(&r);
-        tc_grad_result g;
-        tc_check_backward(&r, label, &g);
-        cr_log_info("%s: bit-identical over 3 calls; dq %.2e, dk %.2e, dv %.2e", c.name,
-                    g.dq.worst, g.dk.worst, g.dv.worst);
-        tc_free(&r);
-    }
+    check_cases(cases, sizeof cases / sizeof cases[0], 1000, 1);
+}
+
+Test(backward, many_rows_per_work_item, .timeout = 300)
+{
+    /* A few hundred rows per kv head: a CPU device plans 32 rows per work-item for these, so
+       that its backward holds the rows in vector lanes (tiles.cl SCORES_IN_ROW_LANES), which
+       the table's shapes (4 rows) never do. Each feature that reads per row or per key: a
+       full bias gathered over the rows of a GQA group, softcap, windows and causal masks on
+       both aligns, dropout, seqlens, head dims off the buckets. */
+    const test_case cases[] = {
+        {"GQA 4:2 S=150 causal TL, softcap 5, full bias", .group = F_GQA,
+         SHAPE(1, 4, 2, 150, 150, 32, 32), .causal = 1, TL, .softcap = 5.0f,
+         .bias = TC_BIAS_FULL},
+        {"MHA Sq=160 Sk=140 D 40 Dv 24, window (30,7), dropout 0.1", .group = F_WINDOW,
+         SHAPE(1, 2, 2, 160, 140, 40, 24), .window = WIN(30, 7), .dropout_p = 0.1f},
+        {"GQA 4:2 S=150 window (0,0) TL: diagonal only (dS exactly 0)", .group = F_WINDOW,
+         SHAPE(1, 4, 2, 150, 150, 32, 32), TL, .window = WIN(0, 0)},
+        {"MQA 6:1 Sq=50 Sk=200 seqlens, keys bias, causal", .group = F_SEQLENS,
+         SHAPE(2, 6, 1, 50, 200, 32, 32), .causal = 1, .seqlens_q = SEQ(50, 31),
+         .seqlens_k = SEQ(200, 97), .bias = TC_BIAS_KEYS,
+         .poison = TC_POISON_ROWS | TC_POISON_KEYS,
+         .want = TC_WANT_ZERO_DQ | TC_WANT_ZERO_DKV},
+    };
+    check_cases(cases, sizeof cases / sizeof cases[0], 2000, 0);
 }
 
 /* ---- events and wait lists ---------------------------------------------------------------- */
