@@ -27,23 +27,31 @@
  */
 
 /* delta[e] = dout_i . out_i in f32 for the rows i = first + e, e < rows <= DELTA_ROWS, of the
-   slices os (out) and dos (dout), and 0 for e >= rows: the same bits in both kernels. Each is summed in the order of
-   d, as tile_scores sums dout . v, so that a query that sees a single key (out is its v) gets
-   ds exactly 0. The rows' sums run side by side: dkdv takes the deltas of every query of every
-   tile, where one chain of dependent fmas at a time cost a quarter of its time on AVX-512. */
+   slices os (out) and dos (dout), and 0 for e >= rows: the same bits in both kernels. Each is
+   summed in the order of d, as tile_scores sums dout . v, so that a query that sees a single
+   key (out is its v) gets ds exactly 0. A whole block of rows runs its sums side by side, with
+   no checks: dkdv takes the deltas of every query of every tile, where one chain of dependent
+   fmas at a time cost a quarter of its time on AVX-512. */
 #define DELTA_ROWS 4
+#define DELTA_TERM(e, d)                                                                         \
+    fma(LOAD_OUT(slice_row_out(dos, first + (e)), d), LOAD_OUT(slice_row_out(os, first + (e)), d), \
+        delta[e])
 static void row_deltas(slice_out os, slice_out dos, long first, int rows, int dim,
                        float delta[DELTA_ROWS])
 {
     #pragma unroll
     for (int e = 0; e < DELTA_ROWS; e++)
         delta[e] = 0.0f;
-    for (int d = 0; d < dim; d++)
-        #pragma unroll
-        for (int e = 0; e < DELTA_ROWS; e++)
-            if (e < rows)
-                delta[e] = fma(LOAD_OUT(slice_row_out(dos, first + e), d),
-                               LOAD_OUT(slice_row_out(os, first + e), d), delta[e]);
+    if (rows == DELTA_ROWS) {
+        for (int d = 0; d < dim; d++)
+            #pragma unroll
+            for (int e = 0; e < DELTA_ROWS; e++)
+                delta[e] = DELTA_TERM(e, d);
+    } else {
+        for (int e = 0; e < rows; e++)
+            for (int d = 0; d < dim; d++)
+                delta[e] = DELTA_TERM(e, d);
+    }
 }
 
 /* The gradient weights of VEC (query, key) pairs, from the dot products (q_scale q).k,

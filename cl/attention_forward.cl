@@ -127,9 +127,10 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
 
     /* Private state of this work-item's rows; q is held times q_scale (launch.h), at
        PRIVATE_AT, and a tile's weights p at G_STRIDE_* (tiles.cl: transposed and key by key
-       with SCORES_IN_ROW_LANES, so that VEC consecutive rows fill a vector). Per row: the running maximum m, the running sum l of the
-       weights (in units of 2^WEIGHT_SHIFT, compensated by lc), and out so far, normalised by
-       l (acc, compensated by comp), so that it never exceeds the largest |v|. */
+       with SCORES_IN_ROW_LANES, so that VEC consecutive rows fill a vector). Per row: the
+       running maximum m, the running sum l of the weights (in units of 2^WEIGHT_SHIFT,
+       compensated by lc), and out so far, normalised by l (acc, compensated by comp), so that
+       it never exceeds the largest |v|. */
     float qr[ROWS * D_PAD];
     /* flat arrays, row r at r * CHUNKS_DV: the sums are indexed across rows (update_sink) */
     floatv acc[ROWS * CHUNKS_DV], comp[ROWS * CHUNKS_DV], part[ROWS * CHUNKS_DV];
@@ -145,7 +146,8 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         live[r] = rho < rho_end && i < mp.seq_q && lengths_ok;
         __global const qkv_t *qrow = q + view_row(&params.q, b, h, i);
         for (int d = 0; d < D_PAD; d++)
-            qr[PRIVATE_AT(D_PAD, r, d)] = (live[r] && d < a->head_dim) ? LOAD_QKV(qrow, d) * a->q_scale : 0.0f;
+            qr[PRIVATE_AT(D_PAD, r, d)] =
+                (live[r] && d < a->head_dim) ? LOAD_QKV(qrow, d) * a->q_scale : 0.0f;
         for (int c = 0; c < CHUNKS_DV; c++)
             acc[r * CHUNKS_DV + c] = comp[r * CHUNKS_DV + c] = part[r * CHUNKS_DV + c] =
                 (floatv)(0.0f);
