@@ -21,9 +21,10 @@
  * padding rows or their dout cannot leak. Padding rows and keys get 0; a batch with a seqlens
  * entry outside [0, dim] gets NaN. K and V rows are read through their slices (common.cl).
  * The tiling is tiles.cl's. With the rows in vector lanes (SCORES_IN_ROW_LANES: CPUs), both
- * products of the scores take the columns' tiles row-major (tile_scores_lanes), the tiles the
- * updates read anyway, so nothing is staged transposed (a scattered store per element: a sixth
- * of the backward's time on AVX-512); otherwise the scores' tiles are staged transposed.
+ * products of the scores take the columns' tiles row-major (tile_scores_lanes_local), the
+ * tiles the updates read anyway, so nothing is staged transposed (a scattered store per
+ * element: a sixth of the backward's time on AVX-512); otherwise the scores' tiles are staged
+ * transposed.
  */
 
 /* delta[e] = dout_i . out_i in f32 for the rows i = first + e, e < rows <= DELTA_ROWS, of the
@@ -191,10 +192,11 @@ void attention_backward_dkdv(BACKWARD_ARGS)
 
             floatv s[ROWS * CHUNKS_N], dp[ROWS * CHUNKS_N];
             const int all_visible = tile_all_visible(i0, count, lo_max, hi_min);
+            const local_rows dotile = {dorows, DV_PAD}, qtile = {qrows, D_PAD};
             float pw[ROWS * BLOCK_N], ds[ROWS * BLOCK_N];
 #if SCORES_IN_ROW_LANES
-            tile_scores_lanes(kr, qrows, D_PAD, head_dim, s);
-            tile_scores_lanes(vr, dorows, DV_PAD, head_dim_v, dp);
+            tile_scores_lanes_local(kr, qtile, i0, count, head_dim, s);
+            tile_scores_lanes_local(vr, dotile, i0, count, head_dim_v, dp);
             for (int n = 0; n < BLOCK_N; n++) { /* query i0 + n; keys w * VEC .. in the lanes */
                 __global const bias_t *bias_row = bias_h + (i0 + n) * params.bias.seq_stride;
                 for (int w = 0; w < ROW_VECS; w++) {
@@ -237,7 +239,6 @@ void attention_backward_dkdv(BACKWARD_ARGS)
                 }
             }
 #endif
-            const local_rows dotile = {dorows, DV_PAD}, qtile = {qrows, D_PAD};
             tile_update_local(dv_sums, CHUNKS_DV, chunks_of(head_dim_v), pw, G_STRIDE_R,
                               G_STRIDE_N, dotile, head_dim_v, i0, count, lo, hi, all_visible);
             tile_update_local(dk_sums, CHUNKS_D, chunks_of(head_dim), ds, G_STRIDE_R, G_STRIDE_N,
@@ -342,10 +343,12 @@ void attention_backward_dq(BACKWARD_ARGS)
 
         floatv s[ROWS * CHUNKS_N], dp[ROWS * CHUNKS_N];
         const int all_visible = tile_all_visible(j0, count, lo_max, hi_min);
+        const local_rows ktile = {krows, D_PAD};
         float ds[ROWS * BLOCK_N];
 #if SCORES_IN_ROW_LANES
-        tile_scores_lanes(qr, krows, D_PAD, head_dim, s);
-        tile_scores_lanes(dor, vrows, DV_PAD, head_dim_v, dp);
+        const local_rows vtile = {vrows, DV_PAD};
+        tile_scores_lanes_local(qr, ktile, j0, count, head_dim, s);
+        tile_scores_lanes_local(dor, vtile, j0, count, head_dim_v, dp);
         for (int n = 0; n < BLOCK_N; n++) /* key j0 + n; rows w * VEC .. in the lanes */
             for (int w = 0; w < ROW_VECS; w++) {
                 const int *h_w = row_h + w * VEC, *live_w = live + w * VEC;
@@ -385,7 +388,6 @@ void attention_backward_dq(BACKWARD_ARGS)
             }
         }
 #endif
-        const local_rows ktile = {krows, D_PAD};
         tile_update_local(dq_sums, CHUNKS_D, chunks_of(head_dim), ds, G_STRIDE_R, G_STRIDE_N,
                           ktile, head_dim, j0, count, lo, hi, all_visible);
     }

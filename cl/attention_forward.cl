@@ -102,8 +102,11 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
                        __global const int *seqlens_q, __global const int *seqlens_k,
                        const clattn_forward_params params)
 {
+#if !SCORES_FROM_ROWS && !KEYS_FROM_GLOBAL
+    __local float kt[D_PAD * BLOCK_N];
+#endif
 #if !SCORES_FROM_ROWS
-    __local float kt[D_PAD * BLOCK_N], vt[BLOCK_N * DV_PAD];
+    __local float vt[BLOCK_N * DV_PAD];
 #endif
     const clattn_attention_params *a = &params.attn;
     const int group = a->group, flags = a->flags;
@@ -178,9 +181,9 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         const int j0 = (int)first, count = min(BLOCK_N, keys_hi - j0 + 1);
 #if !SCORES_FROM_ROWS /* decode reads K and V from global memory */
         barrier(CLK_LOCAL_MEM_FENCE);
-#if SCORES_IN_ROW_LANES
+#if SCORES_IN_ROW_LANES && !KEYS_FROM_GLOBAL
         stage_rows_qkv(kt, D_PAD, ks, a->head_dim, j0, count, 1.0f, lid);
-#else
+#elif !SCORES_IN_ROW_LANES
         stage_transposed_qkv(kt, ks, a->head_dim, j0, count, 1.0f, lid);
 #endif
         stage_rows_qkv(vt, DV_PAD, vs, a->head_dim_v, j0, count, 1.0f, lid);
@@ -198,7 +201,12 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         floatv s[ROWS * CHUNKS_N];
         float p[ROWS * BLOCK_N];
 #if SCORES_IN_ROW_LANES
-        tile_scores_lanes(qr, kt, D_PAD, a->head_dim, s);
+#if KEYS_FROM_GLOBAL
+        tile_scores_lanes_qkv(qr, ks, j0, count, a->head_dim, s);
+#else
+        const local_rows ktile = {kt, D_PAD};
+        tile_scores_lanes_local(qr, ktile, j0, count, a->head_dim, s);
+#endif
         for (int w = 0; w < ROW_VECS; w++) { /* rows w * VEC .. in the lanes */
             const intv row_lo = VLOAD(w, lo), row_hi = VLOAD(w, hi);
             const floatv m_old = VLOAD(w, m);

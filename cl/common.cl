@@ -52,6 +52,12 @@ static ushort float_to_bf16(float x)
 #define GRAD_TYPE F32
 #endif
 
+/* 1 when q, k and v are stored as f32 (QKV_IS_F32), for choices made at compile time */
+#define STORED_AS_F32_F32 1
+#define STORED_AS_F32_F16 0
+#define STORED_AS_F32_BF16 0
+#define QKV_IS_F32 CLATTN_CAT(STORED_AS_F32_, QKV_TYPE)
+
 typedef CLATTN_CAT(STORAGE_, QKV_TYPE) qkv_t;
 typedef CLATTN_CAT(STORAGE_, OUT_TYPE) out_t;
 typedef CLATTN_CAT(STORAGE_, BIAS_TYPE) bias_t;

@@ -5,9 +5,10 @@
  * tiles of BLOCK_N columns. A "row" is a query row (forward, backward dq) or a key row
  * (backward dk, dv); a "column" is then a key or a query. This file stages tiles and runs the
  * two products every kernel has:
- *   scores  s[r][n] = sum_d rows[r][d] * tile[d][n]       (tile staged transposed; for the
- *           forward's CPU tilings staged row-major, tile_scores_lanes; for its decode, read
- *           from global memory, tile_scores_from_rows)
+ *   scores  s[r][n] = sum_d rows[r][d] * tile[d][n]       (tile staged transposed; for CPU
+ *           tilings staged row-major or, the forward's f32 keys, read from global memory,
+ *           tile_scores_lanes_*; for the forward's decode, from global memory,
+ *           tile_scores_from_rows)
  *   update  acc[r][:] += sum_n g[r][n] * tile[n][:]        (tile staged row-major; for the
  *           forward's decode, read from global memory)
  * The update skips columns a row does not see, so that whatever they hold cannot leak in.
@@ -46,14 +47,22 @@
 /* Rows ahead of the one in use that those reads prefetch (PREFETCH_GLOBAL, common.cl). */
 #define PREFETCH_ROWS 8
 /* With ROWS a multiple of VEC (CPUs: many rows per work-item), the forward holds its rows
-   transposed and takes the scores with the rows in vector lanes (tile_scores_lanes): K is
-   staged row-major and broadcast, so there is no transposed tile, and the online softmax runs
-   lane-wise over rows, without horizontal maxima or sums. */
+   transposed and takes the scores with the rows in vector lanes (tile_scores_lanes_*): K is
+   staged row-major (or read from global memory, KEYS_FROM_GLOBAL) and broadcast, so there is
+   no transposed tile, and the online softmax runs lane-wise over rows, without horizontal
+   maxima or sums. The backward does the same with both of its scores' products. */
 #define SCORES_IN_ROW_LANES (ROWS % VEC == 0 && !SCORES_FROM_ROWS)
+/* With the rows in lanes and f32 keys, the forward reads K straight from global memory
+   (tile_scores_lanes_qkv): a staged copy holds the same floats, and staging K and V took about
+   a tenth of the forward on AVX-512, mostly their loads (perf). Measured there, B=1 H=16
+   S=1024 D=64 f32, three alternated runs: 19.0-19.7 ms against 19.6-20.4 staged (causal
+   10.2-10.4 against 11.0-11.1); D=128 within noise. 16-bit keys are staged, converted once per
+   tile. */
+#define KEYS_FROM_GLOBAL (SCORES_IN_ROW_LANES && QKV_IS_F32)
 #define ROW_VECS (ROWS / VEC)
 /* Where a work-item's private rows keep row r's element d (pitch: the row length), and where
    a tile's weights g[r][n] (scores turned into the update's factors) sit: with the rows in
-   lanes, transposed and key by key, as tile_scores_lanes reads and writes them; otherwise row
+   lanes, transposed and key by key, as tile_scores_lanes_* reads and writes them; otherwise row
    by row, as tile_scores does. */
 #if SCORES_IN_ROW_LANES
 #define PRIVATE_AT(pitch, r, d) ((d) * ROWS + (r))
@@ -146,7 +155,7 @@ DEFINE_STAGING(out, out_t, LOAD_OUT, VLOAD_OUT)
    so their blocks are one row whatever this says.
      tile_scores:       ROW_BLOCK rows x CHUNKS_N score vectors;
      tile_update_*:     UPDATE_ROWS rows x UPDATE_CHUNKS output vectors;
-     tile_scores_lanes: LANE_BLOCK row vectors x KEY_BLOCK keys. */
+     tile_scores_lanes_*: LANE_BLOCK row vectors x KEY_BLOCK keys. */
 #define BLOCK_ACCUMULATORS (VEC >= 16 ? 16 : 8)
 #if ROWS % 4 == 0 && 4 * CHUNKS_N <= BLOCK_ACCUMULATORS
 #define ROW_BLOCK 4
@@ -251,42 +260,6 @@ static void tile_scores_from_rows(const float *rows, int pitch, slice_qkv x, int
         for (int r = 0; r < ROWS; r++)
             s[r * CHUNKS_N + c] = VLOAD(0, lane[r]);
     }
-}
-
-/* s[n * ROW_VECS + v] = sum_{d < dim} tile[n][d] * rows_t[d][v * VEC ..] for the BLOCK_N
-   columns n of a row-major tile (pitch `tile_pitch`) and this work-item's ROWS rows held
-   transposed (rows_t[d * ROWS + r]): the rows run in vector lanes, the tile's elements are
-   broadcast. */
-static void tile_scores_lanes(const float *rows_t, __local const float *tile, int tile_pitch,
-                              int dim, floatv *s)
-{
-    for (int n0 = 0; n0 < BLOCK_N; n0 += KEY_BLOCK)
-        for (int v0 = 0; v0 < ROW_VECS; v0 += LANE_BLOCK) {
-            floatv a[KEY_BLOCK][LANE_BLOCK];
-            #pragma unroll
-            for (int n = 0; n < KEY_BLOCK; n++)
-                #pragma unroll
-                for (int v = 0; v < LANE_BLOCK; v++)
-                    a[n][v] = (floatv)(0.0f);
-            for (int d = 0; d < dim; d++) {
-                floatv x[LANE_BLOCK];
-                #pragma unroll
-                for (int v = 0; v < LANE_BLOCK; v++)
-                    x[v] = VLOAD(d * ROW_VECS + v0 + v, rows_t);
-                #pragma unroll
-                for (int n = 0; n < KEY_BLOCK && n0 + n < BLOCK_N; n++) {
-                    const floatv t = (floatv)(tile[(n0 + n) * tile_pitch + d]);
-                    #pragma unroll
-                    for (int v = 0; v < LANE_BLOCK; v++)
-                        a[n][v] = fma(t, x[v], a[n][v]);
-                }
-            }
-            #pragma unroll
-            for (int n = 0; n < KEY_BLOCK && n0 + n < BLOCK_N; n++)
-                #pragma unroll
-                for (int v = 0; v < LANE_BLOCK; v++)
-                    s[(n0 + n) * ROW_VECS + v0 + v] = a[n][v];
-        }
 }
 
 /* A tile staged in local memory: its row n (column first + n of the update) at
@@ -455,6 +428,45 @@ DEFINE_UPDATE(local, local_rows, LOCAL_ROW, LOCAL_ROW_VECTOR, LOCAL_NO_PREFETCH,
 DEFINE_UPDATE(local_output, local_rows, LOCAL_ROW, LOCAL_ROW_VECTOR, LOCAL_NO_PREFETCH,
               sink_output)
 DEFINE_UPDATE(qkv_output, slice_qkv, SLICE_ROW, row_vector_qkv, PREFETCH_QKV_ROW, sink_output)
+
+/* The scores with the rows in vector lanes: s[n * ROW_VECS + v] = sum_{d < dim} key[n][d] *
+   rows_t[d][v * VEC ..] for the BLOCK_N keys n of a tile and this work-item's ROWS rows held
+   transposed (rows_t[d * ROWS + r]); each key element is broadcast. KEY_ROW(tile, first,
+   count, n) is key n's row and ELEMENT(row, d) its element d: tile_scores_lanes_local reads a
+   row-major tile staged in local memory (zeros past count), tile_scores_lanes_qkv the keys
+   first .. first+count-1 of a slice in global memory (keys past count repeat the last one:
+   their scores are masked). */
+#define DEFINE_SCORES_LANES(suffix, tile_t, KEY_ROW, ELEMENT)                                    \
+    static void tile_scores_lanes_##suffix(const float *rows_t, tile_t tile, int first,          \
+                                           int count, int dim, floatv *s)                        \
+    {                                                                                            \
+        for (int n0 = 0; n0 < BLOCK_N; n0 += KEY_BLOCK)                                          \
+            for (int v0 = 0; v0 < ROW_VECS; v0 += LANE_BLOCK) {                                  \
+                floatv a[KEY_BLOCK][LANE_BLOCK];                                                 \
+                _Pragma("unroll") for (int n = 0; n < KEY_BLOCK; n++)                            \
+                    _Pragma("unroll") for (int v = 0; v < LANE_BLOCK; v++)                       \
+                        a[n][v] = (floatv)(0.0f);                                                \
+                for (int d = 0; d < dim; d++) {                                                  \
+                    floatv x[LANE_BLOCK];                                                        \
+                    _Pragma("unroll") for (int v = 0; v < LANE_BLOCK; v++)                       \
+                        x[v] = VLOAD(d * ROW_VECS + v0 + v, rows_t);                             \
+                    _Pragma("unroll") for (int n = 0; n < KEY_BLOCK && n0 + n < BLOCK_N; n++) {  \
+                        const floatv t =                                                         \
+                            (floatv)(ELEMENT(KEY_ROW(tile, first, count, n0 + n), d));           \
+                        _Pragma("unroll") for (int v = 0; v < LANE_BLOCK; v++)                   \
+                            a[n][v] = fma(t, x[v], a[n][v]);                                     \
+                    }                                                                            \
+                }                                                                                \
+                _Pragma("unroll") for (int n = 0; n < KEY_BLOCK && n0 + n < BLOCK_N; n++)        \
+                    _Pragma("unroll") for (int v = 0; v < LANE_BLOCK; v++)                       \
+                        s[(n0 + n) * ROW_VECS + v0 + v] = a[n][v];                               \
+            }                                                                                    \
+    }
+#define LOCAL_KEY_ROW(tile, first, count, n) LOCAL_ROW(tile, first, n)
+#define LOCAL_ELEMENT(row, d) ((row)[d])
+#define SLICE_KEY_ROW(slice, first, count, n) SLICE_ROW(slice, first, min((n), (count) - 1))
+DEFINE_SCORES_LANES(local, local_rows, LOCAL_KEY_ROW, LOCAL_ELEMENT)
+DEFINE_SCORES_LANES(qkv, slice_qkv, SLICE_KEY_ROW, LOAD_QKV)
 
 /* 1 when every column first .. first+BLOCK_N-1 is visible to every live row of this
    work-item: lo_max and hi_min are the largest lo and smallest hi over its live rows. */
