@@ -9,6 +9,10 @@
  *                [--no-peers] [--openblas-threading heads|blas]
  *   clattn-bench --tune [--budget SECONDS] [--tune-file FILE] [--tune-progress FILE]
  *                [--device SEL] [shape flags] [--algo auto|fused|split_kv] [--warmup N] [--iters N]
+ *   clattn-bench --list-devices | --version | --help
+ *
+ * Exit status: 0 success, 1 a failure, 2 a usage error, 130 --tune interrupted (clattn-bench.1
+ * documents every option for users).
  *
  * Without shape flags it runs a preset list; with any of them, one shape (unset sizes default
  * to B=1, H=16, S=1024, D=64; hkv = hq, sk = sq, dv = d). Every configuration (ours and each
@@ -70,6 +74,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "devices.h"
 #include "measure.h"
 #include "peak.h"
 #include "report.h"
@@ -125,6 +130,7 @@ static void usage(FILE *f)
                "       clattn-bench --tune [--budget SECONDS] [--tune-file FILE]\n"
                "                    [--tune-progress FILE] [--device SEL] [shape flags]\n"
                "                    [--algo auto|fused|split_kv] [--warmup N] [--iters N]\n"
+               "       clattn-bench --list-devices | --version | --help\n"
                "Without shape flags, runs a preset list. Every row and peer gets --warmup untimed\n"
                "calls (default 3, at least 1) first, then --iters timed ones (default 30) spread\n"
                "over --rounds turns through the list (default 10, at most --iters).\n"
@@ -139,7 +145,11 @@ static void usage(FILE *f)
                "given), checks each against a reference, and writes the best per shape to the\n"
                "user tuning file (default $CLATTN_TUNING_DB, else tuning.txt in the kernel cache\n"
                "directory). Finished candidates go to --tune-progress (default FILE.progress):\n"
-               "run the same command again to resume.\n");
+               "run the same command again to resume.\n"
+               "--version prints the bench's and the library's versions; --list-devices lists\n"
+               "the OpenCL devices with what clattn's probe sees and the --device value that\n"
+               "picks each. Exit status: 0 success, 1 a failure (no device, a failed call or\n"
+               "check, an output file not written), 2 a usage error, 130 --tune interrupted.\n");
 }
 
 static int parse_count(const char *flag, const char *text, int64_t *out)
@@ -307,6 +317,13 @@ static int parse_args(int argc, char **argv, options *o)
             usage(stdout);
             exit(0);
         }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("clattn-bench %s (library %s)\n", CLATTN_BENCH_VERSION,
+                   clattn_version_string());
+            exit(0);
+        }
+        if (strcmp(argv[i], "--list-devices") == 0)
+            exit(print_devices());
         if (!parse_flag(argc, argv, &i, o)) {
             usage(stderr);
             return 0;
@@ -318,6 +335,9 @@ static int parse_args(int argc, char **argv, options *o)
     if (o->tune && (o->csv || o->json || o->peak || o->passes || o->rounds))
         return fprintf(stderr, "clattn-bench: --tune does not take --csv, --json, --peak, "
                                "--pass or --rounds (it tunes the forward)\n"), 0;
+    if (o->tune && o->algo == CLATTN_ALGO_UNFUSED)
+        return fprintf(stderr, "clattn-bench: --tune tunes the fused kernel's tiling; "
+                               "--algo unfused has none\n"), 0;
     o->rounds = o->rounds ? o->rounds : 10;
     o->rounds = o->rounds < o->iters ? o->rounds : o->iters;
     return 1;
@@ -806,7 +826,7 @@ int main(int argc, char **argv)
     if (o.tune)
         return run_tune(&o);
     if (!open_outputs(&o, &out))
-        return 2;
+        return 1;
     clattn_context *ctx = NULL;
     clattn_status st = clattn_context_create(o.device, &ctx);
     if (st != CLATTN_SUCCESS)

@@ -603,9 +603,6 @@ int tune_run(const tune_options *o, const shape *shapes, size_t n)
 {
     session ss;
     size_t written = 0;
-    if (o->algo == CLATTN_ALGO_UNFUSED)
-        return fprintf(stderr, "clattn-bench: --tune tunes the fused kernel's tiling; "
-                               "--algo unfused has none\n"), 1;
     shape_run *runs = calloc(n ? n : 1, sizeof *runs);
     int ok = runs && session_open(&ss, o);
     if (ok) {
@@ -625,7 +622,9 @@ int tune_run(const tune_options *o, const shape *shapes, size_t n)
         if (interrupted)
             printf("interrupted: run the same command again to resume.\n");
         if (ok && written)
-            printf("%zu entr%s written to %s (other entries kept)\n", written,
+            printf("%zu entr%s written to %s (other entries kept)\n"
+                   "to share them: attach that file, comment lines included, to an issue "
+                   "(docs/tuning.md, \"Sending results back\")\n", written,
                    written == 1 ? "y" : "ies", ss.tune_path);
         else if (ok)
             printf("no entry written; %s unchanged\n", ss.tune_path);

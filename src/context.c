@@ -14,14 +14,7 @@
 #include "status.h"
 #include "tools.h"
 
-/* One device as the selector sees it. */
-typedef struct device_entry {
-    cl_uint        platform_index, device_index;
-    cl_platform_id platform;
-    cl_device_id   device;
-    cl_device_type type;
-    char           description[800]; /* "platform vendor / platform name / device name" */
-} device_entry;
+typedef clattn_listed_device device_entry;
 
 typedef struct device_list {
     device_entry *items;
@@ -244,6 +237,23 @@ CLATTN_API clattn_status clattn_context_create(const char *device, clattn_contex
     }
     free(list.items);
     return s;
+}
+
+clattn_status clattn_list_devices(clattn_listed_device **items, size_t *count,
+                                  size_t *default_index)
+{
+    const char *selector = getenv("CLATTN_DEVICE");
+    device_list list;
+    clattn_status s = list_devices(&list);
+    if (s != CLATTN_SUCCESS) {
+        free(list.items);
+        return s;
+    }
+    const device_entry *e = select_device(&list, selector ? selector : "");
+    *items = list.items;
+    *count = list.count;
+    *default_index = e ? (size_t)(e - list.items) : list.count;
+    return clattn_succeed();
 }
 
 CLATTN_API clattn_status clattn_context_create_from_queue(cl_command_queue queue,

@@ -1,6 +1,7 @@
 /* What clattn's own tools (clattn-bench --tune) use beyond the public API, so that they ask the
    planner instead of re-deriving its rules: the candidate tilings of a call, a context that
-   runs a given tiling, the plan of a call as a struct, and the tuning-file entry of a call.
+   runs a given tiling, the plan of a call as a struct, the tuning-file entry of a call, and the
+   devices as the context's selector sees them.
    Not installed and not exported from the shared library: the tools link the library's
    objects (the clattn_internal static library of src/meson.build). */
 #ifndef CLATTN_TOOLS_H
@@ -37,5 +38,20 @@ void clattn_context_force_tiling(clattn_context *ctx, const clattn_tiling *tilin
 
 /* "platform name|device name|driver version" of ctx's device, as tuning entries name it. */
 void clattn_context_device_key(const clattn_context *ctx, char *buf, size_t size);
+
+/* One OpenCL device as clattn_context_create's selector sees it: "P:D" selects it. */
+typedef struct clattn_listed_device {
+    cl_uint        platform_index, device_index;
+    cl_platform_id platform;
+    cl_device_id   device;
+    cl_device_type type;
+    char           description[800]; /* "platform vendor / platform name / device name" */
+} clattn_listed_device;
+
+/* Every device of every platform, in selector order, into *items (free() it) and *count;
+   *default_index is the one that a NULL selector picks ($CLATTN_DEVICE included), or *count
+   when that picks none. */
+clattn_status clattn_list_devices(clattn_listed_device **items, size_t *count,
+                                  size_t *default_index);
 
 #endif

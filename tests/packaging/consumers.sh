@@ -2,7 +2,7 @@
 # meson install into a temporary DESTDIR, then build examples/three_tokens.c against that install
 # twice, as users outside the tree do: with CMake's find_package(clattn) (tests/packaging/
 # CMakeLists.txt) and with pkg-config. Both programs must run and print the f64 reference's
-# values. Also checks that clattn-bench is installed when it is built.
+# values. Also checks that clattn-bench and its man page are installed when it is built.
 # Usage: consumers.sh BUILD_DIR SOURCE_DIR PREFIX LIBDIR VERSION BENCH(0|1)
 # Exit 77 (skipped) without cmake, or without an OpenCL device to run on.
 set -euo pipefail
@@ -19,7 +19,9 @@ do
     [ -f "$root/$f" ] || { echo "not installed: $prefix/$f"; exit 1; }
 done
 if [ "$bench" = 1 ]; then
-    [ -x "$root/bin/clattn-bench" ] || { echo "clattn-bench not installed"; exit 1; }
+    for f in bin/clattn-bench share/man/man1/clattn-bench.1; do
+        [ -f "$root/$f" ] || { echo "not installed: $prefix/$f"; exit 1; }
+    done
 fi
 
 # Token i of three_tokens.c, in f64: causal softmax of q.k/sqrt(2), then out and lse.
