@@ -9,6 +9,7 @@
 #include "check.h"
 #include "context.h"
 #include "diskcache.h"
+#include "embedded.h"
 #include "fault.h"
 #include "log.h"
 #include "status.h"
@@ -55,14 +56,6 @@ static int text_append(text *t, const char *data, size_t length)
     return 0;
 }
 
-static const clattn_embedded_kernel *embedded(const char *name)
-{
-    for (const clattn_embedded_kernel *k = clattn_embedded_kernels; k->name; k++)
-        if (strcmp(k->name, name) == 0)
-            return k;
-    return NULL;
-}
-
 /* Append file `name` from $CLATTN_KERNEL_DIR, else from the embedded copy. */
 static clattn_status append_source(text *source, const char *name)
 {
@@ -82,7 +75,7 @@ static clattn_status append_source(text *source, const char *name)
         if (err)
             return clattn_fail(CLATTN_ERROR_OUT_OF_RESOURCES, "no host memory for kernel source");
     } else {
-        const clattn_embedded_kernel *k = embedded(name);
+        const clattn_embedded_file *k = clattn_embedded_find(clattn_embedded_kernels, name);
         if (!k)
             return clattn_fail(CLATTN_ERROR_BUILD_FAILED, "no embedded kernel file %s", name);
         if (text_append(source, k->text, k->length))

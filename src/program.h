@@ -6,15 +6,6 @@
 
 #include "clattn.h"
 
-/* A .cl file embedded at build time (tools/embed_kernels.py); the table ends with name NULL. */
-typedef struct clattn_embedded_kernel {
-    const char *name;
-    const char *text;
-    size_t      length;
-} clattn_embedded_kernel;
-
-extern const clattn_embedded_kernel clattn_embedded_kernels[];
-
 struct clattn_program_check; /* check.h */
 
 /* The kernel `kernel_name` of the program made of the .cl files `files` (concatenated in order,

@@ -1,4 +1,5 @@
-/* Tuning database: parse, look up, and load the built-in table and the user file (tunedb.h). */
+/* Tuning database: parse, look up, and load the built-in table (builtin_tuning.txt) and the user
+   file (tunedb.h). */
 #include "tunedb.h"
 
 #include <stdio.h>
@@ -6,18 +7,9 @@
 #include <string.h>
 
 #include "diskcache.h"
+#include "embedded.h"
 #include "fault.h"
 #include "log.h"
-
-/* Entries measured on the machines named in their device keys (by hand with clattn-bench:
-   see the CPU rule in plan.c for the figures). */
-static const char builtin_table[] =
-    CLATTN_TUNEDB_HEADER "\n"
-    "# PoCL 3.1 on 2 cores of an AVX-512 EPYC (CI machines): B=1 H=16 S=1024\n"
-    "Portable Computing Language|pthread-skylake-avx512-Intel(R) Xeon(R) Processor|3.1+debian\t"
-    "forward\tf32\t64\t64\t0\tprefill\t64\t1\t64\t16\n"
-    "Portable Computing Language|pthread-skylake-avx512-Intel(R) Xeon(R) Processor|3.1+debian\t"
-    "forward\tf32\t64\t64\t1\tprefill\t64\t1\t64\t16\n";
 
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 
@@ -338,7 +330,8 @@ void clattn_tunedb_load(clattn_tunedb *db)
     db->entries = NULL;
     db->count = 0;
     db->index = NULL;
-    clattn_tunedb_add_text(db, builtin_table, sizeof builtin_table - 1, "(built-in)");
+    const clattn_embedded_file *builtin = &clattn_embedded_tuning[0];
+    clattn_tunedb_add_text(db, builtin->text, builtin->length, "(built-in)");
     char path[4200];
     if (!clattn_tunedb_user_path(path, sizeof path))
         return;

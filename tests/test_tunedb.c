@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "embedded.h"
 #include "tunedb.h"
 
 #define PLATFORM "Some Platform"
@@ -86,6 +87,17 @@ Test(tunedb, text_needs_the_header_and_counts_bad_lines)
              good_line, KEY "\tforward\tf32\t64\t64\t0\tprefill\t8\t1\t32\t16");
     cr_expect_eq(clattn_tunedb_add_text(&db, text, strlen(text), "test"), 1);
     cr_expect_eq(db.count, 2);
+    clattn_tunedb_free(&db);
+}
+
+Test(tunedb, the_built_in_table_loads_whole)
+{
+    const clattn_embedded_file *builtin = &clattn_embedded_tuning[0];
+    cr_assert_str_eq(builtin->name, "builtin_tuning.txt");
+    clattn_tunedb db = {0};
+    cr_expect_eq(clattn_tunedb_add_text(&db, builtin->text, builtin->length, "test"), 0,
+                 "builtin_tuning.txt has malformed lines or no header");
+    cr_expect_gt(db.count, 0);
     clattn_tunedb_free(&db);
 }
 
