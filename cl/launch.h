@@ -48,15 +48,17 @@ typedef struct clattn_view_params {
 } clattn_view_params;
 CLATTN_CHECK_SIZE(clattn_view_params, 32);
 
-/* Dropout (semantics.h): Philox key words, the low word of the offset, and the threshold that
-   the first output word must reach for a key to be kept; kept weights are scaled by
-   keep_scale = 1 / (1 - p), which is 0 when dropout is off. */
+/* Dropout (semantics.h): Philox key words, the low word of the offset, the threshold that
+   the first output word must reach for a key to be kept, and the low words of q_start and
+   k_start (the counters are positions); kept weights are scaled by keep_scale = 1 / (1 - p),
+   which is 0 when dropout is off. */
 typedef struct clattn_dropout_params {
     clattn_u32 seed_lo, seed_hi, offset_lo, threshold;
+    clattn_u32 q_start_lo, k_start_lo;
     clattn_f32 keep_scale;
     clattn_i32 pad_;
 } clattn_dropout_params;
-CLATTN_CHECK_SIZE(clattn_dropout_params, 24);
+CLATTN_CHECK_SIZE(clattn_dropout_params, 32);
 
 /* What every attention kernel (forward, backward, unfused) knows of the call: dims, mask,
    score and dropout. seq_q and seq_k are the dims; seqlens may shorten them per batch. The
@@ -66,7 +68,8 @@ CLATTN_CHECK_SIZE(clattn_dropout_params, 24);
    (src/params.c), so that neither q scale nor q.k overflows where the score fits
    (docs/semantics.md "Scores"). */
 typedef struct clattn_attention_params {
-    clattn_i64 window_left, window_right;  /* -1: unbounded; capped at seq_q + seq_k */
+    clattn_i64 window_left, window_right;  /* -1: unbounded; capped (src/params.c) */
+    clattn_i64 start_shift;                /* q_start - k_start: the mask compares positions */
     clattn_dropout_params dropout;
     clattn_i32 seq_q, seq_k, head_dim, head_dim_v;
     clattn_i32 heads_q, group;             /* query heads; query heads per kv head */
@@ -74,7 +77,7 @@ typedef struct clattn_attention_params {
     clattn_f32 q_scale, score_scale;       /* their product is the score's scale */
     clattn_f32 softcap;                    /* 0: off */
 } clattn_attention_params;
-CLATTN_CHECK_SIZE(clattn_attention_params, 80);
+CLATTN_CHECK_SIZE(clattn_attention_params, 96);
 
 /* attention_forward (cl/attention_forward.cl). With split-KV the kernel writes the partials of
    key range s at out + s * out_split and lse + s * lse_split. */
@@ -84,7 +87,7 @@ typedef struct clattn_forward_params {
     clattn_attention_params attn;
     clattn_i32 splits, keys_per_split;           /* 1 and seq_k: one range */
 } clattn_forward_params;
-CLATTN_CHECK_SIZE(clattn_forward_params, 296);
+CLATTN_CHECK_SIZE(clattn_forward_params, 312);
 
 /* attention_backward_dkdv and attention_backward_dq (cl/attention_backward.cl). */
 typedef struct clattn_backward_params {
@@ -93,7 +96,7 @@ typedef struct clattn_backward_params {
     clattn_f32 grad_mult;                        /* the score scale: dq and dk are times it */
     clattn_i32 pad_;
 } clattn_backward_params;
-CLATTN_CHECK_SIZE(clattn_backward_params, 408);
+CLATTN_CHECK_SIZE(clattn_backward_params, 424);
 
 /* merge_partials (cl/merge.cl): part p of `parts` at p * part_stride elements from the first,
    of `part_lse` at p * lse_part_stride; the running state's lse from element state_lse_at. */
@@ -117,7 +120,7 @@ typedef struct clattn_pack_params {
     clattn_f32 mult;
     clattn_i32 pad_;
 } clattn_pack_params;
-CLATTN_CHECK_SIZE(clattn_pack_params, 160);
+CLATTN_CHECK_SIZE(clattn_pack_params, 176);
 
 /* unfused_softmax, unfused_softmax_rows, unfused_store, unfused_repair (cl/unfused.cl): one
    chunk of the unfused forward, the query heads h0.. and rows r0 .. r0+rows-1 of batch
@@ -131,7 +134,7 @@ typedef struct clattn_chunk_params {
     clattn_i32 h0, r0, rows, k0, keys;
     clattn_i32 pad_;
 } clattn_chunk_params;
-CLATTN_CHECK_SIZE(clattn_chunk_params, 272);
+CLATTN_CHECK_SIZE(clattn_chunk_params, 288);
 
 /* loop_probe (cl/probe.cl): the iterations of its one loop. */
 typedef struct clattn_loop_probe_params {

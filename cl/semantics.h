@@ -12,7 +12,8 @@
 /* ---- the mask ------------------------------------------------------------------------------ */
 
 /* The mask of one batch. With seq_q, seq_k its valid lengths and off = seq_k - seq_q
-   (bottom-right alignment) or 0 (top-left): key j is visible to query row i iff i < seq_q,
+   (bottom-right alignment) or 0 (top-left), plus q_start - k_start (positions: key j is at
+   k_start + j, row i at q_start + i): key j is visible to query row i iff i < seq_q,
    j < seq_k, causal => j <= i + off, window_left >= 0 => j >= i + off - window_left,
    window_right >= 0 => j <= i + off + window_right. For rows i < seq_q the visible keys form
    the interval [clattn_visible_lo(i), clattn_visible_hi(i)], both ends non-decreasing in i. */
@@ -41,7 +42,7 @@ CLATTN_SHARED void clattn_mask_init(clattn_mask *m, const clattn_attention_param
 {
     m->seq_q = seq_q;
     m->seq_k = seq_k;
-    m->off = (a->flags & ATTENTION_BOTTOM_RIGHT) ? seq_k - seq_q : 0;
+    m->off = ((a->flags & ATTENTION_BOTTOM_RIGHT) ? seq_k - seq_q : 0) + a->start_shift;
     m->window_left = a->window_left;
     m->window_right = a->window_right;
     m->causal = (a->flags & ATTENTION_CAUSAL) != 0;
@@ -113,13 +114,15 @@ CLATTN_SHARED clattn_u32 clattn_philox4x32_10_x0(clattn_u32 c0, clattn_u32 c1, c
 }
 
 /* 1 when key j of query row i of head bh = b * heads_q + h is kept: Philox's first word for
-   key (seed_lo, seed_hi) and counter (j, i, bh, offset_lo), each counter word the low 32 bits
-   of its value, reaches the threshold ceil(p * 2^32) that the host computed. */
+   key (seed_lo, seed_hi) and counter (k_start + j, q_start + i, bh, offset_lo), each counter
+   word the low 32 bits of its value, reaches the threshold ceil(p * 2^32) that the host
+   computed. */
 CLATTN_SHARED int clattn_dropout_kept(const clattn_dropout_params *d, clattn_i64 bh,
                                       clattn_i64 i, clattn_i64 j)
 {
-    return clattn_philox4x32_10_x0((clattn_u32)j, (clattn_u32)i, (clattn_u32)bh, d->offset_lo,
-                                   d->seed_lo, d->seed_hi) >= d->threshold;
+    return clattn_philox4x32_10_x0((clattn_u32)j + d->k_start_lo, (clattn_u32)i + d->q_start_lo,
+                                   (clattn_u32)bh, d->offset_lo, d->seed_lo,
+                                   d->seed_hi) >= d->threshold;
 }
 
 #endif

@@ -182,19 +182,23 @@ typedef struct clattn_attention_desc {
     clattn_algo algo;
     cl_mem  workspace;          /* NULL, or caller scratch of workspace_size bytes */
     size_t  workspace_size;
+    int64_t q_start;            /* position of query row 0 in the whole sequence, 0..2^40 */
+    int64_t k_start;            /* position of key 0 in the whole sequence, 0..2^40 */
 } clattn_attention_desc;
 
 /* Set every field to its default: scale 0, not causal, BOTTOM_RIGHT, windows -1, no softcap,
-   bias or seqlens, no dropout, AUTO, no workspace; struct_size = sizeof. */
+   bias or seqlens, no dropout, AUTO, no workspace, positions from 0; struct_size = sizeof. */
 CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
 
 /* out = softmax(mask(q k^T * scale)) v for every batch b and query head h, where query head h
    reads key/value head h / (Hq / Hkv).
    Shapes: q [B,Hq,Sq,D], k [B,Hkv,Sk,D], v [B,Hkv,Sk,Dv], out [B,Hq,Sq,Dv],
    lse NULL or f32 [B,Hq,Sq,1] (natural log of the softmax denominator).
-   Visibility of key j to query i, off = Sk - Sq (BOTTOM_RIGHT) or 0 (TOP_LEFT):
-   j < Sk; causal: j <= i + off; window_left >= 0: j >= i + off - window_left;
-   window_right >= 0: j <= i + off + window_right.
+   Visibility of key j to query i, off = Sk - Sq (BOTTOM_RIGHT) or 0 (TOP_LEFT), positions
+   qp = q_start + i and kp = k_start + j: j < Sk; causal: kp <= qp + off; window_left >= 0:
+   kp >= qp + off - window_left; window_right >= 0: kp <= qp + off + window_right.
+   q_start and k_start place q and k in a longer sequence (a shard of it, a chunk of a
+   prefill): with TOP_LEFT, a call over shards gets the mask of the whole sequence.
    Score: s = (q . k) * scale; softcap > 0: s = softcap * tanh(s / softcap); then s += bias
    (any dtype, [B|1, Hq|1, Sq|1, Sk], dims of 1 broadcast; -INFINITY hides a key).
    seqlens_q / seqlens_k (int32[B] on the device) give each batch's valid lengths Sq_b, Sk_b,
@@ -204,7 +208,8 @@ CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
    lse = -INFINITY. NaN in an input row gives NaN in that output row. q, k, v share one dtype
    (f32, f16 or bf16); out may be any dtype (stored round-to-nearest-even); arithmetic is f32.
    dropout_p > 0: each weight is kept (scaled by 1/(1-p)) or dropped as clattn_dropout_keep
-   decides; lse is before dropout.
+   decides for positions qp and kp, so shards drop what the whole sequence would; lse is
+   before dropout.
    Numbers (docs/semantics.md "The numeric promise"): with finite inputs, out and lse are
    finite and agree with the f64 definition within f32 rounding, on every algorithm, whenever
    every visible score, every q[d] k[d] min(1, |scale|), and every |v| (times 1/(1-p) with
@@ -233,8 +238,11 @@ CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
     cl_uint num_wait, const cl_event *wait_list, cl_event *event);
 
 /* dq, dk, dv of a loss L given dout = dL/dout, from the forward's out and lse (natural log,
-   as the forward wrote it; required) and the same desc (scale, masks, softcap, bias, seqlens,
-   dropout seed and offset) as the forward call. Shapes: out and dout [B,Hq,Sq,Dv] sharing one
+   as the forward wrote it; required) and the same desc (scale, masks, positions, softcap,
+   bias, seqlens, dropout seed and offset) as the forward call. Given the out and lse of the
+   whole sequence (merged over its key shards), a call over one query shard and one key shard
+   (q_start, k_start) gives that pair's share of dq, dk and dv: summed over the pairs they are
+   the whole sequence's gradients (ring attention). Shapes: out and dout [B,Hq,Sq,Dv] sharing one
    dtype (any); lse f32 [B,Hq,Sq,1]; dq like q, dk like k, dv like v, the three sharing one dtype
    (any); arithmetic is f32. For GQA/MQA dk and dv sum over the query heads of each group. The
    bias is a constant input (no gradient). Every element of dq, dk and dv is written: 0 for
@@ -263,10 +271,11 @@ CLATTN_API clattn_status clattn_attention_merge(clattn_context *ctx, size_t n,
     const clattn_tensor *out, const clattn_tensor *lse,
     cl_uint num_wait, const cl_event *wait_list, cl_event *event);
 
-/* The dropout decision of the kernels, computed on the host: 1 if key j of query i (batch b,
-   query head h of num_q_heads) is kept. Philox4x32-10, key = (low, high 32 bits of seed),
-   counter = (j, i, b*num_q_heads + h, low 32 bits of offset); kept iff the first output word
-   >= ceil(p * 2^32). */
+/* The dropout decision of the kernels, computed on the host: 1 if the key at position j is
+   kept for the query at position i (q_start + row and k_start + key; row and key with the
+   default positions), batch b, query head h of num_q_heads. Philox4x32-10, key = (low, high
+   32 bits of seed), counter = low 32 bits of (j, i, b*num_q_heads + h, offset); kept iff the
+   first output word >= ceil(p * 2^32). */
 CLATTN_API int clattn_dropout_keep(uint64_t seed, uint64_t offset, int64_t b, int64_t h,
     int64_t num_q_heads, int64_t i, int64_t j, float p);
 

@@ -16,6 +16,8 @@ clattn_dropout_params clattn_dropout_params_of(const clattn_attention_desc *d)
     dp.seed_hi = (clattn_u32)(d->dropout_seed >> 32);
     dp.offset_lo = (clattn_u32)d->dropout_offset;
     dp.threshold = (clattn_u32)clattn_dropout_threshold(d->dropout_p);
+    dp.q_start_lo = (clattn_u32)d->q_start;
+    dp.k_start_lo = (clattn_u32)d->k_start;
     dp.keep_scale = d->dropout_p > 0.0f ? (clattn_f32)(1.0 / (1.0 - d->dropout_p)) : 0.0f;
     return dp;
 }
@@ -27,6 +29,6 @@ CLATTN_API int clattn_dropout_keep(uint64_t seed, uint64_t offset, int64_t b, in
     if (threshold > UINT32_MAX)   /* p >= 1: nothing is kept */
         return 0;
     const clattn_dropout_params dp = {(clattn_u32)seed, (clattn_u32)(seed >> 32),
-                                      (clattn_u32)offset, (clattn_u32)threshold, 0.0f, 0};
+                                      (clattn_u32)offset, (clattn_u32)threshold, 0, 0, 0.0f, 0};
     return clattn_dropout_kept(&dp, b * num_q_heads + h, i, j);
 }

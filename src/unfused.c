@@ -54,7 +54,7 @@ typedef struct unfused_plan {
     int64_t batch, heads_q, heads_kv, group, seq_q, seq_k, dim, dim_v;
     int     causal;
     int64_t window_left, window_right;  /* attn's: capped; -1: unbounded */
-    int64_t off_min, off_max;           /* alignment offset over every possible batch */
+    int64_t off_min, off_max;           /* the mask's offset over every possible batch */
     int     copy_q, copy_k, copy_v;     /* 1: packed into f32 scratch for the GEMMs */
     int64_t heads;                      /* query heads per chunk */
     int64_t rows;                       /* query rows per chunk */
@@ -161,6 +161,8 @@ static void plan_problem(const clattn_forward_args *a, unfused_plan *p)
         p->off_min = (d->seqlens_k ? 0 : p->seq_k) - p->seq_q;
         p->off_max = p->seq_k - (d->seqlens_q ? 0 : p->seq_q);
     }
+    p->off_min += p->attn.start_shift;   /* positions shift every batch's offset alike */
+    p->off_max += p->attn.start_shift;
     /* q goes to the GEMM times q_scale (src/params.c): in place only when that is 1 */
     p->copy_q = !gemm_ready(q, p->dim) || p->attn.q_scale != 1.0f;
     p->copy_k = !gemm_ready(k, p->dim);

@@ -7,6 +7,8 @@
 #include "status.h"
 
 #define INVALID CLATTN_ERROR_INVALID_ARGUMENT
+/* desc->q_start and k_start: far beyond any sequence, far from int64 overflow in the masks */
+#define CLATTN_MAX_POSITION ((int64_t)1 << 40)
 
 size_t clattn_dtype_size(clattn_dtype dtype)
 {
@@ -41,6 +43,12 @@ clattn_status clattn_check_desc(const clattn_attention_desc *d)
         return clattn_fail(INVALID, "desc->dropout_p=%g is outside [0, 1)", d->dropout_p);
     if ((unsigned)d->algo > CLATTN_ALGO_UNFUSED)
         return clattn_fail(INVALID, "desc->algo=%d is not a clattn_algo", (int)d->algo);
+    if (d->q_start < 0 || d->q_start > CLATTN_MAX_POSITION)
+        return clattn_fail(INVALID, "desc->q_start=%lld is outside [0, 2^40]",
+                           (long long)d->q_start);
+    if (d->k_start < 0 || d->k_start > CLATTN_MAX_POSITION)
+        return clattn_fail(INVALID, "desc->k_start=%lld is outside [0, 2^40]",
+                           (long long)d->k_start);
     return CLATTN_SUCCESS;
 }
 

@@ -742,6 +742,8 @@ static ref_params ref_params_of(const clattn_attention_desc *d)
     p.dropout_p = d->dropout_p;
     p.dropout_seed = d->dropout_seed;
     p.dropout_offset = d->dropout_offset;
+    p.q_start = d->q_start;
+    p.k_start = d->k_start;
     return p;
 }
 
@@ -1012,6 +1014,8 @@ void tc_desc(const test_case *c, clattn_attention_desc *d)
     d->dropout_p = c->dropout_p;
     d->dropout_seed = c->dropout_seed;
     d->dropout_offset = c->dropout_offset;
+    d->q_start = c->q_start;
+    d->k_start = c->k_start;
     d->algo = c->algo;
 }
 
@@ -1077,6 +1081,9 @@ static void describe_desc(const test_case *c, char *buf, size_t size)
     if (c->dropout_p != 0.0f)   /* seed and offset matter only then */
         cat(buf, size, " dropout=%g (seed %#llx, offset %#llx)", (double)c->dropout_p,
             (unsigned long long)c->dropout_seed, (unsigned long long)c->dropout_offset);
+    if (c->q_start || c->k_start)
+        cat(buf, size, " q_start=%lld k_start=%lld", (long long)c->q_start,
+            (long long)c->k_start);
     if (c->algo)
         cat(buf, size, " algo=%s", test_algo_name(c->algo));
     if (c->no_lse)

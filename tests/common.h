@@ -414,6 +414,7 @@ typedef struct test_case {
     const int32_t *seqlens_k;
     float dropout_p;
     uint64_t dropout_seed, dropout_offset;
+    int64_t q_start, k_start;           /* positions */
     clattn_algo algo;
     int no_lse;                         /* the forward gets lse == NULL */
 

@@ -18,10 +18,11 @@ TestSuite(launch, .fini = test_ctx_release);
    add up to the struct's. */
 #define VIEW(v, X) X(v.offset, 8) X(v.batch_stride, 8) X(v.head_stride, 8) X(v.seq_stride, 8)
 #define DROPOUT(d, X) \
-    X(d.seed_lo, 4) X(d.seed_hi, 4) X(d.offset_lo, 4) X(d.threshold, 4) X(d.keep_scale, 4) \
-    X(d.pad_, 4)
+    X(d.seed_lo, 4) X(d.seed_hi, 4) X(d.offset_lo, 4) X(d.threshold, 4) X(d.q_start_lo, 4) \
+    X(d.k_start_lo, 4) X(d.keep_scale, 4) X(d.pad_, 4)
 #define ATTENTION(a, X)                                                                      \
-    X(a.window_left, 8) X(a.window_right, 8) DROPOUT(a.dropout, X) X(a.seq_q, 4)             \
+    X(a.window_left, 8) X(a.window_right, 8) X(a.start_shift, 8) DROPOUT(a.dropout, X)      \
+    X(a.seq_q, 4)                                                                            \
     X(a.seq_k, 4) X(a.head_dim, 4) X(a.head_dim_v, 4) X(a.heads_q, 4) X(a.group, 4)          \
     X(a.flags, 4) X(a.q_scale, 4) X(a.score_scale, 4) X(a.softcap, 4)
 #define FORWARD(X)                                                                           \

@@ -5,7 +5,9 @@
    -INFINITY gets out 0 and lse -INFINITY, NaN in a part reaches the output.
 
    Then the use it exists for: forward over three disjoint key ranges (views with offsets into
-   the same k and v buffers), merged, equals one forward over all keys. And bad input: every
+   the same k and v buffers, k_start their first key), merged, equals one forward over all keys,
+   causal masks and dropout included; and the backward over the same ranges, given the merged
+   out and lse, sums to the whole backward (ring attention's two halves). And bad input: every
    rejected call names its argument and writes nothing. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -372,21 +374,30 @@ static void split_build(tc_run *r, const test_case *table_case)
     tc_upload(r);
 }
 
+/* The arguments of r's calls over keys [start, start + len): k, v (and the bias) narrowed to
+   them, k_start moved to the first. *bias holds the bias view. */
+static void args_over_keys(tc_args *a, const tc_run *r, int64_t start, int64_t len,
+                           clattn_tensor *bias)
+{
+    tc_args_init(a, r);
+    a->desc.k_start += start;
+    a->k = key_range(&r->k.view, 2, start, len);
+    a->v = key_range(&r->v.view, 2, start, len);
+    if (r->bias.host) {
+        *bias = key_range(&r->bias.view, 3, start, len);
+        a->desc.bias = bias;
+    }
+}
+
 /* r's forward over keys [start, start + len) into out, lse. */
 static void forward_over_keys(tc_run *r, int64_t start, int64_t len, const test_tensor *out,
                               const test_tensor *lse, cl_event *ev)
 {
     tc_args a;
-    tc_args_init(&a, r);
-    a.k = key_range(&r->k.view, 2, start, len);
-    a.v = key_range(&r->v.view, 2, start, len);
+    clattn_tensor bias;
+    args_over_keys(&a, r, start, len, &bias);
     a.out = out->view;
     a.lse = lse->view;
-    clattn_tensor bias;
-    if (r->bias.host) {
-        bias = key_range(&r->bias.view, 3, start, len);
-        a.desc.bias = &bias;
-    }
     clattn_status st = tc_call_forward(&a, ev);
     test_skip_if_refused(st);
     cr_assert_eq(st, CLATTN_SUCCESS, "%s: forward over keys [%ld, %ld): %s: %s", r->c.name,
@@ -491,6 +502,13 @@ Test(merge, forward_over_three_key_ranges_equals_one_forward)
          .merge.split = {40, 80}},
         {"f32 bias, a middle range of -inf for rows 3..9", TC_SHAPE(2, 2, 1, 25, 90, 32, 32),
          .bias = TC_BIAS_FULL, .merge.split = {30, 60}},
+        /* the last 40 rows of a 100-token causal sequence: the first range is wholly visible,
+           the last ends past the diagonal */
+        {"f32 causal TL q_start 60, GQA, dropout, split 30/70", TC_SHAPE(1, 4, 2, 40, 100, 32,
+         16), .causal = 1, TC_TL, .q_start = 60, .dropout_p = 0.2f, .merge.split = {30, 70}},
+        {"f32 window (20, 5) TL q_start 50, dropout, split 45/75",
+         TC_SHAPE(2, 2, 1, 30, 90, 16, 16), .window = TC_WIN(20, 5), TC_TL, .q_start = 50,
+         .dropout_p = 0.3f, .merge.split = {45, 75}},
     };
     worst vs_ref, vs_full;
     worst_init(&vs_ref);
@@ -511,6 +529,87 @@ Test(merge, forward_over_three_key_ranges_equals_one_forward)
               "merged vs reference: out %g, lse %g", vs_ref.out.worst, vs_ref.lse.worst);
     cr_assert(vs_full.out.worst <= TOL_MERGE_FORWARD && vs_full.lse.worst <= TOL_F32_LSE,
               "merged vs one forward: out %g, lse %g", vs_full.out.worst, vs_full.lse.worst);
+}
+
+/* r's backward over keys [start, start + len) from r's out and lse: dk and dv into their
+   slices of r's dk and dv, dq into dq_part. */
+static void backward_over_keys(tc_run *r, int64_t start, int64_t len,
+                               const test_tensor *dq_part)
+{
+    tc_args a;
+    clattn_tensor bias;
+    args_over_keys(&a, r, start, len, &bias);
+    a.dk = key_range(&r->dk.view, 2, start, len);
+    a.dv = key_range(&r->dv.view, 2, start, len);
+    a.dq = dq_part->view;
+    clattn_status st = tc_call_backward(&a, NULL);
+    test_skip_if_refused(st);
+    cr_assert_eq(st, CLATTN_SUCCESS, "%s: backward over keys [%ld, %ld): %s: %s", r->c.name,
+                 (long)start, (long)(start + len), clattn_status_string(st),
+                 clattn_last_error());
+}
+
+/* Forward over three key ranges and merge, then the backward over the same ranges: r's dk
+   and dv get each range's slice, r's dq the sum of the ranges' dq (on the host). */
+static void backward_in_three(tc_run *r)
+{
+    const test_case *c = &r->c;
+    test_tensor part_lse1, dq_part;
+    forward_in_three_and_merge(r, &part_lse1);
+    tt_free(&part_lse1);
+    const int64_t start[4] = {0, c->merge.split[0], c->merge.split[1], c->Sk};
+    const int64_t qd[4] = {c->B, c->Hq, c->Sq, c->D};
+    tt_init(&dq_part, CLATTN_F32, qd, &LAYOUT_BHSD);
+    tt_upload(&dq_part, CL_MEM_READ_WRITE);
+    double *sum = calloc((size_t)(c->B * c->Hq * c->Sq * c->D), sizeof *sum);
+    cr_assert_not_null(sum);
+    for (int p = 0; p < 3; p++) {
+        backward_over_keys(r, start[p], start[p + 1] - start[p], &dq_part);
+        tt_download(&dq_part);
+        size_t n = 0;
+        for (int64_t b = 0; b < c->B; b++)
+            for (int64_t h = 0; h < c->Hq; h++)
+                for (int64_t i = 0; i < c->Sq; i++)
+                    for (int64_t d = 0; d < c->D; d++)
+                        sum[n++] += tt_get(&dq_part, b, h, i, d);
+    }
+    size_t n = 0;
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t h = 0; h < c->Hq; h++)
+            for (int64_t i = 0; i < c->Sq; i++)
+                for (int64_t d = 0; d < c->D; d++)
+                    tt_set(&r->dq, b, h, i, d, sum[n++]);
+    tt_push(&r->dq);
+    free(sum);
+    tt_free(&dq_part);
+}
+
+Test(merge, backward_over_three_key_ranges_sums_to_the_whole)
+{
+    const test_case configs[] = {
+        {"f32 causal TL q_start 60, GQA, dropout, split 30/70", TC_SHAPE(1, 4, 2, 40, 100, 32,
+         16), .causal = 1, TC_TL, .q_start = 60, .dropout_p = 0.2f, .merge.split = {30, 70}},
+        {"f32 window (20, 5) TL q_start 50, bias, split 45/75",
+         TC_SHAPE(2, 2, 1, 30, 90, 16, 16), .window = TC_WIN(20, 5), TC_TL, .q_start = 50,
+         .bias = TC_BIAS_FULL, .merge.split = {45, 75}},
+    };
+    test_ctx();
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        test_case c = configs[i];
+        c.backward = 1;
+        char label[512];
+        tc_run r;
+        split_build(&r, &c);
+        tc_describe(&r.c, label, sizeof label);
+        backward_in_three(&r);
+        tc_grad_result g;
+        tc_check_backward(&r, label, &g);
+        char a[200], b[200], d[200];
+        cr_log_info("%s: dq %s, dk %s, dv %s (tolerance %g)", label,
+                    cmp_describe(&g.dq, a, sizeof a), cmp_describe(&g.dk, b, sizeof b),
+                    cmp_describe(&g.dv, d, sizeof d), g.tol);
+        tc_free(&r);
+    }
 }
 
 /* ---- bad input --------------------------------------------------------------------------- */

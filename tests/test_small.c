@@ -2,8 +2,9 @@
  * Small forward shapes that cover every branch of the fused and split-KV kernels: several query
  * blocks and key tiles, partial last tiles, causal with both alignments and Sq < Sk and Sq > Sk
  * (empty rows), windows, GQA/MQA, D != Dv, odd head dims, strided views with offsets, f16 and
- * bf16 storage, softcap, a broadcast bias with -inf entries, seqlens, dropout; and two backward
- * cases (f16 everywhere with bias and dropout; f32 with a window, softcap and seqlens). Small
+ * bf16 storage, softcap, a broadcast bias with -inf entries, seqlens, dropout, positions
+ * (q_start, k_start); and three backward cases (f16 everywhere with bias and dropout; f32 with a
+ * window, softcap and seqlens; f32 with positions, a window and dropout). Small
  * enough to run under oclgrind (tests/oclgrind.sh), which checks every memory access and looks
  * for races; on PoCL it is a fast smoke test of the same cases.
  */
@@ -49,6 +50,15 @@ static const test_case cases[] = {
     {"causal TL dropout", SHAPE(2, 2, 2, 19, 23, 8, 8), .causal = 1, TL, .dropout_p = 0.25f},
     {"SPLIT_KV seqlens dropout", SHAPE(1, 4, 2, 2, 600, 8, 8), .algo = CLATTN_ALGO_SPLIT_KV,
      .seqlens_q = SEQ(2), .seqlens_k = SEQ(595), .dropout_p = 0.5f},
+    /* a shard of a longer sequence: rows past the keys, rows before them (empty), a window
+       that ends inside the shard, dropout counters at positions over 2^32 */
+    {"positions causal TL dropout", SHAPE(1, 2, 1, 24, 20, 8, 8), .causal = 1, TL,
+     .q_start = 50, .k_start = 40, .dropout_p = 0.25f},
+    {"positions FUSED window, q before k", SHAPE(1, 2, 2, 30, 17, 8, 8), .window = WIN(5, 2),
+     .algo = CLATTN_ALGO_FUSED, .q_start = 10, .k_start = 25},
+    {"positions SPLIT_KV causal dropout past 2^32", SHAPE(1, 4, 1, 2, 600, 8, 8), .causal = 1,
+     TL, .algo = CLATTN_ALGO_SPLIT_KV, .q_start = (1ll << 32) + 300,
+     .k_start = (1ll << 32) - 7, .dropout_p = 0.5f},
 };
 
 TestSuite(small, .fini = test_ctx_release);
@@ -118,6 +128,8 @@ static const test_case bwd_cases[] = {
     {"f32 causal TL, window, softcap, seqlens", SHAPE(2, 2, 1, 9, 5, 8, 5), .causal = 1, TL,
      .window = WIN(2, -1), .softcap = 3.0f, .seqlens_q = SEQ(7, 8), .seqlens_k = SEQ(2, 3),
      BWD_LAYOUTS},
+    {"f32 positions, causal TL, window, dropout", SHAPE(1, 2, 1, 9, 11, 8, 8), .causal = 1,
+     TL, .window = WIN(6, -1), .q_start = 13, .k_start = 8, .dropout_p = 0.25f, BWD_LAYOUTS},
 };
 
 static void run_bwd_case(const test_case *table_case, size_t index, cmp_result *worst)

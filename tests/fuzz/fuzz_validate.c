@@ -147,6 +147,8 @@ static void io_case(fz_io *io, fz_case *c)
     io_u8(io, &d->seqlens_k);
     io_u8(io, &d->workspace);
     io_u64(io, &d->workspace_size);
+    io_i64(io, &d->q_start);
+    io_i64(io, &d->k_start);
     io_u32(io, &c->num_wait);
     io_u8(io, &c->wait_null);
     io_u8(io, &c->nparts);
@@ -504,6 +506,10 @@ static void model_desc(verdict *vd, const clattn_attention_desc *d)
         breaks(vd, 0, "desc->dropout_p");
     if ((int)d->algo < 0 || (int)d->algo > 3)
         breaks(vd, 0, "desc->algo");
+    if (d->q_start < 0 || d->q_start > ((int64_t)1 << 40))
+        breaks(vd, 0, "desc->q_start");
+    if (d->k_start < 0 || d->k_start > ((int64_t)1 << 40))
+        breaks(vd, 0, "desc->k_start");
 }
 
 static int64_t dim(const clattn_view *v, int i) { return v->t->dims[i]; }
@@ -818,6 +824,8 @@ void fz_run(const uint8_t *data, size_t size, fz_result *r)
     desc.algo = (clattn_algo)fd->algo;
     desc.workspace = desc_handle_of(&w, fd->workspace);
     desc.workspace_size = (size_t)fd->workspace_size;
+    desc.q_start = fd->q_start;
+    desc.k_start = fd->k_start;
     const clattn_attention_desc *dp = fd->absent ? NULL : &desc;
     static const cl_event events[4]; /* never read: only its being NULL matters */
     const cl_event *wait_list = c.wait_null ? NULL : events;

@@ -241,6 +241,16 @@ static void forward_seeds(void)
     c = blank(FZ_DESC);
     c.desc.window_right = INT64_MIN;
     add("desc_window_right", &c, INVALID, "desc->window_right=");
+    c = fwd();
+    c.desc.q_start = -1;
+    add("desc_q_start_negative", &c, INVALID, "desc->q_start=-1");
+    c = blank(FZ_DESC);
+    c.desc.k_start = ((int64_t)1 << 40) + 1;
+    add("desc_k_start_huge", &c, INVALID, "desc->k_start=1099511627777");
+    c = fwd();
+    c.desc.q_start = (int64_t)1 << 40;
+    c.desc.k_start = 12345;
+    add("desc_positions_valid", &c, OK, "");
     c = blank(FZ_DESC);
     c.desc.softcap = -1.0f;
     add("desc_softcap_negative", &c, INVALID, "desc->softcap=-1");

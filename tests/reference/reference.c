@@ -39,6 +39,8 @@ void ref_params_init(ref_params *p)
     p->dropout_p = 0.0;
     p->dropout_seed = 0;
     p->dropout_offset = 0;
+    p->q_start = 0;
+    p->k_start = 0;
 }
 
 int64_t ref_seq_q(const ref_params *p, int64_t b, int64_t sq)
@@ -56,11 +58,12 @@ int ref_key_visible(const ref_params *p, int64_t sq_b, int64_t sk_b, int64_t i, 
     int64_t off = p->align == CLATTN_ALIGN_TOP_LEFT ? 0 : sk_b - sq_b;
     if (i < 0 || i >= sq_b || j < 0 || j >= sk_b)
         return 0;
-    if (p->causal && j > i + off)
+    const int64_t query = p->q_start + i + off, key = p->k_start + j;
+    if (p->causal && key > query)
         return 0;
-    if (p->window_left >= 0 && j < i + off - p->window_left)
+    if (p->window_left >= 0 && key < query - p->window_left)
         return 0;
-    if (p->window_right >= 0 && j > i + off + p->window_right)
+    if (p->window_right >= 0 && key > query + p->window_right)
         return 0;
     return 1;
 }
@@ -213,7 +216,7 @@ static void forward_row(const row_job *job, int64_t b, int64_t h, int64_t i,
         sum += w;
         if (p->dropout_p > 0.0) {
             if (!ref_dropout_keep(p->dropout_seed, p->dropout_offset, b, h, job->q->dims[1],
-                                  i, j, p->dropout_p))
+                                  p->q_start + i, p->k_start + j, p->dropout_p))
                 continue;
             w *= keep_scale;
         }
@@ -374,8 +377,8 @@ static double keep_weight(const ref_params *p, int64_t b, int64_t h, int64_t hea
 {
     if (p->dropout_p == 0.0)
         return 1.0;
-    if (!ref_dropout_keep(p->dropout_seed, p->dropout_offset, b, h, heads_q, i, j,
-                          p->dropout_p))
+    if (!ref_dropout_keep(p->dropout_seed, p->dropout_offset, b, h, heads_q, p->q_start + i,
+                          p->k_start + j, p->dropout_p))
         return 0.0;
     return 1.0 / (1.0 - p->dropout_p);
 }

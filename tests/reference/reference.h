@@ -46,10 +46,11 @@ typedef struct ref_params {
     double  dropout_p;          /* [0, 1); 0: off */
     uint64_t dropout_seed;
     uint64_t dropout_offset;
+    int64_t q_start, k_start;   /* positions of query row 0 and key 0 (masks and dropout) */
 } ref_params;
 
 /* The defaults of clattn_attention_desc_init: scale 0, not causal, BOTTOM_RIGHT, windows -1,
-   no softcap, bias, seqlens or dropout. */
+   no softcap, bias, seqlens or dropout, positions from 0. */
 void ref_params_init(ref_params *p);
 
 /* The valid lengths of batch b: seqlens entries when given, else the dims. */
@@ -57,7 +58,8 @@ int64_t ref_seq_q(const ref_params *p, int64_t b, int64_t sq);
 int64_t ref_seq_k(const ref_params *p, int64_t b, int64_t sk);
 
 /* 1 if key j is visible to query i of a batch whose valid lengths are sq_b, sk_b: i < sq_b,
-   j < sk_b, and the causal and window rules with off = sk_b - sq_b (BOTTOM_RIGHT) or 0. */
+   j < sk_b, and the causal and window rules between the positions k_start + j and
+   q_start + i + off, off = sk_b - sq_b (BOTTOM_RIGHT) or 0. */
 int ref_key_visible(const ref_params *p, int64_t sq_b, int64_t sk_b, int64_t i, int64_t j);
 
 /* Visible (i, j) pairs summed over b < batch and h < heads_q (the "pairs" of the FLOP count
