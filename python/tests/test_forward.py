@@ -37,7 +37,8 @@ CASES = [
     ("window", {}, dict(window=(-1, 0), align="top_left")),
     ("softcap", {}, dict(softcap=1.5, scale=1.0)),
     ("algo fused", {}, dict(algo="fused")),
-    ("algo split_kv", dict(batch=1, heads_q=2, heads_kv=1, rows=1, keys=600), dict(algo="split_kv")),
+    ("algo split_kv", dict(batch=1, heads_q=2, heads_kv=1, rows=1, keys=600),
+     dict(algo="split_kv")),
 ]
 
 
