@@ -28,3 +28,7 @@ def rng(request):
     return np.random.default_rng(sum(map(ord, request.node.name)))
 
 
+
+
+def pytest_report_header():
+    return f"clattn {clattn.__version__} from {clattn.__file__}"
