@@ -104,8 +104,10 @@ class Call:
             return None
         if is_pyopencl_array(lengths):
             self._check_pyopencl(name, lengths)
-            if lengths.dtype != np.int32 or lengths.offset != 0:
-                raise ValueError(f"{name}: a pyopencl array must be int32 with offset 0")
+            if lengths.dtype != np.int32:
+                raise TypeError(f"{name} must be int32 as a pyopencl array, not {lengths.dtype}")
+            if lengths.offset != 0:
+                raise ValueError(f"{name} must start its buffer (offset 0) as a pyopencl array")
             return lengths.base_data.int_ptr if lengths.base_data else None
         if not isinstance(lengths, np.ndarray) or lengths.dtype.kind not in "iu":
             raise TypeError(f"{name} must be a numpy integer array, not {type(lengths).__name__}"

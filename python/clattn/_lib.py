@@ -80,9 +80,12 @@ class Error(Exception):
     the message is clattn_last_error()'s."""
 
     def __init__(self, status, message):
-        super().__init__(f"{status}: {message}")
+        super().__init__(status, message)
         self.status = status
         self.message = message
+
+    def __str__(self):
+        return f"{self.status}: {self.message}"
 
 
 def _function(name, restype, *argtypes):

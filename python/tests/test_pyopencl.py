@@ -51,6 +51,19 @@ def test_forward_and_backward_stay_on_the_device(queue, queue_ctx, rng):
                   TOL_F32_LSE) <= TOL_F32_LSE
 
 
+def test_seqlens_on_the_device(queue, queue_ctx, rng):
+    q, k, v = random_qkv(rng)
+    seqlens_q, seqlens_k = np.array([13, 6], np.int32), np.array([9, 21], np.int32)
+    out, lse = queue_ctx.forward(*(cl_array.to_device(queue, x) for x in (q, k, v)),
+                                 seqlens_q=cl_array.to_device(queue, seqlens_q),
+                                 seqlens_k=cl_array.to_device(queue, seqlens_k))
+    reference = Reference(q, k, v, seqlens_q=seqlens_q, seqlens_k=seqlens_k)
+    error = record("pyopencl: out", relative_error(out.get(), reference.out), TOL_F32_OUT)
+    assert error <= TOL_F32_OUT
+    assert record("pyopencl: lse", lse_error(lse.get(), reference.lse),
+                  TOL_F32_LSE) <= TOL_F32_LSE
+
+
 def test_numpy_arrays_on_a_queue_context_come_back_as_numpy(queue_ctx, rng):
     q, k, v = random_qkv(rng)
     out, lse = queue_ctx.forward(q, k, v)
