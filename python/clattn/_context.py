@@ -71,8 +71,10 @@ class Context:
                  and keys
       dropout_p, seed, offset  dropout probability in [0, 1) and its Philox seed and offset
                  (which keys are dropped: clattn.dropout_keep)
+      q_start, k_start  positions of query row 0 and key 0 in a longer sequence (a shard of
+                 it): masks compare positions and dropout counts them; 0 and 0 by default
       algo       "auto", "fused", "split_kv" or "unfused"
-    Attention sinks and q_start / k_start offsets are not in this version's C desc, so not here.
+    Attention sinks are not in this version's C desc, so not here.
 
     Wrong Python types raise TypeError naming the argument; everything the C library checks
     (shapes, strides, values) raises clattn.Error with its status and message, before anything
@@ -141,7 +143,7 @@ class Context:
 
     def _desc(self, call, causal=False, scale=None, align="bottom_right", window=(-1, -1),
               softcap=0.0, bias=None, seqlens_q=None, seqlens_k=None, dropout_p=0.0, seed=0,
-              offset=0, algo="auto"):
+              offset=0, q_start=0, k_start=0, algo="auto"):
         desc = _lib.new_desc()
         desc.causal = _check_bool("causal", causal)
         if scale is not None:
@@ -158,6 +160,8 @@ class Context:
         desc.dropout_p = _check_real("dropout_p", dropout_p)
         desc.dropout_seed = _check_integer("seed", seed, _UINT64)
         desc.dropout_offset = _check_integer("offset", offset, _UINT64)
+        desc.q_start = _check_integer("q_start", q_start, _INT64)
+        desc.k_start = _check_integer("k_start", k_start, _INT64)
         desc.algo = _check_choice("algo", algo, _lib.ALGOS)
         return desc
 

@@ -72,6 +72,8 @@ class AttentionDesc(ctypes.Structure):
         ("algo", ctypes.c_int),
         ("workspace", ctypes.c_void_p),
         ("workspace_size", ctypes.c_size_t),
+        ("q_start", ctypes.c_int64),
+        ("k_start", ctypes.c_int64),
     ]
 
 

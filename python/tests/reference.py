@@ -58,17 +58,17 @@ def lse_error(got, want):
 
 
 def visible(batch, heads, rows, keys, causal=False, align="bottom_right", window=(-1, -1),
-            seqlens_q=None, seqlens_k=None):
+            seqlens_q=None, seqlens_k=None, q_start=0, k_start=0):
     """Boolean [B, H, Sq, Sk]: key j visible to query row i, as include/clattn.h defines it
-    (rows past seqlens_q see nothing)."""
+    (rows past seqlens_q see nothing; the rules compare positions q_start + i, k_start + j)."""
     mask = np.zeros((batch, heads, rows, keys), bool)
-    i = np.arange(rows)[:, None]
-    j = np.arange(keys)[None, :]
+    i = q_start + np.arange(rows)[:, None]
+    j = k_start + np.arange(keys)[None, :]
     for b in range(batch):
         valid_rows = rows if seqlens_q is None else int(seqlens_q[b])
         valid_keys = keys if seqlens_k is None else int(seqlens_k[b])
         diagonal = i + (valid_keys - valid_rows if align == "bottom_right" else 0)
-        seen = (j < valid_keys) & (i < valid_rows)
+        seen = (j < k_start + valid_keys) & (i < q_start + valid_rows)
         if causal:
             seen &= j <= diagonal
         if window[0] >= 0:
@@ -79,12 +79,14 @@ def visible(batch, heads, rows, keys, causal=False, align="bottom_right", window
     return mask
 
 
-def dropout_mask(seed, offset, p, shape):
-    """[B, H, Sq, Sk] of 1/(1-p) where clattn_dropout_keep keeps the weight, else 0."""
+def dropout_mask(seed, offset, p, shape, q_start=0, k_start=0):
+    """[B, H, Sq, Sk] of 1/(1-p) where clattn_dropout_keep keeps the weight at the positions
+    q_start + i, k_start + j, else 0."""
     keep = np.zeros(shape)
     batch, heads, rows, keys = shape
     for b, h, i, j in np.ndindex(*shape):
-        keep[b, h, i, j] = clattn.dropout_keep(seed, offset, b, h, heads, i, j, p)
+        keep[b, h, i, j] = clattn.dropout_keep(seed, offset, b, h, heads, q_start + i,
+                                               k_start + j, p)
     return keep / (1.0 - p)
 
 
@@ -94,7 +96,7 @@ class Reference:
 
     def __init__(self, q, k, v, causal=False, scale=None, align="bottom_right",
                  window=(-1, -1), softcap=0.0, bias=None, seqlens_q=None, seqlens_k=None,
-                 dropout_p=0.0, seed=0, offset=0):
+                 dropout_p=0.0, seed=0, offset=0, q_start=0, k_start=0):
         q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
         batch, heads, rows, dim = q.shape
         group = heads // k.shape[1]
@@ -108,7 +110,7 @@ class Reference:
         if bias is not None:
             s = s + np.asarray(bias, np.float64)
         seen = visible(batch, heads, rows, self.k.shape[2], causal, align, window, seqlens_q,
-                       seqlens_k)
+                       seqlens_k, q_start, k_start)
         s = np.where(seen, s, -np.inf)
         row_max = s.max(axis=-1, keepdims=True)
         empty = np.isneginf(row_max)
@@ -116,7 +118,8 @@ class Reference:
         total = weights.sum(axis=-1, keepdims=True)
         self.p = np.where(empty, 0.0, weights / np.where(empty, 1.0, total))
         self.lse = np.where(empty, -np.inf, row_max + np.log(np.where(empty, 1.0, total)))[..., 0]
-        self.drop = dropout_mask(seed, offset, dropout_p, s.shape) if dropout_p else 1.0
+        self.drop = (dropout_mask(seed, offset, dropout_p, s.shape, q_start, k_start)
+                     if dropout_p else 1.0)
         self.out = np.einsum("bhij,bhjd->bhid", self.p * self.drop, self.v)
 
     def _sum_groups(self, x):

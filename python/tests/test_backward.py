@@ -20,6 +20,8 @@ CASES = [
                       .reshape(1, 4, 13, 21))),
     ("seqlens", {}, dict(seqlens_q=np.array([13, 6]), seqlens_k=np.array([9, 21]))),
     ("dropout", {}, dict(dropout_p=0.25, seed=5, offset=3, causal=True)),
+    ("positions", {}, dict(causal=True, align="top_left", q_start=12, k_start=3,
+                           dropout_p=0.25, seed=6)),
 ]
 
 

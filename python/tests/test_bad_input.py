@@ -35,6 +35,7 @@ def test_the_c_library_refuses_bad_shapes_and_values(ctx, rng):
     expect_error("CLATTN_ERROR_BUFFER_TOO_SMALL", "seqlens_q holds 4 bytes",
                  lambda: ctx.forward(q, k, v, seqlens_q=np.array([3])), q)
     expect_error(invalid, "softcap=-1", lambda: ctx.plan(q, k, v, softcap=-1.0), q)
+    expect_error(invalid, "q_start=-3", lambda: ctx.forward(q, k, v, q_start=-3), q)
 
 
 def test_the_c_library_refuses_a_bad_backward(ctx, rng):

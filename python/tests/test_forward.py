@@ -36,6 +36,8 @@ CASES = [
     ("window", {}, dict(window=(4, -1), causal=True)),
     ("window", {}, dict(window=(-1, 0), align="top_left")),
     ("softcap", {}, dict(softcap=1.5, scale=1.0)),
+    ("positions", {}, dict(causal=True, align="top_left", q_start=15, k_start=4)),
+    ("positions", {}, dict(window=(5, 1), q_start=3, k_start=9, dropout_p=0.25, seed=8)),
     ("algo fused", {}, dict(algo="fused")),
     ("algo split_kv", dict(batch=1, heads_q=2, heads_kv=1, rows=1, keys=600),
      dict(algo="split_kv")),
