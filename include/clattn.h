@@ -51,7 +51,7 @@ extern "C" {
 #endif
 
 #define CLATTN_VERSION_MAJOR 0
-#define CLATTN_VERSION_MINOR 1
+#define CLATTN_VERSION_MINOR 2
 #define CLATTN_VERSION_PATCH 0
 
 /* ------------------------------------------------------------------------------------------ */
@@ -166,7 +166,9 @@ typedef enum clattn_algo {
 } clattn_algo;
 
 typedef struct clattn_attention_desc {
-    size_t  struct_size;        /* set by _init; the struct may grow at its end */
+    size_t  struct_size;        /* set by _init; the struct may grow at its end (a 0.1
+                                   caller's shorter struct is read with the later fields at
+                                   their defaults) */
     float   scale;              /* 0: 1/sqrt(head_dim of q) */
     int     causal;             /* 0 or 1 */
     clattn_mask_align align;
@@ -182,6 +184,7 @@ typedef struct clattn_attention_desc {
     clattn_algo algo;
     cl_mem  workspace;          /* NULL, or caller scratch of workspace_size bytes */
     size_t  workspace_size;
+    /* added in 0.2 */
     int64_t q_start;            /* position of query row 0 in the whole sequence, 0..2^40 */
     int64_t k_start;            /* position of key 0 in the whole sequence, 0..2^40 */
 } clattn_attention_desc;

@@ -16,6 +16,7 @@ static const char *const backward_files[] = {"launch.h", "semantics.h", "common.
 
 /* A validated backward call and its tiling. */
 typedef struct backward_call {
+    clattn_attention_desc desc;         /* a 0.1 caller's desc, completed (args.forward.desc) */
     clattn_backward_args args;
     clattn_problem       problem;
     clattn_tiling        tiling;
@@ -34,6 +35,7 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "ctx is NULL");
     memset(call, 0, sizeof *call);
     clattn_forward_args *f = &call->args.forward;
+    desc = clattn_desc_complete(desc, &call->desc);
     *f = clattn_forward_args_of(ctx->cl_ctx, desc, q, k, v, out, lse, CLATTN_OUT_READ, num_wait,
                                 wait_list);
     call->args.dout = clattn_view_of("dout", dout, 0);

@@ -22,6 +22,7 @@ static const char *const forward_files[] = {"launch.h", "semantics.h", "common.c
 
 /* A validated forward call and how it will run. */
 typedef struct forward_call {
+    clattn_attention_desc desc;         /* a 0.1 caller's desc, completed (args.desc) */
     clattn_forward_args args;
     clattn_problem      problem;
     clattn_plan         plan;
@@ -211,6 +212,7 @@ static clattn_status prepare(clattn_context *ctx, const clattn_attention_desc *d
     if (!ctx)
         return clattn_fail(CLATTN_ERROR_INVALID_ARGUMENT, "ctx is NULL");
     memset(call, 0, sizeof *call);
+    desc = clattn_desc_complete(desc, &call->desc);
     call->args = clattn_forward_args_of(ctx->cl_ctx, desc, q, k, v, out, lse,
                                         with_outputs ? CLATTN_OUT_WRITTEN : CLATTN_OUT_ABSENT,
                                         num_wait, wait_list);
@@ -419,10 +421,12 @@ clattn_status clattn_forward_with_tiling(clattn_context *ctx, const clattn_atten
     forward_call call;
     clattn_status s = prepare(ctx, desc, q, k, v, out, lse, 1, 0, NULL,
                               desc->algo == CLATTN_ALGO_UNFUSED ? NULL : tiling, &call);
+    if (s != CLATTN_SUCCESS)
+        return s;
     /* scratch of its own: the context's may be in use by commands on the other queue */
-    clattn_attention_desc own = *desc;
+    clattn_attention_desc own = *call.args.desc;
     cl_int err = CL_SUCCESS;
-    if (s == CLATTN_SUCCESS && call.workspace_bytes) {
+    if (call.workspace_bytes) {
         own.workspace = clattn_create_buffer(ctx->cl_ctx, CL_MEM_READ_WRITE, call.workspace_bytes,
                                              NULL, &err);
         own.workspace_size = call.workspace_bytes;

@@ -2,7 +2,9 @@
 #include "validate.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "status.h"
 
@@ -20,13 +22,25 @@ size_t clattn_dtype_size(clattn_dtype dtype)
     return 0;
 }
 
+const clattn_attention_desc *clattn_desc_complete(const clattn_attention_desc *desc,
+                                                  clattn_attention_desc *storage)
+{
+    if (!desc || desc->struct_size != CLATTN_DESC_SIZE_0_1)
+        return desc;
+    memset(storage, 0, sizeof *storage);   /* the fields added since 0.1 default to 0 */
+    memcpy(storage, desc, CLATTN_DESC_SIZE_0_1);
+    storage->struct_size = sizeof *storage;
+    return storage;
+}
+
 clattn_status clattn_check_desc(const clattn_attention_desc *d)
 {
     if (!d)
         return clattn_fail(INVALID, "desc is NULL");
     if (d->struct_size != sizeof *d)
-        return clattn_fail(INVALID, "desc->struct_size=%zu is not a size this version knows (%zu); "
-                           "call clattn_attention_desc_init", d->struct_size, sizeof *d);
+        return clattn_fail(INVALID, "desc->struct_size=%zu is not a size this version knows (%zu, "
+                           "or %zu from 0.1); call clattn_attention_desc_init", d->struct_size,
+                           sizeof *d, (size_t)CLATTN_DESC_SIZE_0_1);
     if (!isfinite(d->scale))
         return clattn_fail(INVALID, "desc->scale=%g is not finite", d->scale);
     if (d->causal != 0 && d->causal != 1)

@@ -39,7 +39,17 @@ typedef struct clattn_forward_args {
 /* Bytes of one element, or 0 for a dtype that is not a clattn_dtype. */
 size_t clattn_dtype_size(clattn_dtype dtype);
 
-/* Every field of desc: struct_size, enums, flags, finite scale, windows, softcap, dropout_p. */
+/* The size of a 0.1 caller's desc: the fields before q_start. */
+#define CLATTN_DESC_SIZE_0_1 offsetof(clattn_attention_desc, q_start)
+
+/* desc as this version reads it: a 0.1 caller's shorter struct copied into *storage with the
+   later fields at their defaults; any other desc (NULL, a size no version had) as it is, for
+   clattn_check_desc to judge. */
+const clattn_attention_desc *clattn_desc_complete(const clattn_attention_desc *desc,
+                                                  clattn_attention_desc *storage);
+
+/* Every field of desc: struct_size, enums, flags, finite scale, windows, softcap, dropout_p,
+   positions. */
 clattn_status clattn_check_desc(const clattn_attention_desc *desc);
 
 /* One view: present, dtype, dims > 0, strides (>= 0, last == 1), aligned offset, extent within

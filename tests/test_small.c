@@ -167,3 +167,25 @@ Test(small, backward_matches_reference)
                 cmp_describe(&worst, a, sizeof a));
     cr_assert(worst.worst <= TOL_F32_GRAD && worst.hard == 0, "gradients: %s", a);
 }
+
+/* A caller built against 0.1 passes a shorter desc (struct_size without q_start and what
+   follows): the call reads none of the later fields (poisoned here) and takes their defaults,
+   forward and backward. */
+Test(small, a_desc_of_0_1_runs_with_the_later_fields_at_defaults)
+{
+    test_case c = {"0.1 desc", SHAPE(1, 2, 1, 6, 9, 8, 8), .causal = 1, .backward = 1};
+    c.seed = 0x0101;
+    tc_run r;
+    tc_build(&r, &c);
+    tc_upload(&r);
+    tc_args a;
+    tc_args_init(&a, &r);
+    a.desc.struct_size = offsetof(clattn_attention_desc, q_start);
+    a.desc.q_start = -7;                /* invalid if read: the call would fail */
+    a.desc.k_start = INT64_MAX;
+    TEST_CHECK_STATUS(tc_call_forward(&a, NULL), "forward with a 0.1 desc");
+    TEST_CHECK_STATUS(tc_call_backward(&a, NULL), "backward with a 0.1 desc");
+    tc_check_forward(&r, c.name, NULL);
+    tc_check_backward(&r, c.name, NULL);
+    tc_free(&r);
+}
