@@ -77,15 +77,18 @@ static void pair_grads(floatv dot, floatv dp, floatv lse, floatv delta, floatv w
 }
 
 /* Store `dim` elements of acc * mult at row, or NaN for a batch with bad lengths, or 0 for a
-   row that is not live. */
+   row that is not live; with BACKWARD_ACCUMULATE in flags, added to what row holds. */
 static void store_grad_row(__global grad_t *row, const floatv *acc, int dim, float mult,
-                           int live, int lengths_ok)
+                           int live, int lengths_ok, int flags)
 {
     for (int c = 0; c < chunks_of(dim); c++) {
         float lane[VEC];
         VSTORE(acc[c] * mult, 0, lane);
-        for (int e = 0; e < VEC && c * VEC + e < dim; e++)
-            STORE_GRAD(row, c * VEC + e, !lengths_ok ? NAN : live ? lane[e] : 0.0f);
+        for (int e = 0; e < VEC && c * VEC + e < dim; e++) {
+            const int at = c * VEC + e;
+            const float grad = !lengths_ok ? NAN : live ? lane[e] : 0.0f;
+            STORE_GRAD(row, at, (flags & BACKWARD_ACCUMULATE) ? LOAD_GRAD(row, at) + grad : grad);
+        }
     }
 }
 
@@ -251,9 +254,9 @@ void attention_backward_dkdv(BACKWARD_ARGS)
         if (j >= a->seq_k)
             break;
         store_grad_row(dk + view_row(&params.dk, b, hkv, j), dk_acc + r * CHUNKS_D, head_dim,
-                       params.grad_mult, live[r], lengths_ok);
+                       params.grad_mult, live[r], lengths_ok, flags);
         store_grad_row(dv + view_row(&params.dv, b, hkv, j), dv_acc + r * CHUNKS_DV, head_dim_v,
-                       1.0f, live[r], lengths_ok);
+                       1.0f, live[r], lengths_ok, flags);
     }
 }
 
@@ -398,6 +401,6 @@ void attention_backward_dq(BACKWARD_ARGS)
         const long i = row_i[r];
         const int h = row_h[r];
         store_grad_row(dq + view_row(&params.dq, b, h, i), dq_acc + r * CHUNKS_D, head_dim,
-                       params.grad_mult, live[r], lengths_ok);
+                       params.grad_mult, live[r], lengths_ok, flags);
     }
 }

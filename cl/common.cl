@@ -66,6 +66,7 @@ typedef CLATTN_CAT(STORAGE_, GRAD_TYPE) grad_t;
 #define LOAD_OUT(p, i) CLATTN_CAT(LOAD_, OUT_TYPE)(p, i)
 #define STORE_OUT(p, i, x) CLATTN_CAT(STORE_, OUT_TYPE)(p, i, x)
 #define LOAD_BIAS(p, i) CLATTN_CAT(LOAD_, BIAS_TYPE)(p, i)
+#define LOAD_GRAD(p, i) CLATTN_CAT(LOAD_, GRAD_TYPE)(p, i)
 #define STORE_GRAD(p, i, x) CLATTN_CAT(STORE_, GRAD_TYPE)(p, i, x)
 
 /* Running maxima start at the most negative finite float, not -INFINITY (exp(-inf - -inf) is

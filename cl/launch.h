@@ -154,6 +154,8 @@ CLATTN_CHECK_SIZE(clattn_loop_probe_params, 16);
 #define ATTENTION_DROPOUT      64
 /* attention_forward only: write lse */
 #define FORWARD_WRITE_LSE      1
+/* the backward only: add into dq, dk, dv */
+#define BACKWARD_ACCUMULATE    128
 
 /* clattn_merge_params.flags */
 #define MERGE_READ_STATE  1

@@ -187,10 +187,12 @@ typedef struct clattn_attention_desc {
     /* added in 0.2 */
     int64_t q_start;            /* position of query row 0 in the whole sequence, 0..2^40 */
     int64_t k_start;            /* position of key 0 in the whole sequence, 0..2^40 */
+    int     accumulate;         /* backward: 0 or 1, add into dq, dk, dv; the forward ignores it */
 } clattn_attention_desc;
 
 /* Set every field to its default: scale 0, not causal, BOTTOM_RIGHT, windows -1, no softcap,
-   bias or seqlens, no dropout, AUTO, no workspace, positions from 0; struct_size = sizeof. */
+   bias or seqlens, no dropout, AUTO, no workspace, positions from 0, no accumulate;
+   struct_size = sizeof. */
 CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
 
 /* out = softmax(mask(q k^T * scale)) v for every batch b and query head h, where query head h
@@ -245,7 +247,10 @@ CLATTN_API clattn_status clattn_attention_forward(clattn_context *ctx,
    bias, seqlens, dropout seed and offset) as the forward call. Given the out and lse of the
    whole sequence (merged over its key shards), a call over one query shard and one key shard
    (q_start, k_start) gives that pair's share of dq, dk and dv: summed over the pairs they are
-   the whole sequence's gradients (ring attention). Shapes: out and dout [B,Hq,Sq,Dv] sharing one
+   the whole sequence's gradients (ring attention). With accumulate = 1 the call adds its
+   gradients into dq, dk and dv (each element read, added in f32, stored; padding rows and
+   unseen keys add 0) instead of overwriting them, so such shares sum in place; dq, dk and dv
+   must then be readable (not CL_MEM_WRITE_ONLY). Shapes: out and dout [B,Hq,Sq,Dv] sharing one
    dtype (any); lse f32 [B,Hq,Sq,1]; dq like q, dk like k, dv like v, the three sharing one dtype
    (any); arithmetic is f32. For GQA/MQA dk and dv sum over the query heads of each group. The
    bias is a constant input (no gradient). Every element of dq, dk and dv is written: 0 for

@@ -78,7 +78,8 @@ static clattn_backward_params backward_params(const backward_call *call)
     p.dk = clattn_view_params_of(a->dk.t, 0);
     p.dv = clattn_view_params_of(a->dv.t, 0);
     p.bias = clattn_view_params_of(f->bias.t, 1);
-    p.attn = clattn_attention_params_of(f->desc, &call->problem, 0);
+    p.attn = clattn_attention_params_of(f->desc, &call->problem,
+                                        f->desc->accumulate ? BACKWARD_ACCUMULATE : 0);
     p.grad_mult = (clattn_f32)clattn_score_scale(f->desc, call->problem.head_dim);
     return p;
 }

@@ -63,6 +63,8 @@ clattn_status clattn_check_desc(const clattn_attention_desc *d)
     if (d->k_start < 0 || d->k_start > CLATTN_MAX_POSITION)
         return clattn_fail(INVALID, "desc->k_start=%lld is outside [0, 2^40]",
                            (long long)d->k_start);
+    if (d->accumulate != 0 && d->accumulate != 1)
+        return clattn_fail(INVALID, "desc->accumulate=%d is not 0 or 1", d->accumulate);
     return CLATTN_SUCCESS;
 }
 
@@ -394,6 +396,10 @@ clattn_status clattn_validate_backward(const clattn_backward_args *a)
     for (size_t i = 0; i < 4; i++)
         if ((s = clattn_check_view(grads[i], f->context)))
             return s;
+    for (size_t i = 1; i < 4 && f->desc->accumulate; i++)
+        if (grads[i]->mem.flags & CL_MEM_WRITE_ONLY)
+            return clattn_fail(INVALID, "%s.buffer is CL_MEM_WRITE_ONLY but desc->accumulate "
+                               "reads %s", grads[i]->name, grads[i]->name);
     if (a->dout.t->dtype != f->out.t->dtype)
         return clattn_fail(INVALID, "dout.dtype=%d differs from out.dtype=%d: they share one dtype",
                            (int)a->dout.t->dtype, (int)f->out.t->dtype);

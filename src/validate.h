@@ -49,7 +49,7 @@ const clattn_attention_desc *clattn_desc_complete(const clattn_attention_desc *d
                                                   clattn_attention_desc *storage);
 
 /* Every field of desc: struct_size, enums, flags, finite scale, windows, softcap, dropout_p,
-   positions. */
+   positions, accumulate. */
 clattn_status clattn_check_desc(const clattn_attention_desc *desc);
 
 /* One view: present, dtype, dims > 0, strides (>= 0, last == 1), aligned offset, extent within

@@ -537,6 +537,7 @@ struct tc_spares {
     cl_mem lse_big;     /* lse plus 64 bytes */
     cl_mem ro_dq;       /* CL_MEM_READ_ONLY, dq-sized */
     cl_mem wo_dout;     /* CL_MEM_WRITE_ONLY, dout-sized, holding dout */
+    cl_mem wo_dk;       /* CL_MEM_WRITE_ONLY, dk-sized */
     cl_mem short_dk;    /* one element smaller than dk needs */
     cl_mem short_lens;  /* 4 bytes: seqlens for one batch of two */
     tc_run wide;        /* D = Dv = WIDE_DIM */
@@ -580,6 +581,7 @@ static void fixture_init(fixture *f)
     x->lse_big = buf_new(CL_MEM_READ_WRITE, r->lse.bytes + 64, NULL);
     x->ro_dq = buf_new(CL_MEM_READ_ONLY, r->dq.bytes, NULL);
     x->wo_dout = buf_new(CL_MEM_WRITE_ONLY, r->dout.bytes, r->dout.host);
+    x->wo_dk = buf_new(CL_MEM_WRITE_ONLY, r->dk.bytes, NULL);
     x->short_dk = buf_new(CL_MEM_READ_WRITE, r->dk.bytes - 4, NULL);
     const int32_t one[1] = {SQ};
     x->short_lens = buf_new(CL_MEM_READ_ONLY, sizeof one, one);
@@ -597,7 +599,7 @@ static void fixture_free(fixture *f)
 {
     tc_spares *x = &f->spares;
     tt_free(&x->bias);
-    cl_mem extra[] = {x->grad_big, x->lse_big, x->ro_dq, x->wo_dout, x->short_dk,
+    cl_mem extra[] = {x->grad_big, x->lse_big, x->ro_dq, x->wo_dout, x->wo_dk, x->short_dk,
                       x->short_lens};
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
         clReleaseMemObject(extra[i]);
@@ -738,6 +740,12 @@ MUTATION(dk_overlaps_dv)
     a->dv.offset = x->run->dk.bytes - sizeof(float);
 }
 MUTATION(dq_read_only) { a->dq.buffer = x->ro_dq; }
+MUTATION(accumulate_2) { (void)x; a->desc.accumulate = 2; }
+MUTATION(accumulate_into_write_only_dk)
+{
+    a->dk.buffer = x->wo_dk;
+    a->desc.accumulate = 1;
+}
 MUTATION(dout_write_only) { a->dout.buffer = x->wo_dout; }
 MUTATION(bias_short)
 {
@@ -822,6 +830,9 @@ static const test_case backward_cases[] = {
     {"dq overlaps dk", .mutate = dq_overlaps_dk, TC_REJECT(INVALID, "alias", .names2 = "dq")},
     {"dk overlaps dv", .mutate = dk_overlaps_dv, TC_REJECT(INVALID, "alias", .names2 = "dv")},
     {"dq READ_ONLY", .mutate = dq_read_only, TC_REJECT(INVALID, "dq")},
+    {"accumulate 2", .mutate = accumulate_2, TC_REJECT(INVALID, "desc->accumulate")},
+    {"accumulate into a WRITE_ONLY dk", .mutate = accumulate_into_write_only_dk,
+     TC_REJECT(INVALID, "dk.buffer")},
     {"dout WRITE_ONLY", .mutate = dout_write_only, TC_REJECT(INVALID, "dout")},
     {"algo SPLIT_KV", .algo = CLATTN_ALGO_SPLIT_KV, TC_REJECT(UNSUPPORTED, "algo|split")},
     {"algo UNFUSED", .algo = CLATTN_ALGO_UNFUSED, TC_REJECT(UNSUPPORTED, "algo|unfused")},

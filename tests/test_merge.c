@@ -6,8 +6,9 @@
 
    Then the use it exists for: forward over three disjoint key ranges (views with offsets into
    the same k and v buffers, k_start their first key), merged, equals one forward over all keys,
-   causal masks and dropout included; and the backward over the same ranges, given the merged
-   out and lse, sums to the whole backward (ring attention's two halves). And bad input: every
+   causal masks and dropout included; and the backward over blocks of query and key ranges
+   (q_start, k_start), given the merged out and lse and adding into dq, dk, dv (accumulate),
+   gives the whole backward (ring attention's two halves). And bad input: every
    rejected call names its argument and writes nothing. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -531,60 +532,69 @@ Test(merge, forward_over_three_key_ranges_equals_one_forward)
               "merged vs one forward: out %g, lse %g", vs_full.out.worst, vs_full.lse.worst);
 }
 
-/* r's backward over keys [start, start + len) from r's out and lse: dk and dv into their
-   slices of r's dk and dv, dq into dq_part. */
-static void backward_over_keys(tc_run *r, int64_t start, int64_t len,
-                               const test_tensor *dq_part)
+/* A view of the rows [start, start + len) of a [B, H, S, D] tensor. */
+static clattn_tensor row_range(const test_tensor *t, int64_t start, int64_t len)
+{
+    return key_range(&t->view, 2, start, len);
+}
+
+/* r's backward over query rows [q0, q1) and keys [k0, k1), from r's out and lse, adding
+   (accumulate) into the matching slices of r's dq, dk and dv. */
+static void backward_block(tc_run *r, int64_t q0, int64_t q1, int64_t k0, int64_t k1)
 {
     tc_args a;
     clattn_tensor bias;
-    args_over_keys(&a, r, start, len, &bias);
-    a.dk = key_range(&r->dk.view, 2, start, len);
-    a.dv = key_range(&r->dv.view, 2, start, len);
-    a.dq = dq_part->view;
+    args_over_keys(&a, r, k0, k1 - k0, &bias);
+    if (r->bias.host)
+        bias = key_range(&bias, 2, q0, q1 - q0);
+    a.desc.q_start += q0;
+    a.desc.accumulate = 1;
+    a.q = row_range(&r->q, q0, q1 - q0);
+    a.out = row_range(&r->out, q0, q1 - q0);
+    a.dout = row_range(&r->dout, q0, q1 - q0);
+    a.lse = row_range(&r->lse, q0, q1 - q0);
+    a.dq = row_range(&r->dq, q0, q1 - q0);
+    a.dk = row_range(&r->dk, k0, k1 - k0);
+    a.dv = row_range(&r->dv, k0, k1 - k0);
     clattn_status st = tc_call_backward(&a, NULL);
     test_skip_if_refused(st);
-    cr_assert_eq(st, CLATTN_SUCCESS, "%s: backward over keys [%ld, %ld): %s: %s", r->c.name,
-                 (long)start, (long)(start + len), clattn_status_string(st),
+    cr_assert_eq(st, CLATTN_SUCCESS, "%s: backward over rows [%ld, %ld), keys [%ld, %ld): %s: %s",
+                 r->c.name, (long)q0, (long)q1, (long)k0, (long)k1, clattn_status_string(st),
                  clattn_last_error());
 }
 
-/* Forward over three key ranges and merge, then the backward over the same ranges: r's dk
-   and dv get each range's slice, r's dq the sum of the ranges' dq (on the host). */
-static void backward_in_three(tc_run *r)
+/* The elements of t's view set to 0 on the host and the device. */
+static void zero_view(test_tensor *t)
 {
-    const test_case *c = &r->c;
-    test_tensor part_lse1, dq_part;
-    forward_in_three_and_merge(r, &part_lse1);
-    tt_free(&part_lse1);
-    const int64_t start[4] = {0, c->merge.split[0], c->merge.split[1], c->Sk};
-    const int64_t qd[4] = {c->B, c->Hq, c->Sq, c->D};
-    tt_init(&dq_part, CLATTN_F32, qd, &LAYOUT_BHSD);
-    tt_upload(&dq_part, CL_MEM_READ_WRITE);
-    double *sum = calloc((size_t)(c->B * c->Hq * c->Sq * c->D), sizeof *sum);
-    cr_assert_not_null(sum);
-    for (int p = 0; p < 3; p++) {
-        backward_over_keys(r, start[p], start[p + 1] - start[p], &dq_part);
-        tt_download(&dq_part);
-        size_t n = 0;
-        for (int64_t b = 0; b < c->B; b++)
-            for (int64_t h = 0; h < c->Hq; h++)
-                for (int64_t i = 0; i < c->Sq; i++)
-                    for (int64_t d = 0; d < c->D; d++)
-                        sum[n++] += tt_get(&dq_part, b, h, i, d);
-    }
-    size_t n = 0;
-    for (int64_t b = 0; b < c->B; b++)
-        for (int64_t h = 0; h < c->Hq; h++)
-            for (int64_t i = 0; i < c->Sq; i++)
-                for (int64_t d = 0; d < c->D; d++)
-                    tt_set(&r->dq, b, h, i, d, sum[n++]);
-    tt_push(&r->dq);
-    free(sum);
-    tt_free(&dq_part);
+    const int64_t *n = t->view.dims;
+    for (int64_t b = 0; b < n[0]; b++)
+        for (int64_t h = 0; h < n[1]; h++)
+            for (int64_t s = 0; s < n[2]; s++)
+                for (int64_t d = 0; d < n[3]; d++)
+                    tt_set(t, b, h, s, d, 0.0);
+    tt_push(t);
 }
 
-Test(merge, backward_over_three_key_ranges_sums_to_the_whole)
+/* Forward over three key ranges and merge, then the backward over every block of two query
+   ranges (split at Sq / 2) and the three key ranges, each adding (accumulate) into the slices
+   of r's zeroed dq, dk and dv that its rows and keys own. */
+static void backward_in_blocks(tc_run *r)
+{
+    const test_case *c = &r->c;
+    test_tensor part_lse1;
+    forward_in_three_and_merge(r, &part_lse1);
+    tt_free(&part_lse1);
+    zero_view(&r->dq);
+    zero_view(&r->dk);
+    zero_view(&r->dv);
+    const int64_t qs[3] = {0, c->Sq / 2, c->Sq};
+    const int64_t ks[4] = {0, c->merge.split[0], c->merge.split[1], c->Sk};
+    for (int i = 0; i < 2; i++)
+        for (int p = 0; p < 3; p++)
+            backward_block(r, qs[i], qs[i + 1], ks[p], ks[p + 1]);
+}
+
+Test(merge, backward_over_blocks_adds_up_to_the_whole)
 {
     const test_case configs[] = {
         {"f32 causal TL q_start 60, GQA, dropout, split 30/70", TC_SHAPE(1, 4, 2, 40, 100, 32,
@@ -592,6 +602,10 @@ Test(merge, backward_over_three_key_ranges_sums_to_the_whole)
         {"f32 window (20, 5) TL q_start 50, bias, split 45/75",
          TC_SHAPE(2, 2, 1, 30, 90, 16, 16), .window = TC_WIN(20, 5), TC_TL, .q_start = 50,
          .bias = TC_BIAS_FULL, .merge.split = {45, 75}},
+        /* six f16 additions per gradient element */
+        {"f16 gradients, causal TL q_start 20, split 10/25", TC_SHAPE(1, 2, 2, 16, 36, 16,
+         16), .causal = 1, TC_TL, .q_start = 20, .grad_dtype = CLATTN_F16,
+         .merge.split = {10, 25}},
     };
     test_ctx();
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
@@ -601,7 +615,7 @@ Test(merge, backward_over_three_key_ranges_sums_to_the_whole)
         tc_run r;
         split_build(&r, &c);
         tc_describe(&r.c, label, sizeof label);
-        backward_in_three(&r);
+        backward_in_blocks(&r);
         tc_grad_result g;
         tc_check_backward(&r, label, &g);
         char a[200], b[200], d[200];

@@ -74,6 +74,7 @@ class AttentionDesc(ctypes.Structure):
         ("workspace_size", ctypes.c_size_t),
         ("q_start", ctypes.c_int64),
         ("k_start", ctypes.c_int64),
+        ("accumulate", ctypes.c_int),
     ]
 
 

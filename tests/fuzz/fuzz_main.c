@@ -183,12 +183,12 @@ static void describe(const uint8_t *data, size_t len)
     else
         printf("  desc: struct_size %s%llu scale %g causal %d align %d window %lld,%lld softcap %g "
                "dropout %g algo %d bias %d seqlens_q %d seqlens_k %d workspace %d (%llu bytes) "
-               "q_start %lld k_start %lld\n",
+               "q_start %lld k_start %lld accumulate %d\n",
                d->size_given ? "" : "sizeof ", (unsigned long long)d->size, d->scale, d->causal,
                d->align, (long long)d->window_left, (long long)d->window_right, d->softcap,
                d->dropout_p, d->algo, d->bias, d->seqlens_q, d->seqlens_k, d->workspace,
                (unsigned long long)d->workspace_size, (long long)d->q_start,
-               (long long)d->k_start);
+               (long long)d->k_start, d->accumulate);
     size_t nt = op == FZ_FORWARD || op == FZ_QUERY ? 6 : op == FZ_BACKWARD ? 10
               : op == FZ_MERGE ? 2 + 2 * np : 0;
     for (size_t i = 0; i < nt; i++) {

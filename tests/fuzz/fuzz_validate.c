@@ -149,6 +149,7 @@ static void io_case(fz_io *io, fz_case *c)
     io_u64(io, &d->workspace_size);
     io_i64(io, &d->q_start);
     io_i64(io, &d->k_start);
+    io_i32(io, &d->accumulate);
     io_u32(io, &c->num_wait);
     io_u8(io, &c->wait_null);
     io_u8(io, &c->nparts);
@@ -510,6 +511,8 @@ static void model_desc(verdict *vd, const clattn_attention_desc *d)
         breaks(vd, 0, "desc->q_start");
     if (d->k_start < 0 || d->k_start > ((int64_t)1 << 40))
         breaks(vd, 0, "desc->k_start");
+    if (d->accumulate != 0 && d->accumulate != 1)
+        breaks(vd, 0, "desc->accumulate");
 }
 
 static int64_t dim(const clattn_view *v, int i) { return v->t->dims[i]; }
@@ -683,6 +686,9 @@ static void model_backward(verdict *vd, const clattn_backward_args *a, int model
             for (int j = 0; j < 4; j++)
                 want_dim(vd, grads[i], j, dim(of[i], j));
         m[6 + i] = model_view(vd, grads[i], f->context);
+        if (i > 0 && f->desc && f->desc->accumulate && grads[i]->t->buffer &&
+            grads[i]->mem.live && (grads[i]->mem.flags & CL_MEM_WRITE_ONLY))
+            breaks(vd, 0, "%s: accumulate reads a write-only buffer", grads[i]->name);
     }
     if (a->dout.t && f->out.t && a->dout.t->dtype != f->out.t->dtype)
         breaks(vd, 0, "dout and out dtypes differ");
@@ -826,6 +832,7 @@ void fz_run(const uint8_t *data, size_t size, fz_result *r)
     desc.workspace_size = (size_t)fd->workspace_size;
     desc.q_start = fd->q_start;
     desc.k_start = fd->k_start;
+    desc.accumulate = fd->accumulate;
     const clattn_attention_desc *dp = fd->absent ? NULL : &desc;
     static const cl_event events[4]; /* never read: only its being NULL matters */
     const cl_event *wait_list = c.wait_null ? NULL : events;

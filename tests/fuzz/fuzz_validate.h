@@ -61,6 +61,7 @@ typedef struct fz_desc {
     uint8_t  seqlens_q, seqlens_k, workspace;  /* 0: NULL, FZ_UNKNOWN_BUF, or selector + 1 */
     uint64_t workspace_size;
     int64_t  q_start, k_start;
+    int32_t  accumulate;
 } fz_desc;
 
 typedef struct fz_case {

@@ -646,6 +646,15 @@ static void backward_seeds(void)
     c = bwd();
     c.bufs[c.t[FZ_BDV].buf].flags = RO;
     add("bwd_dv_read_only", &c, INVALID, "dv.buffer is CL_MEM_READ_ONLY but dv is an output");
+    c = bwd();   /* its gradients are in write-only buffers */
+    c.desc.accumulate = 1;
+    add("bwd_accumulate_dq_write_only", &c, INVALID,
+        "dq.buffer is CL_MEM_WRITE_ONLY but desc->accumulate reads dq");
+    for (int g = FZ_BDQ; g <= FZ_BDV; g++)
+        c.bufs[c.t[g].buf].flags = RW;
+    add("bwd_accumulate", &c, OK, "");
+    c.desc.accumulate = -1;
+    add("bwd_accumulate_minus_1", &c, INVALID, "desc->accumulate=-1");
     c = bwd();
     c.bufs[c.t[FZ_BDOUT].buf].foreign = 1;
     add("bwd_dout_foreign", &c, INVALID, "dout.buffer belongs to another cl_context");
