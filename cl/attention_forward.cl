@@ -29,9 +29,11 @@
  * lse + s * lse_split (the host then merges the ranges, cl/merge.cl). splits = 1 is the plain
  * call.
  *
- * Arguments: the buffers, then clattn_forward_params (launch.h: the views of q, k, v, out, lse
- * and bias, the call's clattn_attention_params, the key ranges). K and V rows are read through
- * their slices (common.cl).
+ * With sinks (ATTENTION_SINKS) the first key range's out and lse take the row's sink into the
+ * denominator (common.cl join_sink), so a merge of the ranges counts it once.
+ * Arguments: the buffers, then clattn_forward_params (launch.h: the views of q, k, v, out, lse,
+ * bias and sinks, the call's clattn_attention_params, the key ranges). K and V rows are read
+ * through their slices (common.cl).
  * Launch: global (ceil(group * Sq / BLOCK_M) * splits * WG, Hkv, B), local (WG, 1, 1).
  * The tiling (ROWS, WG, BLOCK_N, D_PAD, DV_PAD, VEC) is tiles.cl's.
  */
@@ -100,7 +102,7 @@ __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __global const qkv_t *v,
                        __global out_t *out, __global float *lse, __global const bias_t *bias,
                        __global const int *seqlens_q, __global const int *seqlens_k,
-                       const clattn_forward_params params)
+                       __global const float *sinks, const clattn_forward_params params)
 {
 #if !SCORES_FROM_ROWS && !KEYS_FROM_GLOBAL
     __local float kt[D_PAD * BLOCK_N];
@@ -309,8 +311,15 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
         __global out_t *orow = out + split * params.out_split + view_row(&params.out, b, h, i);
         /* the sum is 0 only when no key is visible (or every visible score is -inf); NaN
            stays NaN */
-        const float sum = l[r] + lc[r], inv_sum = 1.0f / sum;
+        const float sum = l[r] + lc[r];
         const int empty = sum == 0.0f || i >= mp.seq_q;
+        float row_lse = !lengths_ok ? NAN
+                        : empty     ? -INFINITY
+                                    : m[r] + log(sum) + (WEIGHT_SHIFT + halvings[r]) * M_LN2_F;
+        float inv_sum = 1.0f / sum;
+        /* a sink joins the denominator once: in the first key range's partial */
+        if ((flags & ATTENTION_SINKS) && split == 0 && lengths_ok && i < mp.seq_q)
+            inv_sum *= join_sink(&row_lse, sinks[view_row(&params.sinks, 0, h, 0)]);
         for (int c = 0; c < chunks_dv; c++) {
             const floatv o = !lengths_ok ? (floatv)(NAN)
                              : empty    ? (floatv)(0.0f)
@@ -326,9 +335,6 @@ void attention_forward(__global const qkv_t *q, __global const qkv_t *k, __globa
             }
         }
         if (flags & FORWARD_WRITE_LSE)
-            lse[split * params.lse_split + view_row(&params.lse, b, h, i)] =
-                !lengths_ok ? NAN
-                : empty     ? -INFINITY
-                            : m[r] + log(sum) + (WEIGHT_SHIFT + halvings[r]) * M_LN2_F;
+            lse[split * params.lse_split + view_row(&params.lse, b, h, i)] = row_lse;
     }
 }

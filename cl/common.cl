@@ -294,3 +294,17 @@ static floatv dropout_of_rows(const clattn_dropout_params *dp, long b, int heads
 /* exp(x - m) * 2^-shift, for x <= m (m a running maximum): as exp2 of (x - m) log2(e), so that
    neither x nor m is multiplied before the difference (a score near FLT_MAX stays finite). */
 #define EXP_BELOW(x, m, shift) exp2(((x) - (m)) * M_LOG2E_F - (shift))
+
+/* ---- sinks -------------------------------------------------------------------------------- */
+
+/* A row whose keys give *lse (-inf: none) when the sink logit joins its softmax denominator:
+   *lse becomes log(exp(*lse) + exp(sink)) and the returned factor, exp(old *lse - new *lse) in
+   [0, 1] (0 for a row without keys), scales its output. NaN in either stays NaN. */
+static float join_sink(float *lse, float sink)
+{
+    const float keys = *lse, top = fmax(keys, sink);
+    if (top == -INFINITY)   /* neither: the row stays empty */
+        return 0.0f;
+    *lse = top + log(exp(keys - top) + exp(sink - top));
+    return keys == -INFINITY ? 0.0f : exp(keys - *lse);
+}

@@ -83,11 +83,12 @@ CLATTN_CHECK_SIZE(clattn_attention_params, 96);
    key range s at out + s * out_split and lse + s * lse_split. */
 typedef struct clattn_forward_params {
     clattn_view_params q, k, v, out, lse, bias;  /* bias strides are 0 where it broadcasts */
+    clattn_view_params sinks;                    /* sink of head h: view_row(&sinks, 0, h, 0) */
     clattn_i64 out_split, lse_split;
     clattn_attention_params attn;
     clattn_i32 splits, keys_per_split;           /* 1 and seq_k: one range */
 } clattn_forward_params;
-CLATTN_CHECK_SIZE(clattn_forward_params, 312);
+CLATTN_CHECK_SIZE(clattn_forward_params, 344);
 
 /* attention_backward_dkdv and attention_backward_dq (cl/attention_backward.cl). */
 typedef struct clattn_backward_params {
@@ -128,13 +129,13 @@ CLATTN_CHECK_SIZE(clattn_pack_params, 176);
    buffer): scores [heads][rows][keys] at scores_at, row sums [heads][rows] at sums_at, P V
    [heads][rows][head_dim_v] at values_at, and the repair flag at flag_at. */
 typedef struct clattn_chunk_params {
-    clattn_view_params v, out, lse, bias;
+    clattn_view_params v, out, lse, bias, sinks;
     clattn_attention_params attn;
     clattn_i64 batch, scores_at, sums_at, values_at, flag_at;
     clattn_i32 h0, r0, rows, k0, keys;
     clattn_i32 pad_;
 } clattn_chunk_params;
-CLATTN_CHECK_SIZE(clattn_chunk_params, 288);
+CLATTN_CHECK_SIZE(clattn_chunk_params, 320);
 
 /* loop_probe (cl/probe.cl): the iterations of its one loop. */
 typedef struct clattn_loop_probe_params {
@@ -152,6 +153,7 @@ CLATTN_CHECK_SIZE(clattn_loop_probe_params, 16);
 #define ATTENTION_CAUSAL       16
 #define ATTENTION_BOTTOM_RIGHT 32
 #define ATTENTION_DROPOUT      64
+#define ATTENTION_SINKS        256
 /* attention_forward only: write lse */
 #define FORWARD_WRITE_LSE      1
 /* the backward only: add into dq, dk, dv */

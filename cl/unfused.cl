@@ -149,10 +149,11 @@ static float exp_pass(__global float *s, int keys, int lo, int hi, float m, int 
     return total + total_comp;
 }
 
-/* One row of the chunk: its scores, visible columns [lo, hi] and bias row. */
+/* One row of the chunk: its scores, visible columns [lo, hi] and bias row; valid: its batch's
+   lengths are; padding: the row is past its batch's query rows. */
 typedef struct softmax_row {
     __global float *s;
-    int  lo, hi, valid;
+    int  lo, hi, valid, padding;
     long i, h, bias_row;
 } softmax_row;
 
@@ -166,6 +167,7 @@ static void softmax_setup(softmax_row *x, int row, __global float *scratch,
     x->h = (long)c->h0 + row / c->rows;
     x->s = scratch + c->scores_at + (long)row * c->keys;
     x->valid = batch_mask(&c->attn, seqlens_q, seqlens_k, c->batch, &mp);
+    x->padding = x->i >= mp.seq_q;
     x->lo = max((int)clattn_visible_lo(&mp, x->i) - c->k0, 0);
     x->hi = x->valid ? min((int)clattn_visible_hi(&mp, x->i) - c->k0, c->keys - 1) : -1;
     x->bias_row = view_row(&c->bias, c->batch, x->h, x->i) + c->k0;
@@ -191,23 +193,34 @@ static void weights_pass(const softmax_row *x, const clattn_chunk_params *c, flo
         x->s[j] *= inv * (dropout ? dropout_factor(&c->attn.dropout, bh, x->i, c->k0 + j) : 1.0f);
 }
 
-/* Row sum (NaN for an invalid batch) and lse; sum == 0 only when no key is visible (or every
-   visible score is -inf). */
-static void softmax_finish(const softmax_row *x, int row, float m, float sum,
+/* The row's lse (NaN for an invalid batch; sum == 0 only when no key is visible or every
+   visible score is -inf), with its sink in the denominator when the call has sinks; returns
+   the factor that scales the row's weights (1 / sum, times join_sink's). */
+static float softmax_lse(const softmax_row *x, float m, float sum, __global const float *sinks,
+                         const clattn_chunk_params *c, float *row_lse)
+{
+    *row_lse = !x->valid ? NAN : sum == 0.0f ? -INFINITY : m + log(sum);
+    const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
+    if (!(c->attn.flags & ATTENTION_SINKS) || !x->valid || x->padding)
+        return inv;
+    return inv * join_sink(row_lse, sinks[view_row(&c->sinks, 0, x->h, 0)]);
+}
+
+/* Row sum (NaN for an invalid batch) and lse. */
+static void softmax_finish(const softmax_row *x, int row, float sum, float row_lse,
                            __global float *scratch, __global float *lse,
                            const clattn_chunk_params *c)
 {
     scratch[c->sums_at + row] = x->valid ? sum : NAN;
     if (lse)
-        lse[view_row(&c->lse, c->batch, x->h, x->i)] =
-            !x->valid ? NAN : sum == 0.0f ? -INFINITY : m + log(sum);
+        lse[view_row(&c->lse, c->batch, x->h, x->i)] = row_lse;
 }
 
 /* The arguments of both softmax kernels. */
 #define SOFTMAX_ARGS                                                                           \
     __global float *scratch, __global float *lse, __global const bias_t *bias,                 \
     __global const int *seqlens_q, __global const int *seqlens_k,                              \
-    const clattn_chunk_params params
+    __global const float *sinks, const clattn_chunk_params params
 
 /* group_reduce over wg work-items; wg == 1 (one work-item per row): x itself. */
 static float reduce_row(__local float *scratch, float x, int lid, int wg, int take_max)
@@ -220,7 +233,7 @@ static float reduce_row(__local float *scratch, float x, int lid, int wg, int ta
 static void softmax_row_by(int row, int lid, int wg, __local float *red, __global float *scratch,
                            __global float *lse, __global const bias_t *bias,
                            __global const int *seqlens_q, __global const int *seqlens_k,
-                           const clattn_chunk_params *c)
+                           __global const float *sinks, const clattn_chunk_params *c)
 {
     softmax_row x;
     softmax_setup(&x, row, scratch, seqlens_q, seqlens_k, c);
@@ -229,9 +242,10 @@ static void softmax_row_by(int row, int lid, int wg, __local float *red, __globa
                                                 row_bias, x.bias_row),
                                lid, wg, 1);
     const float sum = reduce_row(red, exp_pass(x.s, c->keys, x.lo, x.hi, m, lid, wg), lid, wg, 0);
-    weights_pass(&x, c, sum == 0.0f ? 0.0f : 1.0f / sum, lid, wg);
+    float row_lse;
+    weights_pass(&x, c, softmax_lse(&x, m, sum, sinks, c, &row_lse), lid, wg);
     if (lid == 0)
-        softmax_finish(&x, row, m, sum, scratch, lse, c);
+        softmax_finish(&x, row, sum, row_lse, scratch, lse, c);
 }
 
 /* GPUs: one work-group per row; global (heads * rows * wg), local (wg), wg a power of two
@@ -240,14 +254,15 @@ __kernel void unfused_softmax(SOFTMAX_ARGS)
 {
     __local float red[SOFTMAX_WG];
     softmax_row_by(get_group_id(0), get_local_id(0), get_local_size(0), red, scratch, lse, bias,
-                   seqlens_q, seqlens_k, &params);
+                   seqlens_q, seqlens_k, sinks, &params);
 }
 
 /* CPUs: one row per work-item, vectors across its keys, no barriers (PoCL runs barriers and
    many small work-groups slowly); global (heads * rows). */
 __kernel void unfused_softmax_rows(SOFTMAX_ARGS)
 {
-    softmax_row_by(get_global_id(0), 0, 1, 0, scratch, lse, bias, seqlens_q, seqlens_k, &params);
+    softmax_row_by(get_global_id(0), 0, 1, 0, scratch, lse, bias, seqlens_q, seqlens_k, sinks,
+                   &params);
 }
 
 /* out[b, h0 + hh, r0 + r, c] = O[hh][r][c] (the weights were divided by their sum), 0 for a

@@ -188,10 +188,11 @@ typedef struct clattn_attention_desc {
     int64_t q_start;            /* position of query row 0 in the whole sequence, 0..2^40 */
     int64_t k_start;            /* position of key 0 in the whole sequence, 0..2^40 */
     int     accumulate;         /* backward: 0 or 1, add into dq, dk, dv; the forward ignores it */
+    const clattn_tensor *sinks; /* NULL or f32 [1, Hq, 1, 1]: one logit per query head */
 } clattn_attention_desc;
 
 /* Set every field to its default: scale 0, not causal, BOTTOM_RIGHT, windows -1, no softcap,
-   bias or seqlens, no dropout, AUTO, no workspace, positions from 0, no accumulate;
+   bias or seqlens, no dropout, AUTO, no workspace, positions from 0, no accumulate, no sinks;
    struct_size = sizeof. */
 CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
 
@@ -210,7 +211,12 @@ CLATTN_API void clattn_attention_desc_init(clattn_attention_desc *desc);
    used above in place of Sq, Sk; rows i >= Sq_b get out = 0 and lse = -INFINITY, and an entry
    outside [0, dim] makes that batch's out and lse NaN (never an out-of-bounds access).
    A row with no visible key (or whose visible scores are all -INFINITY) gets out = 0 and
-   lse = -INFINITY. NaN in an input row gives NaN in that output row. q, k, v share one dtype
+   lse = -INFINITY. sinks (gpt-oss): exp(sinks[h]) joins every denominator of query head h
+   (unscaled, not softcapped, never dropped, with no value): p_j = exp(s_j) / (exp(sinks[h]) +
+   sum of exp over the visible keys), lse is the log of that whole denominator, and a row with
+   no visible key gets out = 0 and lse = sinks[h] (padding rows stay -INFINITY). The backward
+   takes sinks as constants: give it the same desc, and the lse that includes them.
+   NaN in an input row gives NaN in that output row. q, k, v share one dtype
    (f32, f16 or bf16); out may be any dtype (stored round-to-nearest-even); arithmetic is f32.
    dropout_p > 0: each weight is kept (scaled by 1/(1-p)) or dropped as clattn_dropout_keep
    decides for positions qp and kp, so shards drop what the whole sequence would; lse is

@@ -238,6 +238,7 @@ static clattn_forward_params forward_params(const forward_call *call, const kern
     p.out = clattn_view_params_of(o->out, 0);
     p.lse = clattn_view_params_of(o->lse, 0);
     p.bias = clattn_view_params_of(a->bias.t, 1);
+    p.sinks = clattn_view_params_of(a->sinks.t, 0);
     p.out_split = o->out_split;
     p.lse_split = o->lse_split;
     p.attn = clattn_attention_params_of(a->desc, &call->problem, o->lse ? FORWARD_WRITE_LSE : 0);
@@ -249,7 +250,7 @@ static clattn_forward_params forward_params(const forward_call *call, const kern
 /* The launch of attention_forward for a call writing to o, with what it points to. */
 typedef struct fused_kernel {
     clattn_forward_params params;
-    cl_mem buffers[8];
+    cl_mem buffers[9];
     char options[256];
     clattn_program_check check;
     clattn_kernel_launch launch;
@@ -278,12 +279,12 @@ static void fused_kernel_of(const forward_call *call, const kernel_outputs *o, f
     const cl_mem buffers[] = {a->q.t->buffer, a->k.t->buffer, a->v.t->buffer, o->out->buffer,
                               o->lse ? o->lse->buffer : NULL,
                               a->bias.t ? a->bias.t->buffer : NULL, a->desc->seqlens_q,
-                              a->desc->seqlens_k};
+                              a->desc->seqlens_k, a->sinks.t ? a->sinks.t->buffer : NULL};
     memcpy(k->buffers, buffers, sizeof buffers);
     const int64_t rows = p->seq_q * (p->heads_q / p->heads_kv);
     const size_t blocks = (size_t)((rows + t->block_m - 1) / t->block_m);
     const clattn_kernel_launch launch = {
-        forward_files, k->options, "attention_forward", k->buffers, 8, &k->params,
+        forward_files, k->options, "attention_forward", k->buffers, 9, &k->params,
         sizeof k->params, 3,
         {blocks * (size_t)call->plan.splits * (size_t)t->wg, (size_t)p->heads_kv, (size_t)p->batch},
         {(size_t)t->wg, 1, 1}, &k->check,

@@ -79,7 +79,7 @@ clattn_attention_params clattn_attention_params_of(const clattn_attention_desc *
               (d->seqlens_q ? ATTENTION_SEQLENS_Q : 0) | (d->seqlens_k ? ATTENTION_SEQLENS_K : 0) |
               (d->causal ? ATTENTION_CAUSAL : 0) |
               (d->align == CLATTN_ALIGN_BOTTOM_RIGHT ? ATTENTION_BOTTOM_RIGHT : 0) |
-              (d->dropout_p > 0.0f ? ATTENTION_DROPOUT : 0);
+              (d->dropout_p > 0.0f ? ATTENTION_DROPOUT : 0) | (d->sinks ? ATTENTION_SINKS : 0);
     const double scale = clattn_score_scale(d, p->head_dim);
     a.q_scale = (clattn_f32)(fabs(scale) < 1.0 ? scale : 1.0);
     a.score_scale = (clattn_f32)(fabs(scale) < 1.0 ? 1.0 : scale);

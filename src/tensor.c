@@ -82,6 +82,7 @@ clattn_forward_args clattn_forward_args_of(cl_context context, const clattn_atte
     a.v = clattn_view_of("v", v, 0);
     if (desc) {
         a.bias = clattn_view_of("bias", desc->bias, 0);
+        a.sinks = clattn_view_of("sinks", desc->sinks, 0);
         a.seqlens_q = clattn_mem_info_of(desc->seqlens_q);
         a.seqlens_k = clattn_mem_info_of(desc->seqlens_k);
         a.workspace = clattn_mem_info_of(desc->workspace);

@@ -470,6 +470,7 @@ static clattn_chunk_params chunk_params(const unfused_run *run, const chunk *c)
     params.out = clattn_view_params_of(a->out.t, 0);
     params.lse = clattn_view_params_of(a->lse.t, 0);
     params.bias = clattn_view_params_of(a->bias.t, 1);
+    params.sinks = clattn_view_params_of(a->sinks.t, 0);
     params.attn = p->attn;
     params.batch = c->b;
     params.scores_at = (clattn_i64)p->at_s;
@@ -491,10 +492,10 @@ static clattn_status softmax(unfused_run *run, const chunk *c)
     const clattn_chunk_params params = chunk_params(run, c);
     const cl_mem buffers[] = {run->ws, a->lse.t ? a->lse.t->buffer : NULL,
                               a->bias.t ? a->bias.t->buffer : NULL, a->desc->seqlens_q,
-                              a->desc->seqlens_k};
+                              a->desc->seqlens_k, a->sinks.t ? a->sinks.t->buffer : NULL};
     const size_t wg = run->softmax_wg, n = (size_t)(c->heads * c->rows);
     const size_t global[3] = {n * (wg ? wg : 1), 1, 1};
-    return launch(run, wg ? "unfused_softmax" : "unfused_softmax_rows", buffers, 5, &params,
+    return launch(run, wg ? "unfused_softmax" : "unfused_softmax_rows", buffers, 6, &params,
                   sizeof params, global, wg);
 }
 

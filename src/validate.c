@@ -253,6 +253,21 @@ static clattn_status check_bias_shape(const clattn_forward_args *a)
     return CLATTN_SUCCESS;
 }
 
+/* sinks: f32 [1, Hq, 1, 1]. */
+static clattn_status check_sinks(const clattn_forward_args *a)
+{
+    const clattn_tensor *sinks = a->sinks.t;
+    if (sinks->dtype != CLATTN_F32)
+        return clattn_fail(INVALID, "sinks.dtype=%d: sinks are f32", (int)sinks->dtype);
+    if (sinks->dims[0] != 1 || sinks->dims[1] != a->q.t->dims[1] || sinks->dims[2] != 1 ||
+        sinks->dims[3] != 1)
+        return clattn_fail(INVALID, "sinks dims [%lld,%lld,%lld,%lld] are not [1,%lld,1,1] (one "
+                           "per query head)", (long long)sinks->dims[0],
+                           (long long)sinks->dims[1], (long long)sinks->dims[2],
+                           (long long)sinks->dims[3], (long long)a->q.t->dims[1]);
+    return CLATTN_SUCCESS;
+}
+
 /* A seqlens buffer: int32[B] on the device, readable by kernels. */
 static clattn_status check_seqlens(const char *name, cl_mem mem, const clattn_mem_info *info,
                                    int64_t batch, cl_context context)
@@ -296,6 +311,8 @@ static clattn_status check_desc_buffers(const clattn_forward_args *a)
     const int64_t batch = a->q.t->dims[0];
     clattn_status s;
     if (d->bias && ((s = clattn_check_view(&a->bias, a->context)) || (s = check_bias_shape(a))))
+        return s;
+    if (d->sinks && ((s = clattn_check_view(&a->sinks, a->context)) || (s = check_sinks(a))))
         return s;
     if ((s = check_seqlens("desc->seqlens_q", d->seqlens_q, &a->seqlens_q, batch, a->context)) ||
         (s = check_seqlens("desc->seqlens_k", d->seqlens_k, &a->seqlens_k, batch, a->context)))
@@ -368,9 +385,9 @@ clattn_status clattn_validate_forward(const clattn_forward_args *a)
         return s;
     desc_buffer_views desc_views;
     desc_buffers_of(a, &desc_views);
-    const clattn_view *all[] = {&a->q, &a->k, &a->v, &a->bias, &a->out, &a->lse,
+    const clattn_view *all[] = {&a->q, &a->k, &a->v, &a->bias, &a->sinks, &a->out, &a->lse,
                                 &desc_views.views[0], &desc_views.views[1], &desc_views.views[2]};
-    return clattn_check_aliasing(all, 9);
+    return clattn_check_aliasing(all, 10);
 }
 
 /* A gradient view: present, with the dims of the tensor it is the gradient of. */
@@ -408,10 +425,10 @@ clattn_status clattn_validate_backward(const clattn_backward_args *a)
                            "one dtype", (int)a->dq.t->dtype, (int)a->dk.t->dtype, (int)a->dv.t->dtype);
     desc_buffer_views desc_views;
     desc_buffers_of(f, &desc_views);
-    const clattn_view *all[] = {&f->q, &f->k, &f->v, &f->bias, &f->out, &f->lse,
+    const clattn_view *all[] = {&f->q, &f->k, &f->v, &f->bias, &f->sinks, &f->out, &f->lse,
                                 &a->dout, &a->dq, &a->dk, &a->dv,
                                 &desc_views.views[0], &desc_views.views[1], &desc_views.views[2]};
-    return clattn_check_aliasing(all, 13);
+    return clattn_check_aliasing(all, 14);
 }
 
 

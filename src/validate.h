@@ -29,6 +29,7 @@ typedef struct clattn_forward_args {
     const clattn_attention_desc *desc;
     clattn_view q, k, v, out, lse;
     clattn_view     bias;                     /* desc->bias */
+    clattn_view     sinks;                    /* desc->sinks */
     clattn_mem_info seqlens_q, seqlens_k;     /* desc->seqlens_q, desc->seqlens_k */
     clattn_mem_info workspace;                /* desc->workspace */
     cl_uint         num_wait;
@@ -49,7 +50,7 @@ const clattn_attention_desc *clattn_desc_complete(const clattn_attention_desc *d
                                                   clattn_attention_desc *storage);
 
 /* Every field of desc: struct_size, enums, flags, finite scale, windows, softcap, dropout_p,
-   positions, accumulate. */
+   positions, accumulate (sinks with the tensors: clattn_validate_forward). */
 clattn_status clattn_check_desc(const clattn_attention_desc *desc);
 
 /* One view: present, dtype, dims > 0, strides (>= 0, last == 1), aligned offset, extent within

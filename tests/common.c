@@ -1081,6 +1081,8 @@ static void describe_desc(const test_case *c, char *buf, size_t size)
     if (c->dropout_p != 0.0f)   /* seed and offset matter only then */
         cat(buf, size, " dropout=%g (seed %#llx, offset %#llx)", (double)c->dropout_p,
             (unsigned long long)c->dropout_seed, (unsigned long long)c->dropout_offset);
+    if (c->sinks)
+        cat(buf, size, " sinks");
     if (c->q_start || c->k_start)
         cat(buf, size, " q_start=%lld k_start=%lld", (long long)c->q_start,
             (long long)c->k_start);
@@ -1371,6 +1373,18 @@ static void build_tensors(tc_run *r)
     tc_tensor(&r->dv, c, TC_DV);
 }
 
+/* r's sinks [1, Hq, 1, 1] and their values for the reference. */
+static void build_sinks(tc_run *r, test_rng *rng)
+{
+    const int64_t dims[4] = {1, r->c.Hq, 1, 1};
+    tt_init(&r->sinks, CLATTN_F32, dims, &LAYOUT_BHSD);
+    tt_fill_random(&r->sinks, rng, -2.0, 4.0);
+    r->sink_values = malloc((size_t)r->c.Hq * sizeof *r->sink_values);
+    cr_assert_not_null(r->sink_values);
+    for (int64_t h = 0; h < r->c.Hq; h++)
+        r->sink_values[h] = tt_get(&r->sinks, 0, h, 0, 0);
+}
+
 void tc_build(tc_run *r, const test_case *c)
 {
     memset(r, 0, sizeof *r);
@@ -1390,6 +1404,8 @@ void tc_build(tc_run *r, const test_case *c)
         tt_set(&r->q, c->B - 1, c->Hq - 1, c->special_row, c->D / 2, NAN);
     if (c->bias)
         build_bias(r, &rng);
+    if (c->sinks)
+        build_sinks(r, &rng);
     ref_params p;
     tc_ref_params(c, &p);
     if (c->poison & TC_POISON_KEYS)
@@ -1409,7 +1425,7 @@ void tc_build(tc_run *r, const test_case *c)
 void tc_upload(tc_run *r)
 {
     cl_mem_flags in = r->c.writable_inputs ? CL_MEM_READ_WRITE : CL_MEM_READ_ONLY;
-    test_tensor *const inputs[] = {&r->q, &r->k, &r->v, &r->dout, &r->bias};
+    test_tensor *const inputs[] = {&r->q, &r->k, &r->v, &r->dout, &r->bias, &r->sinks};
     test_tensor *const outputs[] = {&r->out, &r->lse, &r->dq, &r->dk, &r->dv};
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
         if (inputs[i]->host)
@@ -1426,7 +1442,7 @@ void tc_upload(tc_run *r)
 
 void tc_free(tc_run *r)
 {
-    test_tensor *const all[] = {&r->q, &r->k, &r->v, &r->out, &r->lse, &r->bias,
+    test_tensor *const all[] = {&r->q, &r->k, &r->v, &r->out, &r->lse, &r->bias, &r->sinks,
                                 &r->dout, &r->dq, &r->dk, &r->dv};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tt_free(all[i]);
@@ -1436,6 +1452,7 @@ void tc_free(tc_run *r)
         clReleaseMemObject(r->seqlens_k);
     free(r->ref_out_data);
     free(r->ref_lse_data);
+    free(r->sink_values);
     memset(r, 0, sizeof *r);
 }
 
@@ -1443,6 +1460,7 @@ void tc_run_desc(const tc_run *r, clattn_attention_desc *d)
 {
     tc_desc(&r->c, d);
     d->bias = r->bias.host ? &r->bias.view : NULL;
+    d->sinks = r->sinks.host ? &r->sinks.view : NULL;
     d->seqlens_q = r->seqlens_q;
     d->seqlens_k = r->seqlens_k;
 }
@@ -1524,6 +1542,7 @@ void tc_reference(tc_run *r)
         return;
     ref_params p;
     tc_ref_params(&r->c, &p);
+    p.sinks = r->sink_values;
     test_reference_of(p, &r->q, &r->k, &r->v, r->bias.host ? &r->bias : NULL,
                       &r->ref_out_data, &r->ref_out, &r->ref_lse_data, &r->ref_lse);
 }
@@ -1534,6 +1553,7 @@ void tc_reference_grads(tc_run *r, test_grads *g, unsigned char **zero_q,
     const test_case *c = &r->c;
     ref_params p;
     tc_ref_params(c, &p);
+    p.sinks = r->sink_values;
     const test_tensor *bias = r->bias.host ? &r->bias : NULL;
     test_reference_backward_of(p, &r->q, &r->k, &r->v, &r->dout, bias, g);
     double *bias_store = NULL;

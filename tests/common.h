@@ -415,6 +415,7 @@ typedef struct test_case {
     float dropout_p;
     uint64_t dropout_seed, dropout_offset;
     int64_t q_start, k_start;           /* positions */
+    int sinks;                          /* 1: sinks f32 [1, Hq, 1, 1], random in [-2, 4) */
     clattn_algo algo;
     int no_lse;                         /* the forward gets lse == NULL */
 
@@ -509,6 +510,8 @@ void tc_tensor(test_tensor *t, const test_case *c, tc_which w);
 typedef struct tc_run {
     test_case c;                        /* a copy of the case */
     test_tensor q, k, v, out, lse, bias;        /* bias: when c.bias */
+    test_tensor sinks;                          /* when c.sinks */
+    double *sink_values;                        /* [Hq], when c.sinks: the reference's */
     test_tensor dout, dq, dk, dv;               /* when c.backward */
     cl_mem seqlens_q, seqlens_k;        /* tc_upload, when the case has them */
     int64_t poisoned;                   /* input elements c.poison set to NaN/Inf */

@@ -274,6 +274,17 @@ MUTATION(out_rows_overlap) { (void)x; a->out.strides[2] = DV - 1; }
 MUTATION(out_heads_overlap) { (void)x; a->out.strides[1] = 0; }
 MUTATION(out_batches_overlap) { (void)x; a->out.strides[0] = a->out.strides[1]; }
 MUTATION(lse_rows_overlap) { (void)x; a->lse.strides[2] = 0; }
+/* sinks [1, HQ, 1, 1] in `buffer`, of dtype t and with last dim `last` (1 is right). */
+static void point_sinks(tc_args *a, cl_mem buffer, clattn_dtype t, int64_t last)
+{
+    static clattn_tensor sinks;
+    sinks = clattn_tensor_bhsd(buffer, t, 1, HQ, 1, last);
+    a->desc.sinks = &sinks;
+}
+MUTATION(sinks_f16) { (void)x; point_sinks(a, a->k.buffer, CLATTN_F16, 1); }
+MUTATION(sinks_two_per_head) { (void)x; point_sinks(a, a->k.buffer, CLATTN_F32, 2); }
+MUTATION(sinks_in_out) { (void)x; point_sinks(a, a->out.buffer, CLATTN_F32, 1); }
+MUTATION(sinks_write_only) { point_sinks(a, x->wo_k, CLATTN_F32, 1); }
 MUTATION(out_is_q) { (void)x; a->out.buffer = a->q.buffer; }
 MUTATION(out_is_sub_buffer_of_q) { a->out.buffer = x->q_sub; }
 MUTATION(lse_in_q) { (void)x; a->lse.buffer = a->q.buffer; a->lse.offset = 64; }
@@ -380,6 +391,10 @@ static const test_case forward_cases[] = {
     {"dropout_p 1", .dropout_p = 1.0f, TC_REJECT(INVALID, "desc->dropout_p")},
     {"dropout_p -0.1", .dropout_p = -0.1f, TC_REJECT(INVALID, "desc->dropout_p")},
     {"dropout_p NaN", .dropout_p = NAN, TC_REJECT(INVALID, "desc->dropout_p")},
+    {"sinks f16", .mutate = sinks_f16, TC_REJECT(INVALID, "sinks.dtype")},
+    {"sinks [1, Hq, 1, 2]", .mutate = sinks_two_per_head, TC_REJECT(INVALID, "sinks dims")},
+    {"sinks inside out", .mutate = sinks_in_out, TC_REJECT(INVALID, "alias")},
+    {"sinks WRITE_ONLY", .mutate = sinks_write_only, TC_REJECT(INVALID, "sinks")},
     {"q_start -1", .q_start = -1, TC_REJECT(INVALID, "desc->q_start")},
     {"q_start 2^40 + 1", .q_start = (1ll << 40) + 1, TC_REJECT(INVALID, "desc->q_start")},
     {"k_start -5", .k_start = -5, TC_REJECT(INVALID, "desc->k_start")},

@@ -26,7 +26,7 @@ TestSuite(launch, .fini = test_ctx_release);
     X(a.seq_k, 4) X(a.head_dim, 4) X(a.head_dim_v, 4) X(a.heads_q, 4) X(a.group, 4)          \
     X(a.flags, 4) X(a.q_scale, 4) X(a.score_scale, 4) X(a.softcap, 4)
 #define FORWARD(X)                                                                           \
-    VIEW(q, X) VIEW(k, X) VIEW(v, X) VIEW(out, X) VIEW(lse, X) VIEW(bias, X)                 \
+    VIEW(q, X) VIEW(k, X) VIEW(v, X) VIEW(out, X) VIEW(lse, X) VIEW(bias, X) VIEW(sinks, X)  \
     X(out_split, 8) X(lse_split, 8) ATTENTION(attn, X) X(splits, 4) X(keys_per_split, 4)
 #define BACKWARD(X)                                                                          \
     VIEW(q, X) VIEW(k, X) VIEW(v, X) VIEW(out, X) VIEW(dout, X) VIEW(lse, X) VIEW(dq, X)     \
@@ -40,7 +40,8 @@ TestSuite(launch, .fini = test_ctx_release);
     X(flag_at, 8) X(batch, 8) X(rows, 4) X(dim, 4) X(masked, 4) X(key_first, 4) X(r0, 4)     \
     X(r1, 4) X(mult, 4) X(pad_, 4)
 #define CHUNK(X)                                                                             \
-    VIEW(v, X) VIEW(out, X) VIEW(lse, X) VIEW(bias, X) ATTENTION(attn, X) X(batch, 8)        \
+    VIEW(v, X) VIEW(out, X) VIEW(lse, X) VIEW(bias, X) VIEW(sinks, X) ATTENTION(attn, X)     \
+    X(batch, 8)                                                                              \
     X(scores_at, 8) X(sums_at, 8) X(values_at, 8) X(flag_at, 8) X(h0, 4) X(r0, 4)            \
     X(rows, 4) X(k0, 4) X(keys, 4) X(pad_, 4)
 

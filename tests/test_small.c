@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -59,6 +60,12 @@ static const test_case cases[] = {
     {"positions SPLIT_KV causal dropout past 2^32", SHAPE(1, 4, 1, 2, 600, 8, 8), .causal = 1,
      TL, .algo = CLATTN_ALGO_SPLIT_KV, .q_start = (1ll << 32) + 300,
      .k_start = (1ll << 32) - 7, .dropout_p = 0.5f},
+    /* sinks: rows without keys get the sink's lse, seqlens padding rows stay -inf; split-KV
+       counts the sink once over its key ranges */
+    {"sinks FUSED causal Sq > Sk, seqlens", SHAPE(2, 2, 2, 20, 6, 8, 8), .causal = 1,
+     .algo = CLATTN_ALGO_FUSED, .sinks = 1, .seqlens_q = SEQ(20, 17)},
+    {"sinks SPLIT_KV GQA bias dropout", SHAPE(1, 4, 2, 2, 600, 8, 8),
+     .algo = CLATTN_ALGO_SPLIT_KV, .sinks = 1, STRIPED_BIAS, .dropout_p = 0.25f},
 };
 
 TestSuite(small, .fini = test_ctx_release);
@@ -130,6 +137,8 @@ static const test_case bwd_cases[] = {
      BWD_LAYOUTS},
     {"f32 positions, causal TL, window, dropout", SHAPE(1, 2, 1, 9, 11, 8, 8), .causal = 1,
      TL, .window = WIN(6, -1), .q_start = 13, .k_start = 8, .dropout_p = 0.25f, BWD_LAYOUTS},
+    {"f32 sinks, causal Sq > Sk, GQA", SHAPE(1, 4, 2, 12, 8, 8, 8), .causal = 1, .sinks = 1,
+     BWD_LAYOUTS},
 };
 
 static void run_bwd_case(const test_case *table_case, size_t index, cmp_result *worst)
@@ -188,4 +197,38 @@ Test(small, a_desc_of_0_1_runs_with_the_later_fields_at_defaults)
     tc_check_forward(&r, c.name, NULL);
     tc_check_backward(&r, c.name, NULL);
     tc_free(&r);
+}
+
+/* Sinks on the unfused path (CLBlast) too: the same cases as the table's FUSED and SPLIT_KV
+   ones, forced UNFUSED; skipped in a build without CLBlast, and under oclgrind, whose
+   uninitialized-value check reports reads in CLBlast's own XgemmDirect kernels (not ours). */
+Test(small, sinks_on_the_unfused_path)
+{
+    if (strstr(clattn_context_device_name(test_ctx()), "Oclgrind"))
+        cr_skip_test("oclgrind: the unfused path's GEMMs are CLBlast's kernels");
+    const test_case unfused[] = {
+        {"sinks UNFUSED causal Sq > Sk, seqlens", SHAPE(2, 2, 2, 20, 6, 8, 8), .causal = 1,
+         .algo = CLATTN_ALGO_UNFUSED, .sinks = 1, .seqlens_q = SEQ(20, 17)},
+        {"sinks UNFUSED GQA bias dropout", SHAPE(1, 4, 2, 2, 600, 8, 8),
+         .algo = CLATTN_ALGO_UNFUSED, .sinks = 1, STRIPED_BIAS, .dropout_p = 0.25f},
+    };
+    char plan[256];
+    tc_run r;
+    tc_build(&r, &unfused[0]);
+    tc_upload(&r);
+    tc_args a;
+    tc_args_init(&a, &r);
+    clattn_status st = clattn_attention_plan(test_ctx(), &a.desc, &a.q, &a.k, &a.v, plan,
+                                             sizeof plan);
+    tc_free(&r);
+    if (st == CLATTN_ERROR_UNSUPPORTED)
+        cr_skip_test("no unfused path in this build: %s", plan);
+    cmp_result worst_out = cmp_none(), worst_lse = cmp_none();
+    for (size_t i = 0; i < sizeof unfused / sizeof unfused[0]; i++)
+        run_case(&unfused[i], &worst_out, &worst_lse);
+    char o[256], l[256];
+    cr_log_info("unfused with sinks: out %s; lse %s", cmp_describe(&worst_out, o, sizeof o),
+                cmp_describe(&worst_lse, l, sizeof l));
+    cr_assert(worst_out.worst <= TOL_F32_OUT && worst_out.hard == 0, "out: %s", o);
+    cr_assert(worst_lse.worst <= TOL_F32_LSE && worst_lse.hard == 0, "lse: %s", l);
 }

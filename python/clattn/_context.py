@@ -73,8 +73,9 @@ class Context:
                  (which keys are dropped: clattn.dropout_keep)
       q_start, k_start  positions of query row 0 and key 0 in a longer sequence (a shard of
                  it): masks compare positions and dropout counts them; 0 and 0 by default
+      sinks      None, or a float32 array [1, heads_q, 1, 1]: one logit per query head that
+                 joins every softmax denominator of that head (gpt-oss); lse includes it
       algo       "auto", "fused", "split_kv" or "unfused"
-    Attention sinks are not in this version's C desc, so not here.
 
     Wrong Python types raise TypeError naming the argument; everything the C library checks
     (shapes, strides, values) raises clattn.Error with its status and message, before anything
@@ -143,7 +144,7 @@ class Context:
 
     def _desc(self, call, causal=False, scale=None, align="bottom_right", window=(-1, -1),
               softcap=0.0, bias=None, seqlens_q=None, seqlens_k=None, dropout_p=0.0, seed=0,
-              offset=0, q_start=0, k_start=0, algo="auto"):
+              offset=0, q_start=0, k_start=0, sinks=None, algo="auto"):
         desc = _lib.new_desc()
         desc.causal = _check_bool("causal", causal)
         if scale is not None:
@@ -162,6 +163,8 @@ class Context:
         desc.dropout_offset = _check_integer("offset", offset, _UINT64)
         desc.q_start = _check_integer("q_start", q_start, _INT64)
         desc.k_start = _check_integer("k_start", k_start, _INT64)
+        if sinks is not None:
+            desc.sinks = ctypes.pointer(call.input("sinks", sinks))
         desc.algo = _check_choice("algo", algo, _lib.ALGOS)
         return desc
 

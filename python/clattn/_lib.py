@@ -75,6 +75,7 @@ class AttentionDesc(ctypes.Structure):
         ("q_start", ctypes.c_int64),
         ("k_start", ctypes.c_int64),
         ("accumulate", ctypes.c_int),
+        ("sinks", ctypes.POINTER(Tensor)),
     ]
 
 

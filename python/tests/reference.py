@@ -96,7 +96,7 @@ class Reference:
 
     def __init__(self, q, k, v, causal=False, scale=None, align="bottom_right",
                  window=(-1, -1), softcap=0.0, bias=None, seqlens_q=None, seqlens_k=None,
-                 dropout_p=0.0, seed=0, offset=0, q_start=0, k_start=0):
+                 dropout_p=0.0, seed=0, offset=0, q_start=0, k_start=0, sinks=None):
         q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
         batch, heads, rows, dim = q.shape
         group = heads // k.shape[1]
@@ -112,10 +112,17 @@ class Reference:
         seen = visible(batch, heads, rows, self.k.shape[2], causal, align, window, seqlens_q,
                        seqlens_k, q_start, k_start)
         s = np.where(seen, s, -np.inf)
-        row_max = s.max(axis=-1, keepdims=True)
+        # a sink joins each row's denominator as a key with no value (padding rows: none)
+        sink = np.full(s.shape[:3] + (1,), -np.inf)
+        if sinks is not None:
+            rows_seen = rows if seqlens_q is None else np.asarray(seqlens_q).reshape(-1, 1, 1, 1)
+            live = np.arange(rows).reshape(1, 1, -1, 1) < rows_seen
+            sink = np.where(live, np.asarray(sinks, np.float64).reshape(1, -1, 1, 1), -np.inf)
+        row_max = np.maximum(s.max(axis=-1, keepdims=True), sink)
         empty = np.isneginf(row_max)
-        weights = np.where(empty, 0.0, np.exp(s - np.where(empty, 0.0, row_max)))
-        total = weights.sum(axis=-1, keepdims=True)
+        shift = np.where(empty, 0.0, row_max)
+        weights = np.where(empty, 0.0, np.exp(s - shift))
+        total = weights.sum(axis=-1, keepdims=True) + np.where(empty, 0.0, np.exp(sink - shift))
         self.p = np.where(empty, 0.0, weights / np.where(empty, 1.0, total))
         self.lse = np.where(empty, -np.inf, row_max + np.log(np.where(empty, 1.0, total)))[..., 0]
         self.drop = (dropout_mask(seed, offset, dropout_p, s.shape, q_start, k_start)

@@ -22,6 +22,8 @@ CASES = [
     ("dropout", {}, dict(dropout_p=0.25, seed=5, offset=3, causal=True)),
     ("positions", {}, dict(causal=True, align="top_left", q_start=12, k_start=3,
                            dropout_p=0.25, seed=6)),
+    ("sinks", {}, dict(sinks=np.linspace(-1, 2, 4, dtype=np.float32).reshape(1, 4, 1, 1),
+                       causal=True)),
 ]
 
 

@@ -41,6 +41,7 @@ void ref_params_init(ref_params *p)
     p->dropout_offset = 0;
     p->q_start = 0;
     p->k_start = 0;
+    p->sinks = NULL;
 }
 
 int64_t ref_seq_q(const ref_params *p, int64_t b, int64_t sq)
@@ -202,10 +203,12 @@ static void forward_row(const row_job *job, int64_t b, int64_t h, int64_t i,
             m = s;          /* NaN never compares greater, so m is the max of the others */
     }
     if (live == 0) {
-        write_row(job, b, h, i, 0.0, -INFINITY);
+        write_row(job, b, h, i, 0.0, p->sinks ? p->sinks[h] : -INFINITY);
         return;
     }
-    double sum = 0.0;
+    if (p->sinks)
+        m = fmax(m, p->sinks[h]);
+    double sum = p->sinks ? exp(p->sinks[h] - m) : 0.0;
     for (int64_t d = 0; d < dv; d++)
         job->acc[d] = 0.0;
     double keep_scale = 1.0 / (1.0 - p->dropout_p);
@@ -387,8 +390,11 @@ static double keep_weight(const ref_params *p, int64_t b, int64_t h, int64_t hea
 static double backward_probs(grad_job *job, int64_t b, int64_t h, int64_t i, double max)
 {
     const row_job *fwd = &job->fwd;
+    const double *sinks = fwd->p->sinks;
     int64_t sk = fwd->k->dims[2], kvh = h / fwd->group;
-    double sum = 0.0, delta = 0.0;
+    if (sinks)   /* a constant of the denominator: no gradient of its own */
+        max = fmax(max, sinks[h]);
+    double sum = sinks ? exp(sinks[h] - max) : 0.0, delta = 0.0;
     for (int64_t j = 0; j < sk; j++)
         if (fwd->scores[j] != -INFINITY)
             sum += exp(fwd->scores[j] - max);

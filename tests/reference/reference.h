@@ -47,10 +47,12 @@ typedef struct ref_params {
     uint64_t dropout_seed;
     uint64_t dropout_offset;
     int64_t q_start, k_start;   /* positions of query row 0 and key 0 (masks and dropout) */
+    const double *sinks;        /* NULL or [Hq]: exp(sinks[h]) joins each denominator of head
+                                   h; a row with no visible key gets out 0 and lse sinks[h] */
 } ref_params;
 
 /* The defaults of clattn_attention_desc_init: scale 0, not causal, BOTTOM_RIGHT, windows -1,
-   no softcap, bias, seqlens or dropout, positions from 0. */
+   no softcap, bias, seqlens or dropout, positions from 0, no sinks. */
 void ref_params_init(ref_params *p);
 
 /* The valid lengths of batch b: seqlens entries when given, else the dims. */
