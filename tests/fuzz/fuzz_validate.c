@@ -17,8 +17,8 @@
      same status and message (pure functions).
    Tolerated and reported (fz_result), not failed: an output whose strides the validator's
    sorted-stride test rejects although no two of its elements meet (.conservative), and an
-   accepted output that shares bytes with a seqlens or workspace buffer, which no check of
-   validate.c looks at (.gap); in raw mode, aliasing verdicts on inconsistent buffer facts.
+   output that shares bytes with a seqlens buffer (.gap: validate.c refuses it as an alias, the
+   model only notes it); in raw mode, aliasing verdicts on inconsistent buffer facts.
 
    Builds:
    - always: with the standalone driver fuzz_main.c as the `fuzz_validate` Meson test (the
@@ -106,9 +106,9 @@ static size_t fz_ntensors(const fz_case *c)
 {
     switch (fz_op(c)) {
     case FZ_FORWARD:
-    case FZ_QUERY: return 6;
+    case FZ_QUERY: return 7;
     case FZ_MERGE: return 2 + 2 * fz_nparts(c);
-    case FZ_BACKWARD: return 10;
+    case FZ_BACKWARD: return 11;
     }
     return 0;
 }
@@ -150,6 +150,7 @@ static void io_case(fz_io *io, fz_case *c)
     io_i64(io, &d->q_start);
     io_i64(io, &d->k_start);
     io_i32(io, &d->accumulate);
+    io_u8(io, &d->sinks);
     io_u32(io, &c->num_wait);
     io_u8(io, &c->wait_null);
     io_u8(io, &c->nparts);
@@ -278,7 +279,7 @@ typedef struct verdict {
     char why[256]; /* the first broken rule */
     const clattn_view *disjoint[4]; /* outputs whose elements were all found apart */
     int  ndisjoint;
-    char gap[256]; /* an output sharing bytes with a seqlens or workspace buffer */
+    char gap[256]; /* an output sharing bytes with a seqlens buffer */
 } verdict;
 
 static void breaks(verdict *vd, int small, const char *fmt, ...)
@@ -453,9 +454,10 @@ static void model_aliasing(verdict *vd, const mview *views, size_t n)
         }
 }
 
-/* An output that shares bytes with desc->seqlens_q/k (int32[batch] from the buffer's start) or
-   desc->workspace (workspace_size bytes): the kernels read those while they write the outputs,
-   yet no check of validate.c is about them. Noted in vd->gap, not counted as a broken rule. */
+/* desc->workspace (workspace_size bytes, in whole f32 words) is written: a view or a seqlens
+   buffer sharing its bytes breaks a rule. An output that shares bytes with desc->seqlens_q/k
+   (int32[batch] from the buffer's start), which the kernels read while they write it, is
+   noted in vd->gap, not counted as a broken rule. */
 static void model_desc_buffer_aliasing(verdict *vd, const clattn_forward_args *a,
                                        const mview *views, size_t n)
 {
@@ -470,15 +472,28 @@ static void model_desc_buffer_aliasing(verdict *vd, const clattn_forward_args *a
         u128 bytes;
     } bufs[3] = {{"desc->seqlens_q", d->seqlens_q, &a->seqlens_q, rows},
                  {"desc->seqlens_k", d->seqlens_k, &a->seqlens_k, rows},
-                 {"desc->workspace", d->workspace, &a->workspace, d->workspace_size}};
+                 /* whole f32 words: the kernels use it as floats, validate.c's view too */
+                 {"desc->workspace", d->workspace, &a->workspace,
+                  ((u128)d->workspace_size + 3) / 4 * 4}};
+    /* the workspace is written while the seqlens are read: they may not share bytes */
+    const u128 ws_lo = bufs[2].info->root_offset, ws_hi = ws_lo + bufs[2].bytes;
+    for (int b = 0; b < 2 && bufs[2].handle && bufs[2].info->live && bufs[2].bytes; b++) {
+        const u128 lo = bufs[b].info->root_offset, hi = lo + bufs[b].bytes;
+        if (bufs[b].handle && bufs[b].info->live && bufs[b].info->root == bufs[2].info->root &&
+            lo < ws_hi && ws_lo < hi)
+            breaks(vd, 0, "desc->workspace shares bytes with %s", bufs[b].name);
+    }
     for (int b = 0; b < 3; b++) {
-        if (!bufs[b].handle || !bufs[b].info->live)
+        if (!bufs[b].handle || !bufs[b].info->live || bufs[b].bytes == 0)
             continue;
         const u128 lo = bufs[b].info->root_offset, hi = lo + bufs[b].bytes;
         for (size_t i = 0; i < n; i++) {
             const mview *m = &views[i];
-            if (m->ok && m->v->output && m->v->mem.root == bufs[b].info->root && m->lo < hi &&
-                lo < m->hi && !vd->gap[0])
+            if (!m->ok || m->v->mem.root != bufs[b].info->root || m->hi <= lo || hi <= m->lo)
+                continue;
+            if (b == 2)   /* the workspace is written: no view may share its bytes */
+                breaks(vd, 0, "%s shares bytes with desc->workspace", m->v->name);
+            else if (m->v->output && !vd->gap[0])
                 snprintf(vd->gap, sizeof vd->gap, "%s shares bytes with %s", m->v->name,
                          bufs[b].name);
         }
@@ -540,6 +555,24 @@ static void model_buffer(verdict *vd, const char *name, cl_mem mem, const clattn
         breaks(vd, 1, "%s holds %zu bytes < %.17g needed", name, info->size, (double)need);
 }
 
+/* sinks of a forward or backward call (desc->sinks): f32 [1, Hq, 1, 1]. */
+static void model_sinks(verdict *vd, const clattn_attention_desc *d, const clattn_view *q,
+                        const clattn_view *sinks, cl_context ctx, mview *msinks)
+{
+    memset(msinks, 0, sizeof *msinks);
+    msinks->v = sinks;
+    if (!d || !d->sinks)
+        return;
+    *msinks = model_view(vd, sinks, ctx);
+    if (sinks->t->dtype != CLATTN_F32)
+        breaks(vd, 0, "sinks not f32");
+    if (q->t) {
+        const int64_t want[4] = {1, dim(q, 1), 1, 1};
+        for (int i = 0; i < 4; i++)
+            want_dim(vd, sinks, i, want[i]);
+    }
+}
+
 /* q, k, v, bias, seqlens and workspace of a forward or backward call. */
 static void model_inputs(verdict *vd, const clattn_attention_desc *d, const clattn_view *q,
                          const clattn_view *k, const clattn_view *v, const clattn_view *bias,
@@ -599,9 +632,10 @@ static void model_forward(verdict *vd, const clattn_forward_args *a, int model)
     model_desc(vd, d);
     if (a->num_wait > 0 && !a->wait_list)
         breaks(vd, 0, "wait_list NULL");
-    mview m[6];
+    mview m[7];
     model_inputs(vd, d, &a->q, &a->k, &a->v, &a->bias, &a->seqlens_q, &a->seqlens_k,
                  &a->workspace, a->context, &m[0], &m[1], &m[2], &m[3]);
+    model_sinks(vd, d, &a->q, &a->sinks, a->context, &m[6]);
     if (!a->out.name)
         return; /* the query: no outputs */
     if (!a->out.t) {
@@ -620,8 +654,8 @@ static void model_forward(verdict *vd, const clattn_forward_args *a, int model)
     if (a->lse.t)
         m[5] = model_view(vd, &a->lse, a->context);
     if (model) {
-        model_aliasing(vd, m, 6);
-        model_desc_buffer_aliasing(vd, a, m, 6);
+        model_aliasing(vd, m, 7);
+        model_desc_buffer_aliasing(vd, a, m, 7);
     }
 }
 
@@ -667,25 +701,27 @@ static void model_backward(verdict *vd, const clattn_backward_args *a, int model
         breaks(vd, 0, "lse is NULL");
     const clattn_view *grads[4] = {&a->dout, &a->dq, &a->dk, &a->dv};
     const clattn_view *of[4] = {&f->out, &f->q, &f->k, &f->v};
-    mview m[10];
-    const clattn_view *inputs[6] = {&f->q, &f->k, &f->v, &f->bias, &f->out, &f->lse};
-    for (int i = 0; i < 6; i++) {
+    mview m[11];
+    const clattn_view *inputs[7] = {&f->q, &f->k, &f->v, &f->bias, &f->out, &f->lse,
+                                    &f->sinks};
+    for (int i = 0; i < 7; i++) {
         memset(&m[i], 0, sizeof m[i]);
         m[i].v = inputs[i];
-        if (inputs[i]->t && (i != 3 || (f->desc && f->desc->bias)))
+        if (inputs[i]->t && (i != 3 || (f->desc && f->desc->bias)) &&
+            (i != 6 || (f->desc && f->desc->sinks)))
             m[i] = model_view(vd, inputs[i], f->context);
     }
     for (int i = 0; i < 4; i++) {
         if (!grads[i]->t) {
             breaks(vd, 0, "%s is NULL", grads[i]->name);
-            memset(&m[6 + i], 0, sizeof m[6 + i]);
-            m[6 + i].v = grads[i];
+            memset(&m[7 + i], 0, sizeof m[7 + i]);
+            m[7 + i].v = grads[i];
             continue;
         }
         if (of[i]->t)
             for (int j = 0; j < 4; j++)
                 want_dim(vd, grads[i], j, dim(of[i], j));
-        m[6 + i] = model_view(vd, grads[i], f->context);
+        m[7 + i] = model_view(vd, grads[i], f->context);
         if (i > 0 && f->desc && f->desc->accumulate && grads[i]->t->buffer &&
             grads[i]->mem.live && (grads[i]->mem.flags & CL_MEM_WRITE_ONLY))
             breaks(vd, 0, "%s: accumulate reads a write-only buffer", grads[i]->name);
@@ -696,8 +732,8 @@ static void model_backward(verdict *vd, const clattn_backward_args *a, int model
         (a->dk.t->dtype != a->dq.t->dtype || a->dv.t->dtype != a->dq.t->dtype))
         breaks(vd, 0, "dq, dk, dv dtypes differ");
     if (model) {
-        model_aliasing(vd, m, 10);
-        model_desc_buffer_aliasing(vd, f, m, 10);
+        model_aliasing(vd, m, 11);
+        model_desc_buffer_aliasing(vd, f, m, 11);
     }
 }
 
@@ -724,7 +760,7 @@ static void violation(const fz_result *r, const verdict *vd, const char *fmt, ..
 /* Messages start with the argument they are about. */
 static int names_argument(const char *msg)
 {
-    static const char *const names[] = {"desc", "q", "k", "v", "out", "lse", "bias",
+    static const char *const names[] = {"desc", "q", "k", "v", "out", "lse", "bias", "sinks",
                                         "wait_list", "outs[", "lses[", "dout", "dq", "dk",
                                         "dv"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -811,6 +847,7 @@ void fz_run(const uint8_t *data, size_t size, fz_result *r)
         tp[i] = f->present ? t : NULL;
     }
     const int bias_slot = r->op == FZ_BACKWARD ? FZ_BBIAS : FZ_BIAS;
+    const int sinks_slot = r->op == FZ_BACKWARD ? FZ_BSINKS : FZ_SINKS;
     clattn_attention_desc desc;
     memset(&desc, 0, sizeof desc);
     const fz_desc *fd = &c.desc;
@@ -833,6 +870,7 @@ void fz_run(const uint8_t *data, size_t size, fz_result *r)
     desc.q_start = fd->q_start;
     desc.k_start = fd->k_start;
     desc.accumulate = fd->accumulate;
+    desc.sinks = fd->sinks ? tp[sinks_slot] : NULL;
     const clattn_attention_desc *dp = fd->absent ? NULL : &desc;
     static const cl_event events[4]; /* never read: only its being NULL matters */
     const cl_event *wait_list = c.wait_null ? NULL : events;
@@ -858,6 +896,7 @@ void fz_run(const uint8_t *data, size_t size, fz_result *r)
         fa.v = view_of(&w, "v", tp[FZ_V], 0);
         if (dp) {
             fa.bias = view_of(&w, "bias", dp->bias, 0);
+            fa.sinks = view_of(&w, "sinks", dp->sinks, 0);
             fa.seqlens_q = info_of(&w, dp->seqlens_q);
             fa.seqlens_k = info_of(&w, dp->seqlens_k);
             fa.workspace = info_of(&w, dp->workspace);
@@ -883,6 +922,7 @@ void fz_run(const uint8_t *data, size_t size, fz_result *r)
         f->lse = view_of(&w, "lse", tp[FZ_BLSE], 0);
         if (dp) {
             f->bias = view_of(&w, "bias", dp->bias, 0);
+            f->sinks = view_of(&w, "sinks", dp->sinks, 0);
             f->seqlens_q = info_of(&w, dp->seqlens_q);
             f->seqlens_k = info_of(&w, dp->seqlens_k);
             f->workspace = info_of(&w, dp->workspace);

@@ -17,9 +17,10 @@
 enum { FZ_DESC, FZ_FORWARD, FZ_QUERY, FZ_MERGE, FZ_BACKWARD, FZ_OPS };
 
 /* Tensor slots per op. */
-enum { FZ_Q, FZ_K, FZ_V, FZ_OUT, FZ_LSE, FZ_BIAS };                 /* FORWARD, QUERY */
+enum { FZ_Q, FZ_K, FZ_V, FZ_OUT, FZ_LSE, FZ_BIAS, FZ_SINKS };       /* FORWARD, QUERY */
 enum { FZ_MOUT, FZ_MLSE, FZ_MPARTS };   /* MERGE: outs[p] at 2 + p, lses[p] at 2 + n + p */
-enum { FZ_BQ, FZ_BK, FZ_BV, FZ_BOUT, FZ_BDOUT, FZ_BLSE, FZ_BDQ, FZ_BDK, FZ_BDV, FZ_BBIAS };
+enum { FZ_BQ, FZ_BK, FZ_BV, FZ_BOUT, FZ_BDOUT, FZ_BLSE, FZ_BDQ, FZ_BDK, FZ_BDV, FZ_BBIAS,
+       FZ_BSINKS };
 
 /* One fake cl_mem. Handles are fake pointers that validate.c only compares. In model mode
    (case.raw == 0) the facts are made consistent as OpenCL keeps them: a sub-buffer lies inside
@@ -62,6 +63,7 @@ typedef struct fz_desc {
     uint64_t workspace_size;
     int64_t  q_start, k_start;
     int32_t  accumulate;
+    uint8_t  sinks;        /* nonzero: desc->sinks is the op's sinks tensor slot */
 } fz_desc;
 
 typedef struct fz_case {

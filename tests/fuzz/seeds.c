@@ -124,6 +124,31 @@ static fz_case fwd_extras(void)
     return c;
 }
 
+/* fwd() with sinks [1, HQ, 1, 1] of dtype t in a buffer of their own (flags). */
+static fz_case fwd_sinks(clattn_dtype t, cl_mem_flags flags)
+{
+    fz_case c = fwd();
+    dense(&c.t[FZ_SINKS], mkbuf(&c, HQ * 4, flags), t, 1, HQ, 1, 1);
+    c.desc.sinks = 1;
+    return c;
+}
+
+static void sinks_seeds(void)
+{
+    fz_case c = fwd_sinks(CLATTN_F32, RO);
+    add("fwd_sinks_valid", &c, OK, "");
+    c = fwd_sinks(CLATTN_F16, RO);
+    add("fwd_sinks_f16", &c, INVALID, "sinks.dtype=1: sinks are f32");
+    c = fwd_sinks(CLATTN_F32, RO);
+    c.t[FZ_SINKS].dims[1] = HQ - 1;
+    add("fwd_sinks_heads", &c, INVALID, "sinks dims [1,");
+    c = fwd_sinks(CLATTN_F32, WO);
+    add("fwd_sinks_write_only", &c, INVALID, "sinks.buffer is CL_MEM_WRITE_ONLY");
+    c = fwd_sinks(CLATTN_F32, RO);
+    c.t[FZ_SINKS].buf = c.t[FZ_OUT].buf;
+    add("fwd_sinks_in_out", &c, INVALID, "sinks");
+}
+
 static void forward_seeds(void)
 {
     fz_case c = fwd();
@@ -696,6 +721,7 @@ size_t fz_seeds(fz_seed **seeds)
     list = NULL;
     count = cap = 0;
     forward_seeds();
+    sinks_seeds();
     backward_seeds();
     merge_seeds();
     *seeds = list;
