@@ -77,6 +77,7 @@ typedef struct options {
     int causal, backward, zigzag, check, repeat;
     clattn_dtype dtype;
     double dropout;
+    const char *device; /* clattn's selector, %l for the rank's index on its host; or NULL */
 } options;
 
 static void usage(FILE *f)
@@ -96,6 +97,9 @@ static void usage(FILE *f)
         "  --zigzag         each rank holds chunks r and 2N-1-r of 2N (even causal work)\n"
         "  --check          compare with one clattn call on rank 0; exit 1 over tolerance\n"
         "  --repeat R       run the ring R times, time the last (default 1)\n"
+        "  --device SEL     clattn's device selector (default: $CLATTN_DEVICE, else the first\n"
+        "                   GPU...); %%l in it becomes the rank's index on its host, so\n"
+        "                   --device 0:%%l gives each rank of a host its own device\n"
         "Dropout: clattn's dropout mask is keyed on local (query row, key) indices and the C\n"
         "API has no global positions (q_start/k_start) yet, so a sharded run cannot reproduce\n"
         "the single-device mask; --dropout P > 0 is refused.\n");
@@ -144,7 +148,7 @@ static int parse_probability(const char *s, double *p)
 static int parse_flag(int argc, char **argv, int *i, options *o, const char **why)
 {
     const char *a = argv[*i];
-    int64_t repeat;
+    int64_t repeat = 1;
     int bad = 0;
     if (strcmp(a, "--causal") == 0)
         o->causal = 1;
@@ -168,9 +172,11 @@ static int parse_flag(int argc, char **argv, int *i, options *o, const char **wh
         bad = parse_dtype(flag_value(argc, argv, i), &o->dtype);
     else if (strcmp(a, "--dropout") == 0)
         bad = parse_probability(flag_value(argc, argv, i), &o->dropout);
+    else if (strcmp(a, "--device") == 0)
+        bad = (o->device = flag_value(argc, argv, i)) == NULL;
     else if (strcmp(a, "--repeat") == 0) {
         bad = parse_count(flag_value(argc, argv, i), &repeat);
-        o->repeat = (int)repeat;
+        o->repeat = bad ? o->repeat : (int)repeat;
     } else {
         *why = "unknown option";
         return -1;
@@ -499,11 +505,45 @@ static void ring_release(ring *r)
     memset(r, 0, sizeof *r);
 }
 
+/* This rank's index among the ranks of its host. */
+static int local_rank(void)
+{
+    MPI_Comm host;
+    int rank;
+    CHECK_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL,
+                                  &host));
+    CHECK_MPI(MPI_Comm_rank(host, &rank));
+    CHECK_MPI(MPI_Comm_free(&host));
+    return rank;
+}
+
+/* --device with each %l replaced by the rank's index on its host; NULL without --device. */
+static char *device_selector(const char *pattern)
+{
+    if (!pattern)
+        return NULL;
+    char local[16];
+    snprintf(local, sizeof local, "%d", local_rank());
+    char *sel = host_alloc(strlen(pattern) * sizeof local + 1), *out = sel;
+    for (const char *p = pattern; *p; p++) {
+        if (p[0] == '%' && p[1] == 'l') {
+            out += sprintf(out, "%s", local);
+            p++;
+        } else {
+            *out++ = *p;
+        }
+    }
+    *out = '\0';
+    return sel;
+}
+
 /* Every rank creates its context; they agree on one outcome: 0, EXIT_SKIP when some rank has
    no device, 1 when some rank failed otherwise. */
 static int contexts_create(ring *r)
 {
-    clattn_status s = clattn_context_create(NULL, &r->ctx);
+    char *sel = device_selector(r->o.device);
+    clattn_status s = clattn_context_create(sel, &r->ctx);
+    free(sel);
     int mine = s == CLATTN_SUCCESS ? 0 : s == CLATTN_ERROR_DEVICE_NOT_FOUND ? 1 : 2, worst;
     if (s != CLATTN_SUCCESS)
         fprintf(stderr, "rank %d: clattn_context_create: %s: %s\n", r->l.rank,
@@ -1066,10 +1106,13 @@ static const char *dtype_name(clattn_dtype t)
 static void describe(const ring *r)
 {
     const options *o = &r->o;
+    /* one line per rank: with --device each may have its own */
+    printf("rank %d: device %s\n", r->l.rank, clattn_context_device_name(r->ctx));
+    fflush(stdout);
+    CHECK_MPI(MPI_Barrier(MPI_COMM_WORLD));
     if (r->l.rank != 0)
         return;
-    printf("ring attention: %d ranks, device %s\n", r->l.nranks,
-           clattn_context_device_name(r->ctx));
+    printf("ring attention: %d ranks\n", r->l.nranks);
     printf("B=%lld H=%lld HKV=%lld S=%lld D=%lld %s%s%s%s: %d chunk(s) of %lld tokens per rank\n",
            (long long)o->batch, (long long)o->heads, (long long)o->kv_heads, (long long)o->seq,
            (long long)o->dim, dtype_name(o->dtype), o->causal ? " causal" : "",
