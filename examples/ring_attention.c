@@ -16,8 +16,9 @@
    rank does the same causal work (Llama 3's context parallelism does the same).
 
    Run: mpirun -np 2 --oversubscribe ./build/examples/ring_attention --seq 64 --causal --check
-   (usage() lists the flags). --check: rank 0 gathers out, lse (and dq, dk, dv) and compares
-   them with one clattn call over the whole sequence on its own context.
+   (usage() lists the flags; --device 0:%l puts each rank of a host on its own device).
+   --check: rank 0 gathers out, lse (and dq, dk, dv) and compares them with one clattn call
+   over the whole sequence on its own context.
    Exit status: 0; 1 a failure or --check over its tolerance; 2 a usage error (on every rank);
    77 no OpenCL device (Meson counts the test as skipped). */
 #include <clattn.h>
@@ -373,13 +374,14 @@ typedef struct ring {
        K/V message, one partial, and one backward call's dq, dk, dv */
     cl_mem q[MAX_CHUNKS], out[MAX_CHUNKS][2], lse[MAX_CHUNKS][2], dout[MAX_CHUNKS];
     cl_mem kv, part_out, part_lse, dq, dk, dv;
-    int cur[MAX_CHUNKS], valid[MAX_CHUNKS];
+    int cur[MAX_CHUNKS];        /* which of out[i][0..1], lse[i][0..1] hold chunk i's result */
+    int valid[MAX_CHUNKS];      /* whether they hold one yet in this run of the ring */
     /* host: K/V messages [chunk][K|V] (own, and two for the ring), f32 dK/dV messages of the
        same layout, dq sums per chunk, one backward call's results */
     unsigned char *kv_own, *kv_msg[2];
     float *dkv_step, *dkv_recv, *dkv_send, *dq_sum[MAX_CHUNKS];
     float *h_dq, *h_dk, *h_dv;
-    step_times *fwd, *bwd;      /* per step, of the last run */
+    step_times *fwd, *bwd;      /* [nranks]: each step of the last run */
 } ring;
 
 static double now_ms(void)
