@@ -7,7 +7,9 @@
    next one run while the device attends to the current one. Each step's partial (out, lse) is
    folded into the running result with clattn_attention_merge. With --causal, a (query chunk,
    key chunk) pair of equal lengths is fully visible (key chunk earlier), diagonal (the same
-   chunk: plain causal) or invisible (skipped), so no global positions are needed.
+   chunk: plain causal) or invisible (skipped). Each call also gets its chunks' positions in
+   the sequence (desc.q_start, k_start), which key the dropout mask: with --dropout the shards
+   drop what one call over the whole sequence drops.
    Backward: with the forward's final out and lse of its own rows, clattn_attention_backward on
    (own q, visiting k/v, own out/dout/lse) gives exactly that key chunk's share of dq, dk and
    dv. dq is summed on the rank; the dK/dV sums (f32, on the host) travel round the ring with
@@ -31,6 +33,7 @@
 #include <time.h>
 
 enum { EXIT_USAGE = 2, EXIT_SKIP = 77, TAG_KV = 1, TAG_DKV = 2, MAX_CHUNKS = 2 };
+static const uint64_t DROPOUT_SEED = 0x5eed;
 
 /* --check tolerances, max |x - ref| / max |ref| per tensor. Both sides read the same input
    bits and compute in f32 (out and the gradients are stored in f32); they differ only in how
@@ -95,7 +98,7 @@ static void usage(FILE *f)
         "  --dim D          head dim of q, k and v (default 32)\n"
         "  --causal         causal mask\n"
         "  --dtype T        f32 | f16 | bf16 for q, k, v (default f32)\n"
-        "  --dropout P      only 0 (see below)\n"
+        "  --dropout P      dropout probability in [0, 1) (default 0)\n"
         "  --backward       also dq, dk, dv of a pseudo-random dout\n"
         "  --zigzag         each rank holds chunks r and 2N-1-r of 2N (even causal work)\n"
         "  --check          compare with one clattn call on rank 0; exit 1 over tolerance\n"
@@ -103,9 +106,8 @@ static void usage(FILE *f)
         "  --device SEL     clattn's device selector (default: $CLATTN_DEVICE, else the first\n"
         "                   GPU...); %%l in it becomes the rank's index on its host, so\n"
         "                   --device 0:%%l gives each rank of a host its own device\n"
-        "Dropout: clattn's dropout mask is keyed on local (query row, key) indices and the C\n"
-        "API has no global positions (q_start/k_start) yet, so a sharded run cannot reproduce\n"
-        "the single-device mask; --dropout P > 0 is refused.\n");
+        "Every call gets its chunks' positions in the sequence (q_start, k_start), which key\n"
+        "the dropout mask, so the shards drop what one call over the whole sequence drops.\n");
 }
 
 /* The value of a flag, or NULL when argv has none. */
@@ -193,10 +195,6 @@ static int parse_flag(int argc, char **argv, int *i, options *o, const char **wh
 static const char *options_problem(const options *o, int nranks)
 {
     int64_t chunks = (int64_t)nranks * (o->zigzag ? 2 : 1);
-    if (o->dropout > 0.0)
-        return "--dropout P > 0: clattn's dropout mask is keyed on local (query row, key) "
-               "indices and the C API has no global positions (q_start/k_start) yet, so a "
-               "sharded run cannot reproduce the single-device mask";
     if (o->heads % o->kv_heads != 0)
         return "--kv-heads must divide --heads";
     if (o->seq % chunks != 0)
@@ -589,12 +587,26 @@ static pair_kind pair_visibility(int causal, int q_chunk, int k_chunk)
     return k_chunk == q_chunk ? PAIR_DIAGONAL : PAIR_HIDDEN;
 }
 
-static clattn_attention_desc pair_desc(pair_kind kind)
+/* The dropout of the ring and of --check's reference: one mask over the whole sequence. */
+static void desc_set_dropout(clattn_attention_desc *d, const options *o)
+{
+    d->dropout_p = (float)o->dropout;
+    d->dropout_seed = DROPOUT_SEED;
+    d->dropout_offset = 0;
+}
+
+/* The call for own query chunk qi and key chunk ki of the K/V from rank src. The positions
+   place both chunks in the sequence: the dropout mask is keyed on them, so a chunk drops what
+   the whole sequence's call drops (the mask needs no positions: kind says what it is). */
+static clattn_attention_desc pair_desc(const ring *r, int src, int qi, int ki, pair_kind kind)
 {
     clattn_attention_desc d;
     clattn_attention_desc_init(&d);
     d.causal = kind == PAIR_DIAGONAL;
-    d.align = CLATTN_ALIGN_TOP_LEFT; /* equal lengths: the same as BOTTOM_RIGHT */
+    d.align = CLATTN_ALIGN_TOP_LEFT; /* with positions, row i sees keys at or before its own */
+    d.q_start = chunk_of(&r->l, r->l.rank, qi) * r->l.len;
+    d.k_start = chunk_of(&r->l, src, ki) * r->l.len;
+    desc_set_dropout(&d, &r->o);
     return d;
 }
 
@@ -614,9 +626,9 @@ static clattn_tensor visiting_view(const ring *r, int i, int which)
 
 /* Attention of own query chunk qi to visiting key chunk ki, folded into qi's running result:
    the first visible pair writes it, every later one is merged into the other buffer. */
-static void forward_pair(ring *r, int qi, int ki, pair_kind kind)
+static void forward_pair(ring *r, int src, int qi, int ki, pair_kind kind)
 {
-    clattn_attention_desc d = pair_desc(kind);
+    clattn_attention_desc d = pair_desc(r, src, qi, ki, kind);
     int64_t H = r->o.heads, D = r->o.dim;
     clattn_tensor q = chunk_view(r, r->q[qi], r->o.dtype, H, D);
     clattn_tensor k = visiting_view(r, ki, 0), v = visiting_view(r, ki, 1);
@@ -668,9 +680,10 @@ static void wait_device_driving_mpi(const ring *r, MPI_Request *req, int n)
 
 /* dq, dk, dv of own query chunk qi against visiting key chunk ki (with the global out and
    lse, exactly that key chunk's share), added into the chunk's dq sum and this step's dK/dV. */
-static void backward_pair(ring *r, int qi, int ki, pair_kind kind, MPI_Request *req, int n)
+static void backward_pair(ring *r, int src, int qi, int ki, pair_kind kind, MPI_Request *req,
+                          int n)
 {
-    clattn_attention_desc d = pair_desc(kind);
+    clattn_attention_desc d = pair_desc(r, src, qi, ki, kind);
     int64_t H = r->o.heads, HKV = r->o.kv_heads, D = r->o.dim;
     clattn_tensor q = chunk_view(r, r->q[qi], r->o.dtype, H, D);
     clattn_tensor k = visiting_view(r, ki, 0), v = visiting_view(r, ki, 1);
@@ -726,11 +739,17 @@ static int kv_exchange_post(ring *r, int step, int cur, MPI_Request *req)
     return 2;
 }
 
+/* The rank whose K/V visits at this step. */
+static int visiting_rank(const ring *r, int step)
+{
+    return (r->l.rank - step + r->l.nranks) % r->l.nranks;
+}
+
 /* The visibility of own query chunk qi to key chunk ki of the K/V that visits at this step
    (it came from rank - step). */
 static pair_kind step_pair(const ring *r, int step, int qi, int ki)
 {
-    int src = (r->l.rank - step + r->l.nranks) % r->l.nranks;
+    int src = visiting_rank(r, step);
     return pair_visibility(r->o.causal, chunk_of(&r->l, r->l.rank, qi),
                            chunk_of(&r->l, src, ki));
 }
@@ -754,7 +773,7 @@ static void forward_step(ring *r, int step, const unsigned char *msg, MPI_Reques
         for (int ki = 0; ki < r->l.nc; ki++) {
             pair_kind kind = step_pair(r, step, qi, ki);
             if (kind != PAIR_HIDDEN)
-                forward_pair(r, qi, ki, kind);
+                forward_pair(r, visiting_rank(r, step), qi, ki, kind);
         }
     wait_device_driving_mpi(r, req, n);
 }
@@ -789,7 +808,7 @@ static void backward_step(ring *r, int step, const unsigned char *msg, MPI_Reque
         for (int ki = 0; ki < r->l.nc; ki++) {
             pair_kind kind = step_pair(r, step, qi, ki);
             if (kind != PAIR_HIDDEN)
-                backward_pair(r, qi, ki, kind, req, n);
+                backward_pair(r, visiting_rank(r, step), qi, ki, kind, req, n);
         }
 }
 
@@ -1033,6 +1052,7 @@ static void reference_compute(const ring *r, const inputs *in, results *x)
     clattn_attention_desc d;
     clattn_attention_desc_init(&d);
     d.causal = o->causal;
+    desc_set_dropout(&d, o);
     CHECK(clattn_attention_forward(r->ctx, &d, &q, &k, &v, &out, &lse, 0, NULL, NULL));
     if (o->backward)
         CHECK(clattn_attention_backward(r->ctx, &d, &q, &k, &v, &out, &dout, &lse, &dq, &dk, &dv,
@@ -1118,11 +1138,11 @@ static void describe(const ring *r)
     if (r->l.rank != 0)
         return;
     printf("ring attention: %d ranks\n", r->l.nranks);
-    printf("B=%lld H=%lld HKV=%lld S=%lld D=%lld %s%s%s%s: %d chunk(s) of %lld tokens per rank\n",
-           (long long)o->batch, (long long)o->heads, (long long)o->kv_heads, (long long)o->seq,
-           (long long)o->dim, dtype_name(o->dtype), o->causal ? " causal" : "",
-           o->zigzag ? " zigzag" : "", o->backward ? " backward" : "", r->l.nc,
-           (long long)r->l.len);
+    printf("B=%lld H=%lld HKV=%lld S=%lld D=%lld %s%s%s%s dropout %g: %d chunk(s) of %lld "
+           "tokens per rank\n", (long long)o->batch, (long long)o->heads,
+           (long long)o->kv_heads, (long long)o->seq, (long long)o->dim, dtype_name(o->dtype),
+           o->causal ? " causal" : "", o->zigzag ? " zigzag" : "",
+           o->backward ? " backward" : "", o->dropout, r->l.nc, (long long)r->l.len);
 }
 
 /* Inputs, the timed ring, then --check; the exit status. */
