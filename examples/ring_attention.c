@@ -597,7 +597,8 @@ static void desc_set_dropout(clattn_attention_desc *d, const options *o)
 
 /* The call for own query chunk qi and key chunk ki of the K/V from rank src. The positions
    place both chunks in the sequence: the dropout mask is keyed on them, so a chunk drops what
-   the whole sequence's call drops (the mask needs no positions: kind says what it is). */
+   the whole sequence's call drops. The mask follows kind: a diagonal pair has q_start ==
+   k_start, where the positions' causal mask is the local one. */
 static clattn_attention_desc pair_desc(const ring *r, int src, int qi, int ki, pair_kind kind)
 {
     clattn_attention_desc d;
@@ -658,7 +659,8 @@ static void add_into(float *acc, const float *x, size_t n)
 
 /* Waits for the queue while driving the pending MPI requests: Open MPI moves a large message
    only inside MPI calls (no progress thread by default), so the ring's transfers overlap the
-   device's work only if this thread keeps testing them. */
+   device's work only if this thread keeps testing them. It sleeps 50 us between tests to
+   leave the CPU to PoCL's threads where the device is this CPU. */
 static void wait_device_driving_mpi(const ring *r, MPI_Request *req, int n)
 {
     cl_event done;
