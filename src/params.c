@@ -52,11 +52,9 @@ clattn_view_params clattn_view_params_of(const clattn_tensor *t, int broadcast)
 /* A window of at least seq_q + seq_k + |q_start - k_start| reaches every key of every row, as
    -1 does; capping it there keeps the kernels' index arithmetic far from overflow (positions
    are at most 2^40). */
-static clattn_i64 capped_window(int64_t window, const clattn_attention_desc *d,
-                                const clattn_problem *p)
+static clattn_i64 capped_window(int64_t window, int64_t start_shift, const clattn_problem *p)
 {
-    const int64_t shift = d->q_start - d->k_start;
-    const int64_t reach = p->seq_q + p->seq_k + (shift < 0 ? -shift : shift);
+    const int64_t reach = p->seq_q + p->seq_k + (start_shift < 0 ? -start_shift : start_shift);
     return window > reach ? reach : window;
 }
 
@@ -65,9 +63,9 @@ clattn_attention_params clattn_attention_params_of(const clattn_attention_desc *
                                                    clattn_i32 extra_flags)
 {
     clattn_attention_params a = {0};
-    a.window_left = capped_window(d->window_left, d, p);
-    a.window_right = capped_window(d->window_right, d, p);
     a.start_shift = d->q_start - d->k_start;
+    a.window_left = capped_window(d->window_left, a.start_shift, p);
+    a.window_right = capped_window(d->window_right, a.start_shift, p);
     a.dropout = clattn_dropout_params_of(d);
     a.seq_q = (clattn_i32)p->seq_q;
     a.seq_k = (clattn_i32)p->seq_k;
